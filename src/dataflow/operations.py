@@ -1,0 +1,473 @@
+"""The CRUD vocabulary every model gets, built from a few cached statements.
+
+:class:`Operations` is shared by :class:`~dataflow.core.DataFlow` (each call on a
+pooled connection) and :class:`~dataflow.core.Transaction` (all calls on one
+connection inside one transaction). Each statement shape is built with
+SQLAlchemy Core and compiled once per dialect; a call only gathers values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, NamedTuple, TypeVar
+
+import sqlalchemy as sa
+
+from dataflow.dialects.base import Connection, Dialect
+from dataflow.errors import ConcurrencyError, NotFoundError, ValidationError
+from dataflow.filters import FilterCompiler
+from dataflow.models import AUTO_FIELDS, VERSION_FIELD, Kind, ModelInfo
+from dataflow.schema import ModelTables
+from dataflow.values import Codec, dump_json, utcnow
+
+__all__ = ["ModelState", "Operations", "OrderBy", "Statements"]
+
+T = TypeVar("T")
+Filter = Mapping[str, Any]
+OrderBy = str | Sequence[str] | Sequence[tuple[str, str]] | None
+ModelRef = type | str
+
+
+class Compiled(NamedTuple):
+    """SQL text of one statement shape and how to order its values."""
+
+    sql: str
+    names: tuple[str, ...]
+    defaults: dict[str, Any]
+
+    def args(self, params: Mapping[str, Any]) -> list[Any]:
+        """Positional driver arguments for ``params``."""
+        return [params[n] if n in params else self.defaults[n] for n in self.names]
+
+
+class Statements:
+    """Compiled statements of one dialect, keyed by shape."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self._dialect = dialect
+        self._cache: dict[Any, Compiled] = {}
+
+    def get(self, key: Any, build: Callable[[], Any]) -> Compiled:
+        """The compiled statement for ``key``, building it on first use."""
+        compiled = self._cache.get(key)
+        if compiled is None:
+            compiled = self._cache[key] = self.compile(build())
+        return compiled
+
+    def compile(self, stmt: Any) -> Compiled:
+        """Compile a SQLAlchemy statement for the dialect."""
+        c = stmt.compile(dialect=self._dialect.sa_dialect)
+        names = tuple(c.positiontup or ())
+        return Compiled(str(c), names, {n: c.params[n] for n in names if c.params.get(n) is not None})
+
+
+class ModelState:
+    """A model as bound to one DataFlow: tables, codec, filters."""
+
+    def __init__(self, model: ModelInfo, tables: ModelTables, dialect: Dialect) -> None:
+        self.model = model
+        self.name = model.name
+        self.tables = tables
+        self.table = tables.main
+        self.codec = Codec(model, dialect)
+        self.filters = FilterCompiler(model, self.codec, self._membership)
+        self._dialect = dialect
+        self.columns = [self.table.c[n] for n in model.fields]
+
+    def _membership(self, field: str, element: Any) -> tuple[Callable[[Any], Any], Any]:
+        encoded = dump_json(element, f"$contains on {field!r}")
+        if field in self.tables.native_membership:
+            col = self.table.c[field]
+            return (lambda b: self._dialect.json_contains(col, b)), self._dialect.membership_value(encoded)
+        side = self.tables.sides.get(field)
+        if side is None:
+            raise ValidationError(
+                f"$contains on {self.name}.{field} needs Index({field!r}, membership=True)"
+            )
+        return (lambda b: self.table.c.id.in_(sa.select(side.c.owner_id).where(side.c.value == b))), encoded
+
+
+def _order(state: ModelState, order_by: OrderBy) -> tuple[tuple[str, bool], ...]:
+    if order_by is None:
+        return ()
+    items: Sequence[Any] = [order_by] if isinstance(order_by, str) else order_by
+    result = []
+    for item in items:
+        if isinstance(item, tuple):
+            name, direction = item
+            if direction not in ("asc", "desc"):
+                raise ValidationError(f"order direction must be 'asc' or 'desc', got {direction!r}")
+            desc = direction == "desc"
+        elif isinstance(item, str):
+            desc, name = item.startswith("-"), item.lstrip("-")
+        else:
+            raise ValidationError(f"bad order_by item {item!r}")
+        if name not in state.model.fields:
+            raise ValidationError(f"unknown field {name!r} in order_by for model {state.name}")
+        result.append((name, desc))
+    return tuple(result)
+
+
+def _check_count(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValidationError(f"{name} must be a non-negative int, got {value!r}")
+    return value
+
+
+def _aware(value: Any) -> Any:
+    return value.astimezone(UTC) if isinstance(value, datetime) else value
+
+
+class Operations:
+    """CRUD primitives; subclasses decide on which connection they run."""
+
+    _statements: Statements
+    dialect: Dialect
+
+    def _state(self, model: ModelRef) -> ModelState:
+        raise NotImplementedError  # pragma: no cover
+
+    async def _run(self, state: ModelState, fn: Callable[[Connection], Awaitable[T]], *, write: bool, atomic: bool = False) -> T:
+        raise NotImplementedError  # pragma: no cover
+
+    # -- reads -------------------------------------------------------------
+
+    async def get(self, model: ModelRef, id: str) -> dict[str, Any] | None:
+        """Return the record with primary key ``id``, or None."""
+        st = self._state(model)
+        c = self._statements.get(("get", st.name), lambda: sa.select(*st.columns).where(st.table.c.id == sa.bindparam("w0")))
+        args = [st.codec.encode_scalar(st.model.fields["id"], id)]
+
+        async def fn(conn: Connection) -> dict[str, Any] | None:
+            rows = await conn.fetch(c.sql, args)
+            return st.codec.decode_row(rows[0]) if rows else None
+
+        return await self._run(st, fn, write=False)
+
+    async def select(
+        self,
+        model: ModelRef,
+        filter: Filter | None = None,
+        *,
+        order_by: OrderBy = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[dict[str, Any]]:
+        """Return the records matching ``filter``.
+
+        Args:
+            model: Model class or name.
+            filter: A filter dict (see :mod:`dataflow.filters`).
+            order_by: ``"field"``, ``"-field"`` (descending), a list of those, or
+                ``[("field", "asc"|"desc")]``. ``id`` breaks ties.
+            limit: At most this many records.
+            offset: Skip this many records first.
+        """
+        st = self._state(model)
+        order = _order(st, order_by)
+        if limit is not None:
+            _check_count("limit", limit)
+        _check_count("offset", offset)
+        values: list[Any] = []
+        shape, _ = st.filters.walk(filter, None, values, False)
+        key = ("select", st.name, shape, order, limit is not None, offset > 0)
+
+        def build() -> Any:
+            _, where = st.filters.walk(filter, st.table, [], True)
+            stmt = sa.select(*st.columns)
+            if where is not None:
+                stmt = stmt.where(where)
+            keys = [st.table.c[n].desc() if d else st.table.c[n].asc() for n, d in order]
+            if order and "id" not in (n for n, _ in order):
+                keys.append(st.table.c.id.desc() if order[-1][1] else st.table.c.id.asc())
+            stmt = stmt.order_by(*keys)
+            if limit is not None:
+                stmt = stmt.limit(sa.bindparam("lim", type_=sa.Integer))
+            if offset > 0:
+                stmt = stmt.offset(sa.bindparam("off", type_=sa.Integer))
+            return stmt
+
+        c = self._statements.get(key, build)
+        params = {f"w{i}": v for i, v in enumerate(values)}
+        params["lim"], params["off"] = limit, offset
+        args = c.args(params)
+
+        async def fn(conn: Connection) -> list[dict[str, Any]]:
+            decode = st.codec.decode_row
+            return [decode(r) for r in await conn.fetch(c.sql, args)]
+
+        return await self._run(st, fn, write=False)
+
+    async def count(self, model: ModelRef, filter: Filter | None = None) -> int:
+        """Return how many records match ``filter``."""
+        st = self._state(model)
+        values: list[Any] = []
+        shape, _ = st.filters.walk(filter, None, values, False)
+
+        def build() -> Any:
+            _, where = st.filters.walk(filter, st.table, [], True)
+            stmt = sa.select(sa.func.count()).select_from(st.table)
+            return stmt if where is None else stmt.where(where)
+
+        c = self._statements.get(("count", st.name, shape), build)
+        args = c.args({f"w{i}": v for i, v in enumerate(values)})
+
+        async def fn(conn: Connection) -> int:
+            rows = await conn.fetch(c.sql, args)
+            return int(rows[0][0])
+
+        return await self._run(st, fn, write=False)
+
+    # -- inserts -----------------------------------------------------------
+
+    def _prepare(self, st: ModelState, values: Mapping[str, Any], now: datetime) -> tuple[dict[str, Any], list[Any]]:
+        if not isinstance(values, Mapping):
+            raise ValidationError(f"a {st.name} record must be a dict, got {type(values).__name__}")
+        st.codec.check_keys(values, st.model.writable)
+        record: dict[str, Any] = {}
+        for name, f in st.model.fields.items():
+            if name in values:
+                record[name] = values[name]
+            elif name in AUTO_FIELDS:
+                record[name] = now
+            elif name == VERSION_FIELD and st.model.versioned:
+                record[name] = 1
+            elif f.has_default:
+                record[name] = f.make_default()
+            else:
+                raise ValidationError(f"missing required field {name!r} for model {st.name}")
+        args = [st.codec.encode(n, v) for n, v in record.items()]
+        return {n: _aware(v) for n, v in record.items()}, args
+
+    def _insert_sql(self, st: ModelState) -> Compiled:
+        return self._statements.get(
+            ("insert", st.name),
+            lambda: sa.insert(st.table).values({n: sa.bindparam(f"v_{n}") for n in st.model.fields}),
+        )
+
+    async def insert(self, model: ModelRef, values: Mapping[str, Any]) -> dict[str, Any]:
+        """Insert one record; fill defaults and timestamps; return it.
+
+        Raises:
+            ValidationError: Unknown, managed or missing fields, or bad values.
+            DuplicateKeyError: The id (or a unique index) is taken.
+        """
+        st = self._state(model)
+        record, args = self._prepare(st, values, utcnow())
+        c = self._insert_sql(st)
+
+        async def fn(conn: Connection) -> dict[str, Any]:
+            await conn.execute(c.sql, args)
+            await self._write_sides(conn, st, [record])
+            return record
+
+        return await self._run(st, fn, write=True, atomic=bool(st.tables.sides))
+
+    async def insert_many(self, model: ModelRef, records: Sequence[Mapping[str, Any]]) -> int:
+        """Insert many records atomically (all or none); return how many."""
+        st = self._state(model)
+        now = utcnow()
+        prepared = [self._prepare(st, r, now) for r in records]
+        if not prepared:
+            return 0
+        c = self._insert_sql(st)
+
+        async def fn(conn: Connection) -> int:
+            await conn.executemany(c.sql, [a for _, a in prepared])
+            await self._write_sides(conn, st, [r for r, _ in prepared])
+            return len(prepared)
+
+        return await self._run(st, fn, write=True, atomic=True)
+
+    async def _write_sides(self, conn: Connection, st: ModelState, records: Sequence[Mapping[str, Any]], *, replace: bool = False) -> None:
+        for field, side in st.tables.sides.items():
+            touched = [r for r in records if field in r]
+            if replace and touched:
+                c = self._statements.get(("side-del", side.name), lambda s=side: sa.delete(s).where(s.c.owner_id == sa.bindparam("o")))
+                await conn.executemany(c.sql, [[r["id"]] for r in touched])
+            rows = [
+                [r["id"], v]
+                for r in touched
+                for v in dict.fromkeys(dump_json(e, f"field {field!r}") for e in (r[field] or ()))
+            ]
+            if rows:
+                c = self._statements.get(("side-ins", side.name), lambda s=side: sa.insert(s).values(owner_id=sa.bindparam("o"), value=sa.bindparam("v")))
+                await conn.executemany(c.sql, rows)
+
+    async def upsert(self, model: ModelRef, values: Mapping[str, Any]) -> dict[str, Any]:
+        """Insert the record, or update every given field of the existing one; return it."""
+        st = self._state(model)
+        await self.upsert_many(model, [values])
+        result = await self.get(st.name, values["id"])
+        assert result is not None
+        return result
+
+    async def upsert_many(self, model: ModelRef, records: Sequence[Mapping[str, Any]]) -> int:
+        """Insert or update many records atomically; return how many were given."""
+        st = self._state(model)
+        now = utcnow()
+        prepared = [self._prepare(st, r, now) for r in records]
+        if not prepared:
+            return 0
+        c = self._statements.get(
+            ("upsert", st.name),
+            lambda: self.dialect.upsert(st.table, [n for n in st.model.fields if n not in ("id", "created_at")]),
+        )
+
+        async def fn(conn: Connection) -> int:
+            await conn.executemany(c.sql, [a for _, a in prepared])
+            await self._write_sides(conn, st, [r for r, _ in prepared], replace=True)
+            return len(prepared)
+
+        return await self._run(st, fn, write=True, atomic=True)
+
+    # -- updates -----------------------------------------------------------
+
+    def _update_plan(
+        self, st: ModelState, filter: Filter, values: Mapping[str, Any], merge: Mapping[str, Mapping[str, Any]] | None, extra: Mapping[str, Any]
+    ) -> tuple[Compiled, list[Any]]:
+        if not isinstance(filter, Mapping):
+            raise ValidationError("an update needs a filter dict ({} updates every record)")
+        st.codec.check_keys(values, st.model.writable)
+        merge = merge or {}
+        for name, updates in merge.items():
+            f = st.model.fields.get(name)
+            if f is None or f.kind is not Kind.JSON or f.is_list or name in values:
+                raise ValidationError(f"merge target {name!r} must be a dict field of {st.name} not also set")
+            if not isinstance(updates, Mapping) or not all(isinstance(k, str) for k in updates):
+                raise ValidationError(f"merge into {name!r} takes a dict with str keys")
+        sets = {**values, **extra, "updated_at": utcnow()}
+        params = {f"s_{n}": st.codec.encode(n, v) for n, v in sets.items()}
+        merge_shape = tuple((n, len(u)) for n, u in merge.items())
+        for n, updates in merge.items():
+            params[f"m_{n}"] = dump_json(dict(updates), f"merge into {n!r}")
+            for i, k in enumerate(updates):
+                params[f"m_{n}_{i}"] = self.dialect.json_path(k)
+        fvalues: list[Any] = []
+        shape, _ = st.filters.walk(filter, None, fvalues, False)
+        params.update({f"w{i}": v for i, v in enumerate(fvalues)})
+
+        def build() -> Any:
+            _, where = st.filters.walk(filter, st.table, [], True)
+            assignments: dict[Any, Any] = {n: sa.bindparam(f"s_{n}", type_=st.table.c[n].type) for n in sets}
+            for n, count in merge_shape:
+                col = st.table.c[n]
+                paths = [sa.bindparam(f"m_{n}_{i}", type_=sa.String) for i in range(count)]
+                assignments[n] = self.dialect.json_merge(col, sa.bindparam(f"m_{n}", type_=col.type), paths)
+            stmt = sa.update(st.table).values(assignments)
+            return stmt if where is None else stmt.where(where)
+
+        c = self._statements.get(("update", st.name, tuple(sets), merge_shape, shape), build)
+        return c, c.args(params)
+
+    async def update_where(
+        self,
+        model: ModelRef,
+        filter: Filter,
+        values: Mapping[str, Any],
+        *,
+        merge: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> int:
+        """Conditional update: ``UPDATE ... SET values WHERE filter``; return rows matched.
+
+        Args:
+            model: Model class or name.
+            filter: Which records (``{}`` for all).
+            values: Field values to set; ``updated_at`` is set automatically.
+            merge: ``{dict_field: updates}``: shallow ``dict.update`` of a JSON
+                object column, done atomically by the database.
+        """
+        st = self._state(model)
+        c, args = self._update_plan(st, filter, values, merge, {})
+        touched_sides = [f for f in st.tables.sides if f in values]
+
+        async def fn(conn: Connection) -> int:
+            ids: list[Any] = []
+            if touched_sides:
+                ids = [r[0] for r in await conn.fetch(*self._ids_sql(st, filter))]
+            n = await conn.execute(c.sql, args)
+            if touched_sides:
+                await self._write_sides(conn, st, [{"id": i, **{f: values[f] for f in touched_sides}} for i in ids], replace=True)
+            return n
+
+        return await self._run(st, fn, write=True, atomic=bool(touched_sides))
+
+    def _ids_sql(self, st: ModelState, filter: Filter) -> tuple[str, list[Any]]:
+        values: list[Any] = []
+        _, where = st.filters.walk(filter, st.table, values, True)
+        stmt = sa.select(st.table.c.id)
+        c = self._statements.compile(stmt if where is None else stmt.where(where))
+        return c.sql, c.args({f"w{i}": v for i, v in enumerate(values)})
+
+    async def update(self, model: ModelRef, id: str, values: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Update one record by id; return it as stored, or None if it does not exist."""
+        st = self._state(model)
+        c, args = self._update_plan(st, {"id": id}, values, None, {})
+        get_sql = self._statements.get(("get", st.name), lambda: sa.select(*st.columns).where(st.table.c.id == sa.bindparam("w0")))
+
+        async def fn(conn: Connection) -> dict[str, Any] | None:
+            if not await conn.execute(c.sql, args):
+                return None
+            if st.tables.sides:
+                await self._write_sides(conn, st, [{"id": id, **values}], replace=True)
+            rows = await conn.fetch(get_sql.sql, [id])
+            return st.codec.decode_row(rows[0])
+
+        return await self._run(st, fn, write=True, atomic=True)
+
+    async def update_versioned(self, model: ModelRef, id: str, version: int, values: Mapping[str, Any]) -> int:
+        """Optimistic-concurrency update of a ``versioned`` model; return the new version.
+
+        Raises:
+            ConcurrencyError: The stored version is no longer ``version``.
+            NotFoundError: No record has this id.
+        """
+        st = self._state(model)
+        if not st.model.versioned:
+            raise ValidationError(f"model {st.name} is not versioned (use versioned=True)")
+        _check_count("version", version)
+        c, args = self._update_plan(st, {"id": id, VERSION_FIELD: version}, values, None, {VERSION_FIELD: version + 1})
+
+        async def fn(conn: Connection) -> int:
+            return await conn.execute(c.sql, args)
+
+        if not await self._run(st, fn, write=True):
+            if await self.get(st.name, id) is None:
+                raise NotFoundError(f"{st.name} {id!r} does not exist")
+            raise ConcurrencyError(f"{st.name} {id!r} was changed concurrently (expected version {version})")
+        return version + 1
+
+    # -- deletes -----------------------------------------------------------
+
+    async def delete(self, model: ModelRef, id: str) -> bool:
+        """Delete one record by id; return whether it existed."""
+        return await self.delete_where(model, {"id": id}) > 0
+
+    async def delete_where(self, model: ModelRef, filter: Filter, *, limit: int | None = None) -> int:
+        """Delete the records matching ``filter`` (at most ``limit``); return how many."""
+        st = self._state(model)
+        if not isinstance(filter, Mapping):
+            raise ValidationError("a delete needs a filter dict ({} deletes every record)")
+        if limit is not None:
+            _check_count("limit", limit)
+        values: list[Any] = []
+        shape, _ = st.filters.walk(filter, None, values, False)
+
+        def build() -> Any:
+            _, where = st.filters.walk(filter, st.table, [], True)
+            where = sa.true() if where is None else where
+            stmt = sa.delete(st.table)
+            if limit is None:
+                return stmt.where(where)
+            return self.dialect.limit_delete(stmt, st.table, where, sa.bindparam("lim", type_=sa.Integer))
+
+        c = self._statements.get(("delete", st.name, shape, limit is not None), build)
+        params = {f"w{i}": v for i, v in enumerate(values)}
+        params["lim"] = limit
+        args = c.args(params)
+
+        async def fn(conn: Connection) -> int:
+            return await conn.execute(c.sql, args)
+
+        return await self._run(st, fn, write=True)

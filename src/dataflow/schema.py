@@ -1,0 +1,175 @@
+"""Tables for models: building them, and creating or evolving them safely.
+
+Schema setup runs once per model and process, under a cross-process lock that
+each dialect provides, so two processes starting at the same moment do not
+race. A stored table is only ever extended: a new ``Optional`` field adds its
+column; a change that would lose data (a type change, a new required field)
+is refused with :class:`~dataflow.errors.SchemaError`. Every applied change
+bumps the table's version in ``dataflow_schema``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.schema import CreateColumn, CreateIndex, CreateTable
+
+from dataflow.errors import SchemaError
+from dataflow.models import Kind, ModelInfo
+from dataflow.values import utcnow
+
+if TYPE_CHECKING:
+    from dataflow.dialects.base import Connection, Dialect
+
+__all__ = ["ModelTables", "build_tables", "ensure_tables"]
+
+_KEY_LEN = 255
+
+
+@dataclass
+class ModelTables:
+    """The SQLAlchemy tables of one model: its own and its membership side tables."""
+
+    model: ModelInfo
+    main: sa.Table
+    sides: dict[str, sa.Table] = field(default_factory=dict)
+    native_membership: tuple[str, ...] = ()
+
+
+def _index_name(table: str, fields: tuple[str, ...], suffix: str = "") -> str:
+    return f"ix_{table}_{'_'.join(fields)}{suffix}"[:60]
+
+
+def build_tables(model: ModelInfo, dialect: Dialect, metadata: sa.MetaData) -> ModelTables:
+    """Build the tables of ``model`` for ``dialect``."""
+    keyed = {n for idx in model.indexes if not idx.membership for n in idx.fields} | {"id"}
+    columns = [
+        sa.Column(
+            f.name,
+            dialect.column_type(f.kind, key=f.name in keyed),
+            primary_key=f.name == "id",
+            nullable=f.nullable,
+        )
+        for f in model.fields.values()
+    ]
+    main = sa.Table(model.table, metadata, *columns)
+    native: list[str] = []
+    for idx in model.indexes:
+        name = idx.name or _index_name(model.table, idx.fields)
+        if idx.membership and dialect.native_membership_index:
+            native.append(idx.fields[0])
+            dialect.membership_index(main, idx.fields[0], name)
+        elif not idx.membership:
+            sa.Index(name, *(main.c[n] for n in idx.fields), unique=idx.unique)
+    tables = ModelTables(model, main, native_membership=tuple(native))
+    for name in model.membership:
+        if name not in native:
+            tables.sides[name] = _side_table(model, name, dialect, metadata)
+    return tables
+
+
+def _side_table(model: ModelInfo, name: str, dialect: Dialect, metadata: sa.MetaData) -> sa.Table:
+    key = dialect.column_type(Kind.STR, key=True)
+    side = sa.Table(
+        model.side_table(name),
+        metadata,
+        sa.Column(
+            "owner_id",
+            key,
+            sa.ForeignKey(f"{model.table}.id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
+        sa.Column("value", key, primary_key=True),
+    )
+    sa.Index(_index_name(side.name, ("value", "owner_id")), side.c.value, side.c.owner_id)
+    return side
+
+
+async def ensure_tables(conn: Connection, dialect: Dialect, all_tables: list[ModelTables]) -> None:
+    """Create or extend the tables of the given models (inside ``conn``'s transaction)."""
+    async with dialect.schema_lock(conn):
+        await _ensure_version_table(conn, dialect)
+        for tables in all_tables:
+            for table in (tables.main, *tables.sides.values()):
+                changed = await _ensure_table(conn, dialect, table, tables.model)
+                if changed:
+                    await _bump_version(conn, dialect, table.name)
+
+
+_VERSIONS = sa.Table(
+    "dataflow_schema",
+    sa.MetaData(),
+    sa.Column("table_name", sa.String(_KEY_LEN), primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("updated_at", sa.String(40), nullable=False),
+)
+
+
+def _sql(dialect: Dialect, stmt: Any) -> tuple[str, list[Any]]:
+    compiled = stmt.compile(dialect=dialect.sa_dialect)
+    names = getattr(compiled, "positiontup", None) or []
+    return str(compiled), [compiled.params[n] for n in names]
+
+
+async def _ensure_version_table(conn: Connection, dialect: Dialect) -> None:
+    if await dialect.table_columns(conn, _VERSIONS.name) is None:
+        await conn.execute(*_sql(dialect, CreateTable(_VERSIONS)))
+
+
+async def _bump_version(conn: Connection, dialect: Dialect, table: str) -> None:
+    now = utcnow().isoformat()
+    updated = await conn.execute(
+        *_sql(
+            dialect,
+            _VERSIONS.update()
+            .where(_VERSIONS.c.table_name == table)
+            .values(version=_VERSIONS.c.version + 1, updated_at=now),
+        )
+    )
+    if not updated:
+        await conn.execute(
+            *_sql(dialect, _VERSIONS.insert().values(table_name=table, version=1, updated_at=now))
+        )
+
+
+async def _ensure_table(conn: Connection, dialect: Dialect, table: sa.Table, model: ModelInfo) -> bool:
+    stored = await dialect.table_columns(conn, table.name)
+    if stored is None:
+        await conn.execute(*_sql(dialect, CreateTable(table)))
+        for index in table.indexes:
+            await conn.execute(*_sql(dialect, CreateIndex(index)))
+        return True
+    changed = False
+    for column in table.columns:
+        db_type = stored.get(column.name.lower())
+        if db_type is None:
+            _check_addable(table.name, column)
+            ddl = CreateColumn(column).compile(dialect=dialect.sa_dialect)
+            await conn.execute(f"ALTER TABLE {_quote(dialect, table.name)} ADD COLUMN {ddl}", [])
+            changed = True
+            continue
+        expected = model.fields[column.name].kind if column.name in model.fields else Kind.STR
+        found = dialect.kind_of(db_type)
+        if found is not None and found is not expected:
+            raise SchemaError(
+                f"column {table.name}.{column.name} is stored as {db_type!r} but the model "
+                f"declares {expected.value}; changing its type could lose data, "
+                "migrate it by hand or use a new field name"
+            )
+    for index in table.indexes:
+        await conn.execute(*_sql(dialect, CreateIndex(index, if_not_exists=True)))
+    return changed
+
+
+def _check_addable(table: str, column: sa.Column[Any]) -> None:
+    if not column.nullable:
+        raise SchemaError(
+            f"cannot add required column {table}.{column.name} to an existing table: "
+            "declare it Optional[...] (existing rows have no value for it)"
+        )
+
+
+def _quote(dialect: Dialect, name: str) -> str:
+    return str(dialect.sa_dialect.identifier_preparer.quote(name))

@@ -1,0 +1,1 @@
+"""Integrations of Kaizen with other channels."""
