@@ -296,7 +296,10 @@ class Operations:
                 await conn.executemany(c.sql, rows)
 
     async def upsert(self, model: ModelRef, values: Mapping[str, Any]) -> dict[str, Any]:
-        """Insert the record, or update every given field of the existing one; return it."""
+        """Insert the record, or replace the stored one (created_at kept); return it.
+
+        Omitted fields take their defaults, as on insert.
+        """
         st = self._state(model)
         await self.upsert_many(model, [values])
         result = await self.get(st.name, values["id"])

@@ -1,0 +1,219 @@
+"""MySQL and MariaDB through asyncmy (installed with the ``mysql`` extra).
+
+Timestamps are ``DATETIME(6)`` holding UTC (the session time zone is pinned to
+UTC); JSON is ``JSON``; JSON list membership uses an indexed side table (MySQL
+has no portable index over array elements). Connections use ``FOUND_ROWS`` so
+an UPDATE reports the rows it matched, like the other databases.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql as sa_mysql
+
+from dataflow.dialects.base import Backend, Dialect, Pool, PooledBackend
+from dataflow.errors import (
+    ConcurrencyError,
+    ConfigurationError,
+    ConnectionLostError,
+    DataFlowError,
+    DuplicateKeyError,
+    IntegrityError,
+    ValidationError,
+)
+from dataflow.models import Kind
+
+try:
+    import asyncmy
+    import asyncmy.errors as _errors
+    from asyncmy.constants.CLIENT import FOUND_ROWS
+except ImportError:  # pragma: no cover - depends on the installed extras
+    asyncmy = None
+
+__all__ = ["MySQLDialect"]
+
+_LOST_CODES = {2003, 2006, 2013, 2055, 1053, 1927, 4031}
+_CONCURRENCY_CODES = {1205, 1213}
+_VALUE_CODES = {1264, 1265, 1366, 1406, 3140, 4025}
+
+
+def _encode_dt(value: datetime) -> datetime:
+    return value.astimezone(UTC).replace(tzinfo=None)
+
+
+def _decode_dt(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC)
+
+
+def _code(exc: BaseException) -> int | None:
+    args = getattr(exc, "args", ())
+    return args[0] if args and isinstance(args[0], int) else None
+
+
+def _is_lost(exc: BaseException) -> bool:
+    if isinstance(exc, ConnectionError | OSError | EOFError):
+        return True
+    if asyncmy is not None and isinstance(exc, _errors.InterfaceError):
+        return True
+    return asyncmy is not None and isinstance(exc, _errors.OperationalError) and _code(exc) in _LOST_CODES
+
+
+class _Connection:
+    """asyncmy connection with the core's positional-args surface."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+
+    async def fetch(self, sql: str, args: Sequence[Any]) -> list[Sequence[Any]]:
+        async with self.raw.cursor() as cur:
+            await cur.execute(sql, tuple(args))
+            return list(await cur.fetchall())
+
+    async def execute(self, sql: str, args: Sequence[Any]) -> int:
+        async with self.raw.cursor() as cur:
+            return int(await cur.execute(sql, tuple(args)))
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        async with self.raw.cursor() as cur:
+            await cur.executemany(sql, [tuple(r) for r in rows])
+
+    async def begin(self) -> None:
+        await self.raw.begin()
+
+    async def commit(self) -> None:
+        await self.raw.commit()
+
+    async def rollback(self) -> None:
+        await self.raw.rollback()
+
+
+class MySQLDialect(Dialect):
+    """MySQL/MariaDB: JSON, DATETIME(6) in UTC, side-table membership indexes."""
+
+    name = "mysql"
+    OPTIONS = frozenset({"pool_size", "connect_timeout"})
+
+    def __init__(self, url: Any, options: dict[str, Any]) -> None:
+        super().__init__(url, options)
+        if asyncmy is None:
+            raise ConfigurationError("MySQL needs asyncmy: pip install 'kaizen-dataflow[mysql]'")
+        if url.driver not in (None, "asyncmy", "aiomysql", "pymysql", "mysqldb"):
+            raise ConfigurationError(f"unsupported MySQL driver {url.driver!r}; asyncmy is used")
+        self.sa_dialect = sa_mysql.asyncmy.dialect()
+        self.pool_size = int(options.get("pool_size", 10))
+        self.connect_timeout = float(options.get("connect_timeout", 10))
+
+    # -- types -------------------------------------------------------------
+
+    def column_type(self, kind: Kind, *, key: bool) -> Any:
+        return {
+            Kind.STR: sa.String(255) if key else sa_mysql.MEDIUMTEXT(),
+            Kind.INT: sa.BigInteger(),
+            Kind.FLOAT: sa.Double(),
+            Kind.BOOL: sa.Boolean(),
+            Kind.DATETIME: sa_mysql.DATETIME(fsp=6),
+            Kind.JSON: sa.JSON(),
+        }[kind]
+
+    def kind_of(self, db_type: str) -> Kind | None:
+        return {
+            "bigint": Kind.INT,
+            "double": Kind.FLOAT,
+            "tinyint": Kind.BOOL,
+            "datetime": Kind.DATETIME,
+        }.get(db_type)
+
+    def encoder(self, kind: Kind) -> Callable[[Any], Any] | None:
+        return _encode_dt if kind is Kind.DATETIME else None
+
+    def decoder(self, kind: Kind) -> Callable[[Any], Any] | None:
+        if kind is Kind.DATETIME:
+            return _decode_dt
+        return bool if kind is Kind.BOOL else None
+
+    # -- errors ------------------------------------------------------------
+
+    def classify(self, exc: BaseException) -> type[DataFlowError] | None:
+        if _is_lost(exc):
+            return ConnectionLostError
+        if not isinstance(exc, _errors.MySQLError):
+            return None
+        code = _code(exc)
+        if code == 1062:
+            return DuplicateKeyError
+        if isinstance(exc, _errors.IntegrityError):
+            return IntegrityError
+        if code in _VALUE_CODES or isinstance(exc, _errors.DataError):
+            return ValidationError
+        if code in _CONCURRENCY_CODES:
+            return ConcurrencyError
+        return DataFlowError
+
+    # -- connections -------------------------------------------------------
+
+    async def _open(self) -> _Connection:
+        url = self.url
+        raw = await asyncmy.connect(
+            host=url.host or "localhost",
+            port=url.port or 3306,
+            user=url.username or "root",
+            password=url.password or "",
+            database=url.database,
+            autocommit=True,
+            charset="utf8mb4",
+            client_flag=FOUND_ROWS,
+            connect_timeout=self.connect_timeout,
+            init_command="SET time_zone = '+00:00'",
+        )
+        return _Connection(raw)
+
+    @staticmethod
+    async def _close(conn: _Connection) -> None:
+        conn.raw.close()
+
+    async def open_backend(self) -> Backend:
+        return PooledBackend(Pool(self._open, self._close, self.pool_size), _is_lost)
+
+    # -- schema ------------------------------------------------------------
+
+    async def table_columns(self, conn: Any, table: str) -> dict[str, str] | None:
+        rows = await conn.fetch(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = DATABASE() AND table_name = %s",
+            [table],
+        )
+        return {r[0].lower(): r[1].lower() for r in rows} or None
+
+    @contextlib.asynccontextmanager
+    async def schema_lock(self, conn: Any) -> AsyncIterator[None]:
+        # DDL commits implicitly in MySQL, so a named lock (not the transaction) serializes it.
+        rows = await conn.fetch("SELECT GET_LOCK('dataflow_schema', 60)", [])
+        if not rows or rows[0][0] != 1:
+            raise ConcurrencyError("timed out waiting for the schema lock")
+        try:
+            yield
+        finally:
+            await conn.fetch("SELECT RELEASE_LOCK('dataflow_schema')", [])
+
+    # -- statements --------------------------------------------------------
+
+    def upsert(self, table: sa.Table, update_columns: Sequence[str]) -> Any:
+        stmt = sa_mysql.insert(table).values({c.name: sa.bindparam(f"v_{c.name}") for c in table.columns})
+        return stmt.on_duplicate_key_update({n: stmt.inserted[n] for n in update_columns})
+
+    def json_merge(self, column: Any, doc: Any, paths: Sequence[Any]) -> Any:
+        args: list[Any] = [sa.func.coalesce(column, sa.func.json_object())]
+        for path in paths:
+            # JSON_EXTRACT keeps the value's JSON type inside JSON_SET.
+            args += [path, sa.func.json_extract(doc, path)]
+        return sa.func.json_set(*args)
+
+
+DIALECT = MySQLDialect

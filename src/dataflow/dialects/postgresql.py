@@ -1,0 +1,238 @@
+"""PostgreSQL through asyncpg (installed with the ``postgres`` extra).
+
+JSON is JSONB (sent and received as text, so no per-connection codec set-up);
+timestamps are ``timestamptz``; JSON list membership uses a GIN index with
+``@>``; waiters get LISTEN/NOTIFY on a dedicated connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as sa_pg
+
+from dataflow.dialects.base import Backend, Dialect, Pool, PooledBackend
+from dataflow.errors import (
+    ConcurrencyError,
+    ConfigurationError,
+    ConnectionLostError,
+    DataFlowError,
+    DuplicateKeyError,
+    IntegrityError,
+    ValidationError,
+)
+from dataflow.models import Kind
+
+try:
+    import asyncpg
+except ImportError:  # pragma: no cover - depends on the installed extras
+    asyncpg = None
+
+__all__ = ["PostgreSQLDialect"]
+
+_SCHEMA_LOCK_KEY = 0x64617461666C6F77  # "dataflow"
+_LOST_STATES = ("08", "57P")  # connection exceptions; admin shutdown / termination
+
+
+class _Connection:
+    """asyncpg connection with the core's positional-args surface."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+
+    async def fetch(self, sql: str, args: Sequence[Any]) -> list[Sequence[Any]]:
+        return list(await self.raw.fetch(sql, *args))
+
+    async def execute(self, sql: str, args: Sequence[Any]) -> int:
+        status = await self.raw.execute(sql, *args)
+        tail = status.rpartition(" ")[2]
+        return int(tail) if tail.isdigit() else 0
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        await self.raw.executemany(sql, rows)
+
+    async def begin(self) -> None:
+        await self.raw.execute("BEGIN")
+
+    async def commit(self) -> None:
+        await self.raw.execute("COMMIT")
+
+    async def rollback(self) -> None:
+        await self.raw.execute("ROLLBACK")
+
+
+def _is_lost(exc: BaseException) -> bool:
+    if asyncpg is None:  # pragma: no cover
+        return False
+    if isinstance(exc, asyncpg.PostgresError):
+        state = getattr(exc, "sqlstate", "") or ""
+        return state.startswith(_LOST_STATES)
+    return isinstance(exc, asyncpg.InterfaceError | ConnectionError | OSError | asyncio.TimeoutError)
+
+
+class PostgreSQLDialect(Dialect):
+    """PostgreSQL: JSONB, timestamptz, GIN membership indexes, LISTEN/NOTIFY."""
+
+    name = "postgresql"
+    native_membership_index = True
+    supports_notify = True
+    OPTIONS = frozenset({"pool_size", "connect_timeout", "statement_cache_size"})
+
+    def __init__(self, url: Any, options: dict[str, Any]) -> None:
+        super().__init__(url, options)
+        if asyncpg is None:
+            raise ConfigurationError("PostgreSQL needs asyncpg: pip install 'kaizen-dataflow[postgres]'")
+        if url.driver not in (None, "asyncpg", "psycopg", "psycopg2"):
+            raise ConfigurationError(f"unsupported PostgreSQL driver {url.driver!r}; asyncpg is used")
+        self.sa_dialect = sa_pg.asyncpg.dialect()
+        self.pool_size = int(options.get("pool_size", 10))
+        self.connect_timeout = float(options.get("connect_timeout", 10))
+        self.cache_size = int(options.get("statement_cache_size", 512))
+
+    # -- types -------------------------------------------------------------
+
+    def column_type(self, kind: Kind, *, key: bool) -> Any:
+        return {
+            Kind.STR: sa.Text(),
+            Kind.INT: sa.BigInteger(),
+            Kind.FLOAT: sa.Double(),
+            Kind.BOOL: sa.Boolean(),
+            Kind.DATETIME: sa.DateTime(timezone=True),
+            Kind.JSON: sa_pg.JSONB(),
+        }[kind]
+
+    def kind_of(self, db_type: str) -> Kind | None:
+        return {
+            "text": Kind.STR,
+            "bigint": Kind.INT,
+            "double precision": Kind.FLOAT,
+            "boolean": Kind.BOOL,
+            "timestamp with time zone": Kind.DATETIME,
+            "jsonb": Kind.JSON,
+        }.get(db_type)
+
+    def encoder(self, kind: Kind) -> Callable[[Any], Any] | None:
+        return None
+
+    def decoder(self, kind: Kind) -> Callable[[Any], Any] | None:
+        return None
+
+    # -- errors ------------------------------------------------------------
+
+    def classify(self, exc: BaseException) -> type[DataFlowError] | None:
+        if _is_lost(exc):
+            return ConnectionLostError
+        if not isinstance(exc, asyncpg.PostgresError):
+            return None
+        state = getattr(exc, "sqlstate", "") or ""
+        if state == "23505":
+            return DuplicateKeyError
+        if state.startswith("23"):
+            return IntegrityError
+        if state.startswith("22"):
+            return ValidationError
+        if state in ("40001", "40P01", "55P03"):
+            return ConcurrencyError
+        return DataFlowError
+
+    # -- connections -------------------------------------------------------
+
+    async def _connect(self) -> Any:
+        url = self.url
+        return await asyncpg.connect(
+            host=url.host or "localhost",
+            port=url.port or 5432,
+            user=url.username,
+            password=url.password,
+            database=url.database,
+            timeout=self.connect_timeout,
+            statement_cache_size=self.cache_size,
+            server_settings={"timezone": "UTC"},
+        )
+
+    async def _open(self) -> _Connection:
+        return _Connection(await self._connect())
+
+    @staticmethod
+    async def _close(conn: _Connection) -> None:
+        await conn.raw.close(timeout=2)
+
+    async def open_backend(self) -> Backend:
+        return PooledBackend(Pool(self._open, self._close, self.pool_size), _is_lost)
+
+    # -- schema ------------------------------------------------------------
+
+    async def table_columns(self, conn: Any, table: str) -> dict[str, str] | None:
+        rows = await conn.fetch(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = current_schema() AND table_name = $1",
+            [table],
+        )
+        return {r[0].lower(): r[1].lower() for r in rows} or None
+
+    @contextlib.asynccontextmanager
+    async def schema_lock(self, conn: Any) -> AsyncIterator[None]:
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", [_SCHEMA_LOCK_KEY])
+        yield
+
+    def membership_index(self, table: sa.Table, column: str, name: str) -> Any:
+        return sa.Index(
+            name,
+            table.c[column],
+            postgresql_using="gin",
+            postgresql_ops={column: "jsonb_path_ops"},
+        )
+
+    # -- statements --------------------------------------------------------
+
+    def upsert(self, table: sa.Table, update_columns: Sequence[str]) -> Any:
+        stmt = sa_pg.insert(table).values({c.name: sa.bindparam(f"v_{c.name}") for c in table.columns})
+        return stmt.on_conflict_do_update(
+            index_elements=[table.c.id], set_={n: stmt.excluded[n] for n in update_columns}
+        )
+
+    def json_merge(self, column: Any, doc: Any, paths: Sequence[Any]) -> Any:
+        # jsonb || jsonb is a shallow merge that keeps JSON nulls as values.
+        empty = sa.cast(sa.literal("{}"), sa_pg.JSONB)
+        return sa.func.coalesce(column, empty).op("||")(doc)
+
+    def json_contains(self, column: Any, element: Any) -> Any:
+        return column.op("@>")(sa.cast(element, sa_pg.JSONB))
+
+    def membership_value(self, element_json: str) -> Any:
+        return f"[{element_json}]"
+
+    # -- notifications -----------------------------------------------------
+
+    def notify_sql(self) -> str:
+        return "SELECT pg_notify($1, $2)"
+
+    @contextlib.asynccontextmanager
+    async def listen(self, channel: str) -> AsyncIterator[asyncio.Queue[str]]:
+        queue: asyncio.Queue[str] = asyncio.Queue()
+
+        def deliver(_conn: Any, _pid: int, _channel: str, payload: str) -> None:
+            queue.put_nowait(payload)
+
+        try:
+            raw = await self._connect()
+        except Exception as exc:
+            raise self.connection_error(exc) from exc
+        try:
+            await raw.add_listener(channel, deliver)
+            yield queue
+        finally:
+            with contextlib.suppress(Exception):
+                await raw.close(timeout=2)
+
+
+
+
+DIALECT = PostgreSQLDialect
