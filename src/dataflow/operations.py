@@ -340,6 +340,7 @@ class Operations:
                 raise ValidationError(f"merge target {name!r} must be a dict field of {st.name} not also set")
             if not isinstance(updates, Mapping) or not all(isinstance(k, str) for k in updates):
                 raise ValidationError(f"merge into {name!r} takes a dict with str keys")
+        merge = {n: u for n, u in merge.items() if u}  # an empty update changes nothing
         sets = {**values, **extra, "updated_at": utcnow()}
         params = {f"s_{n}": st.codec.encode(n, v) for n, v in sets.items()}
         merge_shape = tuple((n, len(u)) for n, u in merge.items())

@@ -212,11 +212,31 @@ class SQLiteDialect(Dialect):
         )
 
     def json_merge(self, column: Any, doc: Any, paths: Sequence[Any]) -> Any:
-        args: list[Any] = [sa.func.coalesce(column, "{}")]
-        for path in paths:
-            # "->" yields JSON text that json_set stores as JSON, not as a string.
-            args += [path, doc.op("->")(path)]
-        return sa.func.json_set(*args)
+        # Rebuild the object from json_each rows: the stored keys the update does not
+        # name, then the update's. JSON paths are avoided on purpose: SQLite's path
+        # syntax cannot address keys holding quotes or backslashes.
+        def each(source: Any, name: str) -> Any:
+            return sa.func.json_each(source).table_valued("key", "value", "type").alias(name)
+
+        old = each(sa.func.coalesce(column, _lit("'{}'")), "o")
+        new, named = each(doc, "n"), each(doc, "k")
+        rows = sa.union_all(
+            sa.select(old.c.key, old.c.value, old.c.type).where(old.c.key.not_in(sa.select(named.c.key))),
+            sa.select(new.c.key, new.c.value, new.c.type),
+        ).subquery("m")
+        # json_each yields containers as text and booleans as 0/1: restore their JSON types.
+        value = sa.case(
+            (rows.c.type == _lit("'object'"), sa.func.json(rows.c.value)),
+            (rows.c.type == _lit("'array'"), sa.func.json(rows.c.value)),
+            (rows.c.type == _lit("'true'"), sa.func.json(_lit("'true'"))),
+            (rows.c.type == _lit("'false'"), sa.func.json(_lit("'false'"))),
+            else_=rows.c.value,
+        )
+        return sa.select(sa.func.json_group_object(rows.c.key, value)).scalar_subquery()
+
+
+def _lit(sql: str) -> Any:
+    return sa.literal_column(sql)
 
 
 DIALECT = SQLiteDialect
