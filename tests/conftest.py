@@ -16,36 +16,70 @@ import pytest
 
 from dataflow import DataFlow
 
-PG_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-MYSQL_URL = os.environ.get("TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
+PG_HOST = os.environ.get("TEST_POSTGRES_HOST", "127.0.0.1")
+MYSQL_HOST = os.environ.get("TEST_MYSQL_HOST", "127.0.0.1")
+# Each pytest run gets its own databases, so concurrent runs never clobber each other.
+DB_NAME = f"dataflow_test_{os.getpid()}"
+PG_URL = f"postgresql://postgres@{PG_HOST}:5432/{DB_NAME}"
+MYSQL_URL = f"mysql://root@{MYSQL_HOST}:3306/{DB_NAME}"
 DATABASES = ("sqlite", "postgresql", "mysql")
 _reachable: dict[str, str | None] = {}
+_created: set[str] = set()
+
+
+async def _pg_admin(sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(host=PG_HOST, port=5432, user="postgres", database="test", timeout=5)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
 
 
 async def _reset_postgres() -> None:
     import asyncpg
 
-    conn = await asyncpg.connect(PG_URL, timeout=5)
+    if "postgresql" not in _created:
+        await _pg_admin(f'DROP DATABASE IF EXISTS "{DB_NAME}"')
+        await _pg_admin(f'CREATE DATABASE "{DB_NAME}"')
+        _created.add("postgresql")
+    conn = await asyncpg.connect(host=PG_HOST, port=5432, user="postgres", database=DB_NAME, timeout=5)
     try:
         await conn.execute("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public")
     finally:
         await conn.close()
 
 
-async def _reset_mysql() -> None:
+async def _mysql(sql: str) -> None:
     import asyncmy
 
-    conn = await asyncmy.connect(host="127.0.0.1", port=3306, user="root", password="", database="test", connect_timeout=5)
+    conn = await asyncmy.connect(host=MYSQL_HOST, port=3306, user="root", password="", connect_timeout=5)
     try:
         async with conn.cursor() as cur:
-            await cur.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'test'")
-            tables = [r[0] for r in await cur.fetchall()]
-            await cur.execute("SET FOREIGN_KEY_CHECKS = 0")
-            for table in tables:
-                await cur.execute(f"DROP TABLE IF EXISTS `{table}`")
-            await cur.execute("SET FOREIGN_KEY_CHECKS = 1")
+            await cur.execute(sql)
     finally:
         conn.close()
+
+
+async def _reset_mysql() -> None:
+    # Dropping and re-creating the database is the quickest way to empty it.
+    await _mysql(f"DROP DATABASE IF EXISTS `{DB_NAME}`")
+    await _mysql(f"CREATE DATABASE `{DB_NAME}` CHARACTER SET utf8mb4")
+    _created.add("mysql")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Drop the databases this run created."""
+    for name, drop in (
+        ("postgresql", lambda: _pg_admin(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')),
+        ("mysql", lambda: _mysql(f"DROP DATABASE IF EXISTS `{DB_NAME}`")),
+    ):
+        if name in _created:
+            try:
+                asyncio.run(drop())
+            except Exception:  # noqa: S110 - best effort clean-up
+                pass
 
 
 _RESETS = {"postgresql": _reset_postgres, "mysql": _reset_mysql}
