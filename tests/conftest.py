@@ -8,6 +8,7 @@ test instead of skipping it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -30,7 +31,9 @@ _created: set[str] = set()
 async def _pg_admin(sql: str) -> None:
     import asyncpg
 
-    conn = await asyncpg.connect(host=PG_HOST, port=5432, user="postgres", database="test", timeout=5)
+    conn = await asyncpg.connect(
+        host=PG_HOST, port=5432, user="postgres", database="test", timeout=5
+    )
     try:
         await conn.execute(sql)
     finally:
@@ -44,7 +47,9 @@ async def _reset_postgres() -> None:
         await _pg_admin(f'DROP DATABASE IF EXISTS "{DB_NAME}"')
         await _pg_admin(f'CREATE DATABASE "{DB_NAME}"')
         _created.add("postgresql")
-    conn = await asyncpg.connect(host=PG_HOST, port=5432, user="postgres", database=DB_NAME, timeout=5)
+    conn = await asyncpg.connect(
+        host=PG_HOST, port=5432, user="postgres", database=DB_NAME, timeout=5
+    )
     try:
         await conn.execute("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public")
     finally:
@@ -54,7 +59,9 @@ async def _reset_postgres() -> None:
 async def _mysql(sql: str) -> None:
     import asyncmy
 
-    conn = await asyncmy.connect(host=MYSQL_HOST, port=3306, user="root", password="", connect_timeout=5)
+    conn = await asyncmy.connect(
+        host=MYSQL_HOST, port=3306, user="root", password="", connect_timeout=5
+    )
     try:
         async with conn.cursor() as cur:
             await cur.execute(sql)
@@ -76,10 +83,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         ("mysql", lambda: _mysql(f"DROP DATABASE IF EXISTS `{DB_NAME}`")),
     ):
         if name in _created:
-            try:
+            with contextlib.suppress(Exception):  # best effort clean-up
                 asyncio.run(drop())
-            except Exception:  # noqa: S110 - best effort clean-up
-                pass
 
 
 _RESETS = {"postgresql": _reset_postgres, "mysql": _reset_mysql}
