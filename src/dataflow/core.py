@@ -57,8 +57,12 @@ class DataFlow(Operations):
         self._states: dict[str, ModelState] = {}
         self._by_class: dict[type, ModelState] = {}
         self._ensured: set[str] = set()
-        self._backends: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Backend] = weakref.WeakKeyDictionary()
-        self._schema_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
+        self._backends: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Backend] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._schema_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
         self.nodes: dict[str, Node] = {}
 
     # -- identity ----------------------------------------------------------
@@ -83,7 +87,13 @@ class DataFlow(Operations):
 
     @overload
     def model(
-        self, *, table: str | None = ..., indexes: Sequence[Index] = ..., versioned: bool = ...
+        self,
+        cls: None = None,
+        /,
+        *,
+        table: str | None = ...,
+        indexes: Sequence[Index] = ...,
+        versioned: bool = ...,
     ) -> Callable[[C], C]: ...
 
     def model(
@@ -112,8 +122,12 @@ class DataFlow(Operations):
 
         def register(target: C) -> C:
             info = build_model(target, table=table, indexes=indexes, versioned=versioned)
-            if info.name in self._states or info.table in {s.model.table for s in self._states.values()}:
-                raise ConfigurationError(f"model {info.name} (table {info.table}) is already registered")
+            if info.name in self._states or info.table in {
+                s.model.table for s in self._states.values()
+            }:
+                raise ConfigurationError(
+                    f"model {info.name} (table {info.table}) is already registered"
+                )
             tables = build_tables(info, self.dialect, self._metadata)
             state = ModelState(info, tables, self.dialect)
             self._states[info.name] = state

@@ -34,7 +34,9 @@ def escape_like(text: str) -> str:
         ``{"name": {"$like": escape_like(user_text) + "%"}}`` is a prefix match.
     """
     return (
-        text.replace(LIKE_ESCAPE, LIKE_ESCAPE * 2).replace("%", LIKE_ESCAPE + "%").replace("_", LIKE_ESCAPE + "_")
+        text.replace(LIKE_ESCAPE, LIKE_ESCAPE * 2)
+        .replace("%", LIKE_ESCAPE + "%")
+        .replace("_", LIKE_ESCAPE + "_")
     )
 
 
@@ -58,7 +60,9 @@ class FilterCompiler:
         self.codec = codec
         self._membership = membership
 
-    def walk(self, filt: Mapping[str, Any] | None, table: Any, values: list[Any], build: bool) -> tuple[Any, Any]:
+    def walk(
+        self, filt: Mapping[str, Any] | None, table: Any, values: list[Any], build: bool
+    ) -> tuple[Any, Any]:
         """Return ``(shape, clause)``; append operand values to ``values``.
 
         ``clause`` is None unless ``build``; bind parameters are named ``w0, w1, ...``
@@ -85,7 +89,9 @@ class FilterCompiler:
 
         return tuple(shapes), (sa.and_(*clauses) if clauses else None)
 
-    def _combine(self, key: str, cond: Any, table: Any, values: list[Any], build: bool) -> tuple[Any, Any]:
+    def _combine(
+        self, key: str, cond: Any, table: Any, values: list[Any], build: bool
+    ) -> tuple[Any, Any]:
         if not isinstance(cond, list | tuple) or not cond:
             raise ValidationError(f"{key} takes a non-empty list of filters")
         parts = []
@@ -101,11 +107,17 @@ class FilterCompiler:
         join = sa.and_ if key == "$and" else sa.or_
         return shape, join(*(p[1] for p in parts))
 
-    def _field(self, name: Any, cond: Any, table: Any, values: list[Any], build: bool) -> tuple[Any, Any]:
+    def _field(
+        self, name: Any, cond: Any, table: Any, values: list[Any], build: bool
+    ) -> tuple[Any, Any]:
         f = self.model.fields.get(name) if isinstance(name, str) else None
         if f is None:
             raise ValidationError(f"unknown field {name!r} in filter for model {self.model.name}")
-        if isinstance(cond, Mapping) and cond and all(isinstance(k, str) and k.startswith("$") for k in cond):
+        if (
+            isinstance(cond, Mapping)
+            and cond
+            and all(isinstance(k, str) and k.startswith("$") for k in cond)
+        ):
             ops = list(cond.items())
         else:
             ops = [("$eq", cond)]
@@ -130,15 +142,19 @@ class FilterCompiler:
 
         return sa.bindparam(name, type_=column.type) if column is not None else sa.bindparam(name)
 
-    def _op(self, f: FieldInfo, op: str, operand: Any, table: Any, values: list[Any], build: bool) -> tuple[Any, Any]:
+    def _op(
+        self, f: FieldInfo, op: str, operand: Any, table: Any, values: list[Any], build: bool
+    ) -> tuple[Any, Any]:
         if op not in OPERATORS:
             raise ValidationError(f"unknown filter operator {op!r} on field {f.name!r}")
-        col = table.c[f.name] if build else None
+        col: Any = table.c[f.name] if build else None
         if op == "$null" or (op in ("$eq", "$ne") and operand is None):
             is_null = bool(operand) if op == "$null" else op == "$eq"
             if op == "$null" and not isinstance(operand, bool):
                 raise ValidationError(f"$null on {f.name!r} takes true or false")
-            return (op, is_null), (None if not build else (col.is_(None) if is_null else col.is_not(None)))
+            return (op, is_null), (
+                None if not build else (col.is_(None) if is_null else col.is_not(None))
+            )
         if op == "$contains":
             return self._contains(f, operand, table, values, build)
         if f.kind is Kind.JSON:
@@ -160,7 +176,9 @@ class FilterCompiler:
             return (op,), (clause | col.is_(None)) if f.nullable else clause
         return (op,), getattr(col, _COMPARE[op])(bind)
 
-    def _in(self, f: FieldInfo, op: str, operand: Any, col: Any, values: list[Any], build: bool) -> tuple[Any, Any]:
+    def _in(
+        self, f: FieldInfo, op: str, operand: Any, col: Any, values: list[Any], build: bool
+    ) -> tuple[Any, Any]:
         if not isinstance(operand, list | tuple | set | frozenset):
             raise ValidationError(f"{op} on {f.name!r} takes a list")
         binds = [self._bind(values, self.codec.encode_scalar(f, v), build, col) for v in operand]
@@ -176,7 +194,9 @@ class FilterCompiler:
             clause = clause | col.is_(None)
         return shape, clause
 
-    def _contains(self, f: FieldInfo, operand: Any, table: Any, values: list[Any], build: bool) -> tuple[Any, Any]:
+    def _contains(
+        self, f: FieldInfo, operand: Any, table: Any, values: list[Any], build: bool
+    ) -> tuple[Any, Any]:
         if not f.is_list:
             raise ValidationError(f"$contains needs a list field; {f.name!r} is not one")
         if operand is None or isinstance(operand, dict | list):

@@ -221,6 +221,4 @@ def _check_index(model: str, index: Index, fields: dict[str, FieldInfo]) -> None
         if name not in fields:
             raise ConfigurationError(f"model {model}: index on unknown field {name!r}")
     if index.membership and (len(index.fields) != 1 or not fields[index.fields[0]].is_list):
-        raise ConfigurationError(
-            f"model {model}: a membership index covers exactly one list field"
-        )
+        raise ConfigurationError(f"model {model}: a membership index covers exactly one list field")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, NamedTuple, TypeVar
 
 import sqlalchemy as sa
@@ -59,7 +60,9 @@ class Statements:
         """Compile a SQLAlchemy statement for the dialect."""
         c = stmt.compile(dialect=self._dialect.sa_dialect)
         names = tuple(c.positiontup or ())
-        return Compiled(str(c), names, {n: c.params[n] for n in names if c.params.get(n) is not None})
+        return Compiled(
+            str(c), names, {n: c.params[n] for n in names if c.params.get(n) is not None}
+        )
 
 
 class ModelState:
@@ -79,13 +82,17 @@ class ModelState:
         encoded = dump_json(element, f"$contains on {field!r}")
         if field in self.tables.native_membership:
             col = self.table.c[field]
-            return (lambda b: self._dialect.json_contains(col, b)), self._dialect.membership_value(encoded)
+            return (lambda b: self._dialect.json_contains(col, b)), self._dialect.membership_value(
+                encoded
+            )
         side = self.tables.sides.get(field)
         if side is None:
             raise ValidationError(
                 f"$contains on {self.name}.{field} needs Index({field!r}, membership=True)"
             )
-        return (lambda b: self.table.c.id.in_(sa.select(side.c.owner_id).where(side.c.value == b))), encoded
+        return (
+            lambda b: self.table.c.id.in_(sa.select(side.c.owner_id).where(side.c.value == b))
+        ), encoded
 
 
 def _order(state: ModelState, order_by: OrderBy) -> tuple[tuple[str, bool], ...]:
@@ -115,6 +122,14 @@ def _check_count(name: str, value: Any) -> int:
     return value
 
 
+def _side_delete(side: sa.Table) -> Any:
+    return sa.delete(side).where(side.c.owner_id == sa.bindparam("o"))
+
+
+def _side_insert(side: sa.Table) -> Any:
+    return sa.insert(side).values(owner_id=sa.bindparam("o"), value=sa.bindparam("v"))
+
+
 def _aware(value: Any) -> Any:
     return value.astimezone(UTC) if isinstance(value, datetime) else value
 
@@ -128,7 +143,14 @@ class Operations:
     def _state(self, model: ModelRef) -> ModelState:
         raise NotImplementedError  # pragma: no cover
 
-    async def _run(self, state: ModelState, fn: Callable[[Connection], Awaitable[T]], *, write: bool, atomic: bool = False) -> T:
+    async def _run(
+        self,
+        state: ModelState,
+        fn: Callable[[Connection], Awaitable[T]],
+        *,
+        write: bool,
+        atomic: bool = False,
+    ) -> T:
         raise NotImplementedError  # pragma: no cover
 
     # -- reads -------------------------------------------------------------
@@ -136,7 +158,10 @@ class Operations:
     async def get(self, model: ModelRef, id: str) -> dict[str, Any] | None:
         """Return the record with primary key ``id``, or None."""
         st = self._state(model)
-        c = self._statements.get(("get", st.name), lambda: sa.select(*st.columns).where(st.table.c.id == sa.bindparam("w0")))
+        c = self._statements.get(
+            ("get", st.name),
+            lambda: sa.select(*st.columns).where(st.table.c.id == sa.bindparam("w0")),
+        )
         args = [st.codec.encode_scalar(st.model.fields["id"], id)]
 
         async def fn(conn: Connection) -> dict[str, Any] | None:
@@ -221,7 +246,9 @@ class Operations:
 
     # -- inserts -----------------------------------------------------------
 
-    def _prepare(self, st: ModelState, values: Mapping[str, Any], now: datetime) -> tuple[dict[str, Any], list[Any]]:
+    def _prepare(
+        self, st: ModelState, values: Mapping[str, Any], now: datetime
+    ) -> tuple[dict[str, Any], list[Any]]:
         if not isinstance(values, Mapping):
             raise ValidationError(f"a {st.name} record must be a dict, got {type(values).__name__}")
         st.codec.check_keys(values, st.model.writable)
@@ -243,7 +270,9 @@ class Operations:
     def _insert_sql(self, st: ModelState) -> Compiled:
         return self._statements.get(
             ("insert", st.name),
-            lambda: sa.insert(st.table).values({n: sa.bindparam(f"v_{n}") for n in st.model.fields}),
+            lambda: sa.insert(st.table).values(
+                {n: sa.bindparam(f"v_{n}") for n in st.model.fields}
+            ),
         )
 
     async def insert(self, model: ModelRef, values: Mapping[str, Any]) -> dict[str, Any]:
@@ -280,11 +309,18 @@ class Operations:
 
         return await self._run(st, fn, write=True, atomic=True)
 
-    async def _write_sides(self, conn: Connection, st: ModelState, records: Sequence[Mapping[str, Any]], *, replace: bool = False) -> None:
+    async def _write_sides(
+        self,
+        conn: Connection,
+        st: ModelState,
+        records: Sequence[Mapping[str, Any]],
+        *,
+        replace: bool = False,
+    ) -> None:
         for field, side in st.tables.sides.items():
             touched = [r for r in records if field in r]
             if replace and touched:
-                c = self._statements.get(("side-del", side.name), lambda s=side: sa.delete(s).where(s.c.owner_id == sa.bindparam("o")))
+                c = self._statements.get(("side-del", side.name), partial(_side_delete, side))
                 await conn.executemany(c.sql, [[r["id"]] for r in touched])
             rows = [
                 [r["id"], v]
@@ -292,7 +328,7 @@ class Operations:
                 for v in dict.fromkeys(dump_json(e, f"field {field!r}") for e in (r[field] or ()))
             ]
             if rows:
-                c = self._statements.get(("side-ins", side.name), lambda s=side: sa.insert(s).values(owner_id=sa.bindparam("o"), value=sa.bindparam("v")))
+                c = self._statements.get(("side-ins", side.name), partial(_side_insert, side))
                 await conn.executemany(c.sql, rows)
 
     async def upsert(self, model: ModelRef, values: Mapping[str, Any]) -> dict[str, Any]:
@@ -315,7 +351,9 @@ class Operations:
             return 0
         c = self._statements.get(
             ("upsert", st.name),
-            lambda: self.dialect.upsert(st.table, [n for n in st.model.fields if n not in ("id", "created_at")]),
+            lambda: self.dialect.upsert(
+                st.table, [n for n in st.model.fields if n not in ("id", "created_at")]
+            ),
         )
 
         async def fn(conn: Connection) -> int:
@@ -328,7 +366,12 @@ class Operations:
     # -- updates -----------------------------------------------------------
 
     def _update_plan(
-        self, st: ModelState, filter: Filter, values: Mapping[str, Any], merge: Mapping[str, Mapping[str, Any]] | None, extra: Mapping[str, Any]
+        self,
+        st: ModelState,
+        filter: Filter,
+        values: Mapping[str, Any],
+        merge: Mapping[str, Mapping[str, Any]] | None,
+        extra: Mapping[str, Any],
     ) -> tuple[Compiled, list[Any]]:
         if not isinstance(filter, Mapping):
             raise ValidationError("an update needs a filter dict ({} updates every record)")
@@ -337,7 +380,9 @@ class Operations:
         for name, updates in merge.items():
             f = st.model.fields.get(name)
             if f is None or f.kind is not Kind.JSON or f.is_list or name in values:
-                raise ValidationError(f"merge target {name!r} must be a dict field of {st.name} not also set")
+                raise ValidationError(
+                    f"merge target {name!r} must be a dict field of {st.name} not also set"
+                )
             if not isinstance(updates, Mapping) or not all(isinstance(k, str) for k in updates):
                 raise ValidationError(f"merge into {name!r} takes a dict with str keys")
         merge = {n: u for n, u in merge.items() if u}  # an empty update changes nothing
@@ -354,11 +399,15 @@ class Operations:
 
         def build() -> Any:
             _, where = st.filters.walk(filter, st.table, [], True)
-            assignments: dict[Any, Any] = {n: sa.bindparam(f"s_{n}", type_=st.table.c[n].type) for n in sets}
+            assignments: dict[Any, Any] = {
+                n: sa.bindparam(f"s_{n}", type_=st.table.c[n].type) for n in sets
+            }
             for n, count in merge_shape:
                 col = st.table.c[n]
                 paths = [sa.bindparam(f"m_{n}_{i}", type_=sa.String) for i in range(count)]
-                assignments[n] = self.dialect.json_merge(col, sa.bindparam(f"m_{n}", type_=col.type), paths)
+                assignments[n] = self.dialect.json_merge(
+                    col, sa.bindparam(f"m_{n}", type_=col.type), paths
+                )
             stmt = sa.update(st.table).values(assignments)
             return stmt if where is None else stmt.where(where)
 
@@ -392,7 +441,12 @@ class Operations:
                 ids = [r[0] for r in await conn.fetch(*self._ids_sql(st, filter))]
             n = await conn.execute(c.sql, args)
             if touched_sides:
-                await self._write_sides(conn, st, [{"id": i, **{f: values[f] for f in touched_sides}} for i in ids], replace=True)
+                await self._write_sides(
+                    conn,
+                    st,
+                    [{"id": i, **{f: values[f] for f in touched_sides}} for i in ids],
+                    replace=True,
+                )
             return n
 
         return await self._run(st, fn, write=True, atomic=bool(touched_sides))
@@ -404,11 +458,16 @@ class Operations:
         c = self._statements.compile(stmt if where is None else stmt.where(where))
         return c.sql, c.args({f"w{i}": v for i, v in enumerate(values)})
 
-    async def update(self, model: ModelRef, id: str, values: Mapping[str, Any]) -> dict[str, Any] | None:
+    async def update(
+        self, model: ModelRef, id: str, values: Mapping[str, Any]
+    ) -> dict[str, Any] | None:
         """Update one record by id; return it as stored, or None if it does not exist."""
         st = self._state(model)
         c, args = self._update_plan(st, {"id": id}, values, None, {})
-        get_sql = self._statements.get(("get", st.name), lambda: sa.select(*st.columns).where(st.table.c.id == sa.bindparam("w0")))
+        get_sql = self._statements.get(
+            ("get", st.name),
+            lambda: sa.select(*st.columns).where(st.table.c.id == sa.bindparam("w0")),
+        )
 
         async def fn(conn: Connection) -> dict[str, Any] | None:
             if not await conn.execute(c.sql, args):
@@ -420,7 +479,9 @@ class Operations:
 
         return await self._run(st, fn, write=True, atomic=True)
 
-    async def update_versioned(self, model: ModelRef, id: str, version: int, values: Mapping[str, Any]) -> int:
+    async def update_versioned(
+        self, model: ModelRef, id: str, version: int, values: Mapping[str, Any]
+    ) -> int:
         """Optimistic-concurrency update of a ``versioned`` model; return the new version.
 
         Raises:
@@ -431,7 +492,9 @@ class Operations:
         if not st.model.versioned:
             raise ValidationError(f"model {st.name} is not versioned (use versioned=True)")
         _check_count("version", version)
-        c, args = self._update_plan(st, {"id": id, VERSION_FIELD: version}, values, None, {VERSION_FIELD: version + 1})
+        c, args = self._update_plan(
+            st, {"id": id, VERSION_FIELD: version}, values, None, {VERSION_FIELD: version + 1}
+        )
 
         async def fn(conn: Connection) -> int:
             return await conn.execute(c.sql, args)
@@ -439,7 +502,9 @@ class Operations:
         if not await self._run(st, fn, write=True):
             if await self.get(st.name, id) is None:
                 raise NotFoundError(f"{st.name} {id!r} does not exist")
-            raise ConcurrencyError(f"{st.name} {id!r} was changed concurrently (expected version {version})")
+            raise ConcurrencyError(
+                f"{st.name} {id!r} was changed concurrently (expected version {version})"
+            )
         return version + 1
 
     # -- deletes -----------------------------------------------------------
@@ -448,7 +513,9 @@ class Operations:
         """Delete one record by id; return whether it existed."""
         return await self.delete_where(model, {"id": id}) > 0
 
-    async def delete_where(self, model: ModelRef, filter: Filter, *, limit: int | None = None) -> int:
+    async def delete_where(
+        self, model: ModelRef, filter: Filter, *, limit: int | None = None
+    ) -> int:
         """Delete the records matching ``filter`` (at most ``limit``); return how many."""
         st = self._state(model)
         if not isinstance(filter, Mapping):
@@ -464,7 +531,9 @@ class Operations:
             stmt = sa.delete(st.table)
             if limit is None:
                 return stmt.where(where)
-            return self.dialect.limit_delete(stmt, st.table, where, sa.bindparam("lim", type_=sa.Integer))
+            return self.dialect.limit_delete(
+                stmt, st.table, where, sa.bindparam("lim", type_=sa.Integer)
+            )
 
         c = self._statements.get(("delete", st.name, shape, limit is not None), build)
         params = {f"w{i}": v for i, v in enumerate(values)}

@@ -134,7 +134,9 @@ async def _bump_version(conn: Connection, dialect: Dialect, table: str) -> None:
         )
 
 
-async def _ensure_table(conn: Connection, dialect: Dialect, table: sa.Table, model: ModelInfo) -> bool:
+async def _ensure_table(
+    conn: Connection, dialect: Dialect, table: sa.Table, model: ModelInfo
+) -> bool:
     stored = await dialect.table_columns(conn, table.name)
     if stored is None:
         await conn.execute(*_sql(dialect, CreateTable(table)))

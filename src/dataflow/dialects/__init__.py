@@ -22,5 +22,7 @@ def load_dialect(url: DatabaseURL, options: dict[str, Any]) -> Dialect:
     dialect: Dialect = module.DIALECT(url, options)
     unknown = set(options) - dialect.OPTIONS
     if unknown:
-        raise ConfigurationError(f"unknown DataFlow option(s) for {url.family}: {', '.join(sorted(unknown))}")
+        raise ConfigurationError(
+            f"unknown DataFlow option(s) for {url.family}: {', '.join(sorted(unknown))}"
+        )
     return dialect

@@ -183,6 +183,7 @@ class Pool:
         self._size = 0
         self._waiters: deque[asyncio.Future[Any]] = deque()
         self._closed = False
+        self._closing: set[asyncio.Task[None]] = set()
 
     async def get(self) -> Any:
         """Take an idle connection, open a new one, or wait for one."""
@@ -212,7 +213,7 @@ class Pool:
         """Return a connection; a broken one is closed and forgotten."""
         if broken or self._closed:
             self._size -= 1
-            asyncio.ensure_future(self._safe_close(conn))
+            self._close_later(conn)
             self._wake()
             return
         while self._waiters:
@@ -235,7 +236,12 @@ class Pool:
         idle, self._idle = self._idle, []
         self._size -= len(idle)
         for conn in idle:
-            asyncio.ensure_future(self._safe_close(conn))
+            self._close_later(conn)
+
+    def _close_later(self, conn: Any) -> None:
+        task = asyncio.get_running_loop().create_task(self._safe_close(conn))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     async def _safe_close(self, conn: Any) -> None:
         with contextlib.suppress(Exception):

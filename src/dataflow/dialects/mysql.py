@@ -33,7 +33,7 @@ try:
     import asyncmy.errors as _errors
     from asyncmy.constants.CLIENT import FOUND_ROWS
 except ImportError:  # pragma: no cover - depends on the installed extras
-    asyncmy = None
+    asyncmy = None  # type: ignore[assignment]
 
 __all__ = ["MySQLDialect"]
 
@@ -60,7 +60,11 @@ def _is_lost(exc: BaseException) -> bool:
         return True
     if asyncmy is not None and isinstance(exc, _errors.InterfaceError):
         return True
-    return asyncmy is not None and isinstance(exc, _errors.OperationalError) and _code(exc) in _LOST_CODES
+    return (
+        asyncmy is not None
+        and isinstance(exc, _errors.OperationalError)
+        and _code(exc) in _LOST_CODES
+    )
 
 
 class _Connection:
@@ -205,7 +209,9 @@ class MySQLDialect(Dialect):
     # -- statements --------------------------------------------------------
 
     def upsert(self, table: sa.Table, update_columns: Sequence[str]) -> Any:
-        stmt = sa_mysql.insert(table).values({c.name: sa.bindparam(f"v_{c.name}") for c in table.columns})
+        stmt = sa_mysql.insert(table).values(
+            {c.name: sa.bindparam(f"v_{c.name}") for c in table.columns}
+        )
         return stmt.on_duplicate_key_update({n: stmt.inserted[n] for n in update_columns})
 
     def json_merge(self, column: Any, doc: Any, paths: Sequence[Any]) -> Any:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
@@ -74,7 +73,9 @@ def _is_lost(exc: BaseException) -> bool:
     if isinstance(exc, asyncpg.PostgresError):
         state = getattr(exc, "sqlstate", "") or ""
         return state.startswith(_LOST_STATES)
-    return isinstance(exc, asyncpg.InterfaceError | ConnectionError | OSError | asyncio.TimeoutError)
+    return isinstance(
+        exc, asyncpg.InterfaceError | ConnectionError | OSError | asyncio.TimeoutError
+    )
 
 
 class PostgreSQLDialect(Dialect):
@@ -88,10 +89,14 @@ class PostgreSQLDialect(Dialect):
     def __init__(self, url: Any, options: dict[str, Any]) -> None:
         super().__init__(url, options)
         if asyncpg is None:
-            raise ConfigurationError("PostgreSQL needs asyncpg: pip install 'kaizen-dataflow[postgres]'")
+            raise ConfigurationError(
+                "PostgreSQL needs asyncpg: pip install 'kaizen-dataflow[postgres]'"
+            )
         if url.driver not in (None, "asyncpg", "psycopg", "psycopg2"):
-            raise ConfigurationError(f"unsupported PostgreSQL driver {url.driver!r}; asyncpg is used")
-        self.sa_dialect = sa_pg.asyncpg.dialect()
+            raise ConfigurationError(
+                f"unsupported PostgreSQL driver {url.driver!r}; asyncpg is used"
+            )
+        self.sa_dialect = sa_pg.asyncpg.dialect()  # type: ignore[no-untyped-call]
         self.pool_size = int(options.get("pool_size", 10))
         self.connect_timeout = float(options.get("connect_timeout", 10))
         self.cache_size = int(options.get("statement_cache_size", 512))
@@ -193,7 +198,9 @@ class PostgreSQLDialect(Dialect):
     # -- statements --------------------------------------------------------
 
     def upsert(self, table: sa.Table, update_columns: Sequence[str]) -> Any:
-        stmt = sa_pg.insert(table).values({c.name: sa.bindparam(f"v_{c.name}") for c in table.columns})
+        stmt = sa_pg.insert(table).values(
+            {c.name: sa.bindparam(f"v_{c.name}") for c in table.columns}
+        )
         return stmt.on_conflict_do_update(
             index_elements=[table.c.id], set_={n: stmt.excluded[n] for n in update_columns}
         )
@@ -231,8 +238,6 @@ class PostgreSQLDialect(Dialect):
         finally:
             with contextlib.suppress(Exception):
                 await raw.close(timeout=2)
-
-
 
 
 DIALECT = PostgreSQLDialect

@@ -48,7 +48,10 @@ def _decode_dt(value: str) -> datetime:
 
 
 def _is_busy(exc: BaseException) -> bool:
-    return isinstance(exc, sqlite3.OperationalError) and getattr(exc, "sqlite_errorcode", None) in _BUSY
+    return (
+        isinstance(exc, sqlite3.OperationalError)
+        and getattr(exc, "sqlite_errorcode", None) in _BUSY
+    )
 
 
 class _Connection:
@@ -153,7 +156,9 @@ class SQLiteDialect(Dialect):
     def classify(self, exc: BaseException) -> type[DataFlowError] | None:
         if isinstance(exc, sqlite3.IntegrityError):
             text = str(exc)
-            return DuplicateKeyError if "UNIQUE" in text or "PRIMARY KEY" in text else IntegrityError
+            return (
+                DuplicateKeyError if "UNIQUE" in text or "PRIMARY KEY" in text else IntegrityError
+            )
         if _is_busy(exc):
             return ConcurrencyError
         if isinstance(exc, sqlite3.ProgrammingError) and "closed" in str(exc):
@@ -206,7 +211,9 @@ class SQLiteDialect(Dialect):
         return contextlib.nullcontext()
 
     def upsert(self, table: sa.Table, update_columns: Sequence[str]) -> Any:
-        stmt = sa_sqlite.insert(table).values({c.name: sa.bindparam(f"v_{c.name}") for c in table.columns})
+        stmt = sa_sqlite.insert(table).values(
+            {c.name: sa.bindparam(f"v_{c.name}") for c in table.columns}
+        )
         return stmt.on_conflict_do_update(
             index_elements=[table.c.id], set_={n: stmt.excluded[n] for n in update_columns}
         )
@@ -221,7 +228,9 @@ class SQLiteDialect(Dialect):
         old = each(sa.func.coalesce(column, _lit("'{}'")), "o")
         new, named = each(doc, "n"), each(doc, "k")
         rows = sa.union_all(
-            sa.select(old.c.key, old.c.value, old.c.type).where(old.c.key.not_in(sa.select(named.c.key))),
+            sa.select(old.c.key, old.c.value, old.c.type).where(
+                old.c.key.not_in(sa.select(named.c.key))
+            ),
             sa.select(new.c.key, new.c.value, new.c.type),
         ).subquery("m")
         # json_each yields containers as text and booleans as 0/1: restore their JSON types.
