@@ -1,0 +1,131 @@
+"""The small connection pool: waiting, hand-over, broken connections, close."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from dataflow import ConnectionLostError, DataFlow
+from dataflow.dialects.base import Pool
+
+
+class _Conn:
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.closed = False
+
+
+class _Factory:
+    def __init__(self) -> None:
+        self.opened: list[_Conn] = []
+        self.fail_next = False
+
+    async def connect(self) -> _Conn:
+        await asyncio.sleep(0)
+        if self.fail_next:
+            self.fail_next = False
+            raise OSError("refused")
+        conn = _Conn(len(self.opened))
+        self.opened.append(conn)
+        return conn
+
+    async def close(self, conn: _Conn) -> None:
+        conn.closed = True
+
+
+async def test_reuses_idle_connections_lifo() -> None:
+    f = _Factory()
+    pool = Pool(f.connect, f.close, max_size=2)
+    a = await pool.get()
+    pool.put(a, broken=False)
+    assert await pool.get() is a
+    assert len(f.opened) == 1
+
+
+async def test_waiter_gets_released_connection_when_full() -> None:
+    f = _Factory()
+    pool = Pool(f.connect, f.close, max_size=1)
+    a = await pool.get()
+    waiter = asyncio.create_task(pool.get())
+    await asyncio.sleep(0.01)
+    assert not waiter.done()
+    pool.put(a, broken=False)
+    assert await asyncio.wait_for(waiter, 5) is a
+    assert len(f.opened) == 1
+
+
+async def test_broken_connection_is_replaced_for_a_waiter() -> None:
+    f = _Factory()
+    pool = Pool(f.connect, f.close, max_size=1)
+    a = await pool.get()
+    waiter = asyncio.create_task(pool.get())
+    await asyncio.sleep(0.01)
+    pool.put(a, broken=True)
+    b = await asyncio.wait_for(waiter, 5)
+    assert b is not a and len(f.opened) == 2
+    await asyncio.sleep(0.01)
+    assert a.closed
+
+
+async def test_failed_connect_frees_its_slot() -> None:
+    f = _Factory()
+    pool = Pool(f.connect, f.close, max_size=1)
+    f.fail_next = True
+    with pytest.raises(OSError):
+        await pool.get()
+    assert (await pool.get()).n == 0
+
+
+async def test_cancelled_waiter_does_not_leak_the_connection() -> None:
+    f = _Factory()
+    pool = Pool(f.connect, f.close, max_size=1)
+    a = await pool.get()
+    waiter = asyncio.create_task(pool.get())
+    await asyncio.sleep(0.01)
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    pool.put(a, broken=False)
+    assert await asyncio.wait_for(pool.get(), 5) is a
+
+
+async def test_discard_idle_and_close() -> None:
+    f = _Factory()
+    pool = Pool(f.connect, f.close, max_size=3)
+    a, b = await pool.get(), await pool.get()
+    pool.put(a, broken=False)
+    pool.discard_idle()
+    await asyncio.sleep(0.01)
+    assert a.closed and not b.closed
+    waiter_pool = Pool(f.connect, f.close, max_size=1)
+    c = await waiter_pool.get()
+    waiter = asyncio.create_task(waiter_pool.get())
+    await asyncio.sleep(0.01)
+    await waiter_pool.close()
+    with pytest.raises(ConnectionLostError):
+        await waiter
+    waiter_pool.put(c, broken=False)  # returned after close: closed, not kept
+    await asyncio.sleep(0.01)
+    assert c.closed
+    with pytest.raises(ConnectionLostError):
+        await waiter_pool.get()
+    pool.put(b, broken=False)
+    await pool.close()
+    assert b.closed
+
+
+async def test_many_concurrent_operations_share_a_small_pool(db_url: str) -> None:
+    db = DataFlow(db_url, pool_size=2)
+
+    @db.model
+    class Counter:
+        id: str
+        n: int = 0
+
+    try:
+        await asyncio.gather(*(db.insert(Counter, {"id": f"c{i}", "n": i}) for i in range(40)))
+        counts = await asyncio.gather(*(db.count(Counter, {"n": {"$lt": i}}) for i in range(40)))
+        assert counts == list(range(40))
+    finally:
+        await db.close()
