@@ -1,0 +1,25 @@
+"""Cross-channel sessions for Nexus deployments, optionally persisted with DataFlow.
+
+Example:
+    >>> from dataflow import DataFlow
+    >>> from kaizen.integrations.nexus import NexusSessionManager, SessionStorage
+    >>> manager = NexusSessionManager(storage_backend=SessionStorage(DataFlow("sqlite:///s.db")))
+"""
+
+from kaizen.integrations.nexus.errors import (
+    SessionExistsError,
+    SessionNotFoundError,
+    SessionValidationError,
+)
+from kaizen.integrations.nexus.models import CrossChannelSession
+from kaizen.integrations.nexus.session_manager import NexusSessionManager
+from kaizen.integrations.nexus.storage import SessionStorage
+
+__all__ = [
+    "CrossChannelSession",
+    "NexusSessionManager",
+    "SessionExistsError",
+    "SessionNotFoundError",
+    "SessionStorage",
+    "SessionValidationError",
+]

@@ -1,0 +1,327 @@
+"""Sessions across the Nexus channels: in memory, or shared through a :class:`SessionStorage`.
+
+The synchronous methods work on this instance's memory only. The ``*_async``
+methods treat storage (when configured) as the single source of truth: state
+updates are merged atomically by the database, loads read through to it, and
+the in-memory copy is a convenience that is never served as the result of a
+load. A session's TTL never changes, so it is the one fact read from memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from kaizen.integrations.nexus._checks import (
+    check_channel,
+    check_id,
+    check_json_object,
+    check_time,
+    ttl_from_hours,
+    utcnow,
+)
+from kaizen.integrations.nexus.errors import SessionExistsError, SessionValidationError
+from kaizen.integrations.nexus.models import CrossChannelSession
+from kaizen.integrations.nexus.storage import SessionStorage
+
+__all__ = ["NexusSessionManager"]
+
+
+class NexusSessionManager:
+    """Creates, updates, shares and expires cross-channel sessions.
+
+    Args:
+        cleanup_interval: Seconds between automatic in-memory cleanups run by
+            :meth:`create_session`; 0 or None disables them.
+        storage_backend: Where sessions persist; None keeps them in memory only.
+        cleanup_batch_size: Rows deleted per statement by
+            :meth:`cleanup_expired_sessions_async`.
+        clock: Returns the current time (timezone-aware); injectable for tests.
+
+    Attributes:
+        sessions: This instance's in-memory sessions by id.
+        storage: The storage backend, or None.
+
+    Example:
+        >>> manager = NexusSessionManager(storage_backend=SessionStorage(db))  # doctest: +SKIP
+        >>> session = await manager.create_session_async(user_id="user-123")  # doctest: +SKIP
+        >>> sid = session.session_id  # doctest: +SKIP
+        >>> await manager.update_session_state_async(sid, {"k": 1}, "api")  # doctest: +SKIP
+        True
+    """
+
+    def __init__(
+        self,
+        cleanup_interval: float | None = 300,
+        storage_backend: SessionStorage | None = None,
+        *,
+        cleanup_batch_size: int = 1000,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        if isinstance(cleanup_batch_size, bool) or not isinstance(cleanup_batch_size, int):
+            raise SessionValidationError("cleanup_batch_size must be an int")
+        if cleanup_batch_size < 1:
+            raise SessionValidationError("cleanup_batch_size must be at least 1")
+        self.sessions: dict[str, CrossChannelSession] = {}
+        self.cleanup_interval = cleanup_interval
+        self.cleanup_batch_size = cleanup_batch_size
+        self.storage = storage_backend
+        self._clock = clock
+        # Ids of cached sessions that live in storage (the rest exist only here).
+        self._stored: set[str] = set()
+        self._last_cleanup = self._now()
+
+    # -- helpers -------------------------------------------------------------
+
+    def _now(self) -> datetime:
+        return check_time(self._clock(), "clock()")
+
+    def _new_session(
+        self, session_id: str | None, user_id: str, ttl_hours: float
+    ) -> CrossChannelSession:
+        ttl = ttl_from_hours(ttl_hours)
+        now = self._now()
+        if session_id is None:
+            return CrossChannelSession(user_id=user_id, ttl=ttl, created_at=now)
+        return CrossChannelSession(session_id=session_id, user_id=user_id, ttl=ttl, created_at=now)
+
+    def _remember(self, session: CrossChannelSession) -> None:
+        self.sessions[session.session_id] = session
+        self._stored.add(session.session_id)
+
+    def _forget(self, session_id: str) -> CrossChannelSession | None:
+        self._stored.discard(session_id)
+        return self.sessions.pop(session_id, None)
+
+    def _local_only(self, session_id: str) -> bool:
+        """Whether the async methods must act on memory: no storage, or a memory-only session."""
+        return self.storage is None or (
+            session_id in self.sessions and session_id not in self._stored
+        )
+
+    def _evict_expired(self, now: datetime) -> list[str]:
+        expired = [sid for sid, s in self.sessions.items() if s.is_expired(now)]
+        for sid in expired:
+            del self.sessions[sid]
+        return expired
+
+    def _maybe_cleanup(self, now: datetime) -> None:
+        interval = self.cleanup_interval
+        if interval and now - self._last_cleanup > timedelta(seconds=interval):
+            self.cleanup_expired_sessions()
+
+    # -- in memory -----------------------------------------------------------
+
+    def create_session(
+        self, session_id: str | None = None, user_id: str = "", ttl_hours: float = 1
+    ) -> CrossChannelSession:
+        """Create a session in this instance's memory (not persisted).
+
+        Args:
+            session_id: The id to use; a UUID4 string when None.
+            user_id: The owning user; must be non-empty.
+            ttl_hours: Lifetime after each use, in hours (positive).
+
+        Returns:
+            The new session.
+
+        Raises:
+            SessionValidationError: Bad user id, session id or TTL.
+            SessionExistsError: A live session with this id is in memory.
+        """
+        session = self._new_session(session_id, user_id, ttl_hours)
+        existing = self.sessions.get(session.session_id)
+        if existing is not None and not existing.is_expired(session.created_at):
+            raise SessionExistsError(f"session {session.session_id!r} already exists")
+        self._forget(session.session_id)
+        self.sessions[session.session_id] = session
+        self._maybe_cleanup(session.created_at)
+        return session
+
+    def get_session(self, session_id: str) -> CrossChannelSession | None:
+        """Return the in-memory session, or None (an expired one is dropped)."""
+        session = self.sessions.get(session_id)
+        if session is not None and session.is_expired(self._now()):
+            self._forget(session_id)
+            return None
+        return session
+
+    def update_session_state(
+        self, session_id: str, updates: dict[str, Any], channel: str | None = None
+    ) -> bool:
+        """Merge ``updates`` into an in-memory session; False if it is missing or expired.
+
+        Raises:
+            SessionValidationError: Bad updates or channel; nothing changes.
+        """
+        clean = check_json_object(updates, "state update")
+        check_channel(channel)
+        session = self.get_session(session_id)
+        if session is None:
+            return False
+        session.update_state(clean, channel, now=self._now())
+        return True
+
+    def get_session_state(
+        self, session_id: str, channel: str | None = None
+    ) -> dict[str, Any] | None:
+        """Return a copy of an in-memory session's state (refreshing it), or None."""
+        check_channel(channel)
+        session = self.get_session(session_id)
+        return None if session is None else session.get_state(channel, now=self._now())
+
+    def bind_memory_pool(self, session_id: str, memory_pool_id: str) -> bool:
+        """Bind an in-memory session to a memory pool; False if it is missing or expired."""
+        pool = check_id(memory_pool_id, "memory_pool_id")
+        session = self.get_session(session_id)
+        if session is None:
+            return False
+        session.memory_pool_id = pool
+        return True
+
+    def cleanup_expired_sessions(self) -> int:
+        """Drop expired sessions from memory; return how many were dropped."""
+        now = self._now()
+        expired = self._evict_expired(now)
+        self._stored.difference_update(expired)
+        self._last_cleanup = now
+        return len(expired)
+
+    def get_session_metrics(self) -> dict[str, Any]:
+        """Statistics of the in-memory sessions.
+
+        Returns:
+            ``active_sessions``, ``total_sessions`` (active and expired),
+            ``average_ttl_seconds`` (of active sessions) and ``channels_used``
+            (sorted names of channels active in live sessions).
+        """
+        now = self._now()
+        active = [s for s in self.sessions.values() if not s.is_expired(now)]
+        channels = sorted({c for s in active for c in s.channel_activity})
+        ttls = [s.ttl.total_seconds() for s in active]
+        return {
+            "active_sessions": len(active),
+            "total_sessions": len(self.sessions),
+            "average_ttl_seconds": sum(ttls) / len(ttls) if ttls else 0.0,
+            "channels_used": channels,
+        }
+
+    # -- persistent ----------------------------------------------------------
+
+    async def create_session_async(
+        self, session_id: str | None = None, user_id: str = "", ttl_hours: float = 1
+    ) -> CrossChannelSession:
+        """Create a session and store it (in memory only without storage).
+
+        Raises:
+            SessionValidationError: Bad user id, session id or TTL; nothing is written.
+            DuplicateKeyError: The id is taken (in storage, or live in memory).
+        """
+        if self.storage is None:
+            return self.create_session(session_id, user_id, ttl_hours)
+        session = self._new_session(session_id, user_id, ttl_hours)
+        await self.storage.save(session)
+        self._remember(session)
+        return session
+
+    async def update_session_state_async(
+        self, session_id: str, updates: dict[str, Any], channel: str | None = None
+    ) -> bool:
+        """Merge ``updates`` into a session's state atomically and refresh it.
+
+        Works on any instance, whether or not it loaded the session. Concurrent
+        updates of different keys from any number of instances all survive.
+
+        Returns:
+            False only when the session does not exist or has expired.
+
+        Raises:
+            SessionValidationError: Bad updates or channel; nothing is written.
+        """
+        clean = check_json_object(updates, "state update")
+        name = check_channel(channel)
+        if self._local_only(session_id):
+            return self.update_session_state(session_id, clean, name)
+        assert self.storage is not None
+        ttl = await self._ttl(session_id)
+        if ttl is None:
+            return False
+        now = self._now()
+        if not await self.storage.merge_state(session_id, clean, name, now, now + ttl):
+            self._forget(session_id)
+            return False
+        cached = self.sessions.get(session_id)
+        if cached is not None:
+            cached.update_state(clean, name, now=now)
+        return True
+
+    async def _ttl(self, session_id: str) -> timedelta | None:
+        """The session's TTL: from memory if cached (it never changes), else from storage."""
+        cached = self.sessions.get(session_id)
+        if cached is not None and session_id in self._stored:
+            return cached.ttl
+        loaded = await self.load_session_async(session_id)
+        return None if loaded is None else loaded.ttl
+
+    async def bind_memory_pool_async(self, session_id: str, memory_pool_id: str) -> bool:
+        """Bind a session to a memory pool in storage; False if missing or expired.
+
+        Raises:
+            SessionValidationError: Bad pool id; nothing is written.
+        """
+        pool = check_id(memory_pool_id, "memory_pool_id")
+        if self._local_only(session_id):
+            return self.bind_memory_pool(session_id, pool)
+        assert self.storage is not None
+        if not await self.storage.bind_memory_pool(session_id, pool, self._now()):
+            self._forget(session_id)
+            return False
+        cached = self.sessions.get(session_id)
+        if cached is not None:
+            cached.memory_pool_id = pool
+        return True
+
+    async def delete_session_async(self, session_id: str) -> bool:
+        """Delete a session everywhere, cached here or not; True iff something was deleted."""
+        local_only = self._local_only(session_id)
+        cached = self._forget(session_id)
+        if local_only:
+            return cached is not None
+        assert self.storage is not None
+        return await self.storage.delete(session_id)
+
+    async def load_session_async(self, session_id: str) -> CrossChannelSession | None:
+        """Return the session as stored now (and cache it), or None if missing or expired.
+
+        With storage, every call reads through: the result reflects every write
+        acknowledged by any instance before the call.
+        """
+        if self._local_only(session_id):
+            return self.get_session(session_id)
+        assert self.storage is not None
+        session = await self.storage.load(session_id, now=self._now())
+        if session is None:
+            self._forget(session_id)
+            return None
+        self._remember(session)
+        return session
+
+    async def cleanup_expired_sessions_async(self) -> int:
+        """Delete expired sessions from memory and storage; return how many sessions went.
+
+        Storage is emptied in batches of ``cleanup_batch_size``. A session is
+        counted once: stored sessions by the storage, memory-only ones here.
+        """
+        now = self._now()
+        expired = self._evict_expired(now)
+        memory_only = [sid for sid in expired if sid not in self._stored]
+        self._stored.difference_update(expired)
+        self._last_cleanup = now
+        total = len(expired) if self.storage is None else len(memory_only)
+        while self.storage is not None:
+            deleted = await self.storage.cleanup_expired(self.cleanup_batch_size, now=now)
+            total += deleted
+            if deleted < self.cleanup_batch_size:
+                break
+        return total

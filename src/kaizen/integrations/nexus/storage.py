@@ -1,0 +1,238 @@
+"""Persistence of cross-channel sessions in table ``cross_channel_session``.
+
+:class:`SessionStorage` only persists: every method is one statement (or one
+batch) through DataFlow, and expiry is always judged against a caller-supplied
+or current UTC time in the database's own comparison. Decisions (refresh
+times, read-through, cleanup loops) belong to
+:class:`~kaizen.integrations.nexus.session_manager.NexusSessionManager`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from dataflow import ConfigurationError, DataFlow, Index
+from kaizen.integrations.nexus._checks import (
+    check_channel,
+    check_channel_activity,
+    check_id,
+    check_json_object,
+    check_time,
+    utcnow,
+)
+from kaizen.integrations.nexus.errors import SessionNotFoundError
+from kaizen.integrations.nexus.models import CrossChannelSession
+
+__all__ = ["TABLE", "CrossChannelSessionRecord", "SessionStorage"]
+
+#: The table sessions are stored in.
+TABLE = "cross_channel_session"
+
+
+class CrossChannelSessionRecord:
+    """Row layout of :data:`TABLE` (a DataFlow model; ``created_at``/``updated_at`` are managed).
+
+    ``session_created_at`` keeps the session's own creation time, which may
+    precede the row's insertion; ``ttl_seconds`` lets every instance extend a
+    session by its own TTL.
+    """
+
+    id: str
+    user_id: str
+    session_created_at: datetime
+    last_accessed: datetime
+    expires_at: datetime
+    ttl_seconds: int
+    state_json: dict[str, Any]
+    channel_activity_json: dict[str, Any]
+    memory_pool_id: str | None
+
+
+_INDEXES = (
+    Index("expires_at"),
+    Index("user_id", "last_accessed"),
+    Index("last_accessed"),
+)
+_MODEL = CrossChannelSessionRecord.__name__
+_NEWEST_FIRST = ["-last_accessed"]
+
+
+def _register(db: DataFlow) -> None:
+    """Register the row model on ``db`` once, however many storages share it."""
+    existing = db.models.get(_MODEL)
+    if existing is None:
+        db.model(table=TABLE, indexes=_INDEXES)(CrossChannelSessionRecord)
+    elif existing is not CrossChannelSessionRecord:
+        raise ConfigurationError(f"another model named {_MODEL} is registered on this DataFlow")
+
+
+def _row(session: CrossChannelSession) -> dict[str, Any]:
+    """Validate ``session`` (it may have been mutated since construction) and flatten it."""
+    activity = check_channel_activity(session.channel_activity)
+    pool = session.memory_pool_id
+    return {
+        "id": check_id(session.session_id, "session_id"),
+        "user_id": check_id(session.user_id, "user_id"),
+        "session_created_at": check_time(session.created_at, "created_at"),
+        "last_accessed": check_time(session.last_accessed, "last_accessed"),
+        "expires_at": check_time(session.expires_at, "expires_at"),
+        "ttl_seconds": int(session.ttl.total_seconds()),
+        "state_json": check_json_object(session.state, "state"),
+        "channel_activity_json": {name: when.isoformat() for name, when in activity.items()},
+        "memory_pool_id": None if pool is None else check_id(pool, "memory_pool_id"),
+    }
+
+
+def _session(row: dict[str, Any]) -> CrossChannelSession:
+    activity = row["channel_activity_json"] or {}
+    return CrossChannelSession(
+        session_id=row["id"],
+        user_id=row["user_id"],
+        created_at=row["session_created_at"],
+        last_accessed=row["last_accessed"],
+        expires_at=row["expires_at"],
+        state=row["state_json"] or {},
+        channel_activity={k: datetime.fromisoformat(v) for k, v in activity.items()},
+        memory_pool_id=row["memory_pool_id"],
+        ttl=timedelta(seconds=row["ttl_seconds"]),
+    )
+
+
+def _now(now: datetime | None) -> datetime:
+    return utcnow() if now is None else check_time(now, "now")
+
+
+def _live(now: datetime | None) -> dict[str, Any]:
+    return {"expires_at": {"$gt": _now(now)}}
+
+
+class SessionStorage:
+    """Sessions in a DataFlow database (SQLite, PostgreSQL or MySQL/MariaDB).
+
+    Args:
+        db: The DataFlow to store sessions in; the row model is registered on it
+            (once, even when several storages share it) and its table is created
+            on first use.
+
+    A session is *live* while ``expires_at > now``; ``now`` defaults to the
+    current UTC time and may be passed explicitly (keyword-only) to every read.
+    """
+
+    def __init__(self, db: DataFlow) -> None:
+        _register(db)
+        self.db = db
+
+    # -- the spec's methods ---------------------------------------------------
+
+    async def save(self, session: CrossChannelSession) -> str:
+        """Insert a new session and return its id.
+
+        Raises:
+            SessionValidationError: The session holds invalid data; nothing is written.
+            DuplicateKeyError: A session with this id is already stored.
+        """
+        await self.db.insert(_MODEL, _row(session))
+        return session.session_id
+
+    async def update(self, session: CrossChannelSession) -> None:
+        """Overwrite every stored field of ``session`` (last writer wins).
+
+        Prefer :meth:`merge_state` for state changes: it cannot lose a concurrent update.
+
+        Raises:
+            SessionValidationError: The session holds invalid data; nothing is written.
+            SessionNotFoundError: No session with this id is stored.
+        """
+        values = _row(session)
+        session_id = values.pop("id")
+        if not await self.db.update_where(_MODEL, {"id": session_id}, values):
+            raise SessionNotFoundError(f"session {session_id!r} is not stored")
+
+    async def load(
+        self, session_id: str, *, now: datetime | None = None
+    ) -> CrossChannelSession | None:
+        """Return the live session ``session_id``, or None if absent or expired."""
+        rows = await self.db.select(_MODEL, {"id": session_id, **_live(now)}, limit=1)
+        return _session(rows[0]) if rows else None
+
+    async def delete(self, session_id: str) -> bool:
+        """Delete a session (live or expired); return whether it was stored."""
+        return await self.db.delete(_MODEL, session_id)
+
+    async def list_active(
+        self, limit: int = 100, offset: int = 0, *, now: datetime | None = None
+    ) -> list[CrossChannelSession]:
+        """Live sessions, most recently accessed first (ties: higher id first)."""
+        rows = await self.db.select(
+            _MODEL, _live(now), order_by=_NEWEST_FIRST, limit=limit, offset=offset
+        )
+        return [_session(r) for r in rows]
+
+    async def list_by_user(
+        self,
+        user_id: str,
+        include_expired: bool = False,
+        limit: int = 100,
+        *,
+        offset: int = 0,
+        now: datetime | None = None,
+    ) -> list[CrossChannelSession]:
+        """Sessions of ``user_id``, most recently accessed first (ties: higher id first)."""
+        where: dict[str, Any] = {"user_id": user_id}
+        if not include_expired:
+            where.update(_live(now))
+        rows = await self.db.select(
+            _MODEL, where, order_by=_NEWEST_FIRST, limit=limit, offset=offset
+        )
+        return [_session(r) for r in rows]
+
+    async def cleanup_expired(self, limit: int = 1000, *, now: datetime | None = None) -> int:
+        """Delete one batch of at most ``limit`` expired sessions; return how many went.
+
+        The batch is found through the ``expires_at`` index. Call again while the
+        result equals ``limit`` to empty a backlog.
+        """
+        return await self.db.delete_where(_MODEL, {"expires_at": {"$lte": _now(now)}}, limit=limit)
+
+    async def count_active(self, *, now: datetime | None = None) -> int:
+        """Number of live sessions."""
+        return await self.db.count(_MODEL, _live(now))
+
+    # -- atomic primitives for the manager -----------------------------------
+
+    async def merge_state(
+        self,
+        session_id: str,
+        updates: dict[str, Any],
+        channel: str | None,
+        now: datetime,
+        expires_at: datetime,
+    ) -> bool:
+        """Atomically merge ``updates`` into a live session's state and mark it used.
+
+        One conditional UPDATE: the database applies ``dict.update`` to the state
+        (and to the channel activity, when ``channel`` is given) and sets
+        ``last_accessed = now`` and ``expires_at``, only while the session is
+        live at ``now``. Concurrent merges of different keys all survive.
+
+        Returns:
+            Whether a live session was updated.
+
+        Raises:
+            SessionValidationError: Bad updates, channel or times; nothing is written.
+        """
+        now = check_time(now, "now")
+        merge = {"state_json": check_json_object(updates, "state update")}
+        name = check_channel(channel)
+        if name is not None:
+            merge["channel_activity_json"] = {name: now.isoformat()}
+        values = {"last_accessed": now, "expires_at": check_time(expires_at, "expires_at")}
+        where = {"id": session_id, **_live(now)}
+        return await self.db.update_where(_MODEL, where, values, merge=merge) > 0
+
+    async def bind_memory_pool(self, session_id: str, memory_pool_id: str, now: datetime) -> bool:
+        """Bind a live session to a memory pool; return whether it was live."""
+        values = {"memory_pool_id": check_id(memory_pool_id, "memory_pool_id")}
+        where = {"id": session_id, **_live(now)}
+        return await self.db.update_where(_MODEL, where, values) > 0
