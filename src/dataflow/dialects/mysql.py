@@ -40,6 +40,7 @@ __all__ = ["MySQLDialect"]
 _LOST_CODES = {2003, 2006, 2013, 2055, 1053, 1927, 4031}
 _CONCURRENCY_CODES = {1205, 1213}
 _VALUE_CODES = {1264, 1265, 1366, 1406, 3140, 4025}
+_BIN = "utf8mb4_bin"
 
 
 def _encode_dt(value: datetime) -> datetime:
@@ -118,7 +119,11 @@ class MySQLDialect(Dialect):
 
     def column_type(self, kind: Kind, *, key: bool) -> Any:
         return {
-            Kind.STR: sa.String(255) if key else sa_mysql.MEDIUMTEXT(),
+            # Binary collation: ids, equality and $contains must be exact, not case-
+            # or accent-insensitive as the server's default collation would make them.
+            Kind.STR: sa.String(255, collation=_BIN)
+            if key
+            else sa_mysql.MEDIUMTEXT(collation=_BIN),
             Kind.INT: sa.BigInteger(),
             Kind.FLOAT: sa.Double(),
             Kind.BOOL: sa.Boolean(),
