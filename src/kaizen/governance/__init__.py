@@ -1,0 +1,51 @@
+"""Governance: durable, exactly-once approval of external agent invocations.
+
+Example:
+    >>> from dataflow import DataFlow
+    >>> from kaizen.governance import ExternalAgentApprovalManager, ExternalAgentApprovalStorage
+    >>> storage = ExternalAgentApprovalStorage(DataFlow("sqlite:///app.db"))
+    >>> manager = ExternalAgentApprovalManager(storage_backend=storage)
+"""
+
+from kaizen.governance.approval_manager import ExternalAgentApprovalManager
+from kaizen.governance.approvers import ApproverDirectory
+from kaizen.governance.errors import (
+    AlreadyDecidedError,
+    ApprovalConfigurationError,
+    ApprovalNotFoundError,
+    GovernanceError,
+    NotAuthorizedError,
+)
+from kaizen.governance.memory import InMemoryApprovalStore
+from kaizen.governance.models import (
+    ApprovalLevel,
+    ApprovalRequirement,
+    ApprovalStatus,
+    AuditEvent,
+    AuditProblem,
+    AuditReport,
+    ExternalAgentApprovalRequest,
+)
+from kaizen.governance.notify import ControlProtocol, approval_payload
+from kaizen.governance.storage import ExternalAgentApprovalStorage
+
+__all__ = [
+    "AlreadyDecidedError",
+    "ApprovalConfigurationError",
+    "ApprovalLevel",
+    "ApprovalNotFoundError",
+    "ApprovalRequirement",
+    "ApprovalStatus",
+    "ApproverDirectory",
+    "AuditEvent",
+    "AuditProblem",
+    "AuditReport",
+    "ControlProtocol",
+    "ExternalAgentApprovalManager",
+    "ExternalAgentApprovalRequest",
+    "ExternalAgentApprovalStorage",
+    "GovernanceError",
+    "InMemoryApprovalStore",
+    "NotAuthorizedError",
+    "approval_payload",
+]

@@ -1,0 +1,404 @@
+"""The approval workflow: who must approve what, and exactly-once decisions.
+
+The manager decides; the store persists. With a storage backend every read on
+a decision path goes to the database, so any instance (process) can approve,
+reject, time out or wait on a request another instance created.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from dataflow.errors import ConcurrencyError, ValidationError
+from dataflow.values import dump_json, utcnow
+from kaizen.governance.approvers import ApproverDirectory
+from kaizen.governance.errors import (
+    AlreadyDecidedError,
+    ApprovalConfigurationError,
+    ApprovalNotFoundError,
+    NotAuthorizedError,
+)
+from kaizen.governance.memory import InMemoryApprovalStore
+from kaizen.governance.models import (
+    ApprovalRequirement,
+    ApprovalStatus,
+    AuditEvent,
+    AuditReport,
+    ExternalAgentApprovalRequest,
+    check_id,
+)
+from kaizen.governance.notify import ControlProtocol, notify_approvers
+from kaizen.governance.storage import ExternalAgentApprovalStorage
+
+__all__ = ["ExternalAgentApprovalManager"]
+
+logger = logging.getLogger("kaizen.governance")
+_PENDING = ApprovalStatus.PENDING
+_ATTEMPTS = 3
+#: Longest single sleep of ``wait_for_approval`` before it re-reads the request.
+_RECHECK_SECONDS = 5.0
+
+
+class _Store(Protocol):
+    """What the manager needs from a store (storage backend or in-memory)."""
+
+    async def save(self, request: ExternalAgentApprovalRequest) -> str: ...
+    async def load(self, request_id: str) -> ExternalAgentApprovalRequest | None: ...
+    async def decide(
+        self,
+        request_id: str,
+        *,
+        from_status: ApprovalStatus,
+        to_status: ApprovalStatus,
+        actor: str,
+        reason: str | None = None,
+        require_approver: bool = False,
+        overdue_at: datetime | None = None,
+        before_deadline: datetime | None = None,
+    ) -> bool: ...
+    async def timeout_overdue(self, now: datetime | None = None) -> int: ...
+    async def list_by_approver(
+        self, approver_id: str, status: ApprovalStatus | None = None, limit: int = 100
+    ) -> list[ExternalAgentApprovalRequest]: ...
+    async def events(self, request_id: str) -> list[AuditEvent]: ...
+    async def verify_audit(self, request_id: str | None = None) -> AuditReport: ...
+    def watch(
+        self, request_id: str
+    ) -> AbstractAsyncContextManager[Callable[[float], Awaitable[None]]]: ...
+
+
+class ExternalAgentApprovalManager:
+    """Human-in-the-loop approval of external agent invocations.
+
+    Args:
+        control_protocol: Notifies approvers of new requests (optional; see
+            :class:`~kaizen.governance.notify.ControlProtocol`).
+        storage_backend: Persists requests and the audit trail; without it
+            everything lives in this process's memory.
+        approvers: The organisation chart requests are routed by (also
+            configurable with :meth:`set_team`, :meth:`add_team_lead`,
+            :meth:`add_org_admin`, :meth:`set_owner`).
+        base_url: Prefix of the approve/reject URLs sent to approvers.
+
+    Example:
+        >>> manager = ExternalAgentApprovalManager(storage_backend=storage)
+        >>> requirement = ApprovalRequirement(ApprovalLevel.CUSTOM, custom_approvers=["lead-456"])
+        >>> manager.add_requirement("copilot-001", requirement)
+        >>> request_id = await manager.request_approval("copilot-001", "user-123", {"cost": 15.0})
+        >>> await manager.approve_request(request_id, "lead-456")
+    """
+
+    def __init__(
+        self,
+        control_protocol: ControlProtocol | None = None,
+        storage_backend: ExternalAgentApprovalStorage | None = None,
+        *,
+        approvers: ApproverDirectory | None = None,
+        base_url: str = "",
+    ) -> None:
+        self.protocol = control_protocol
+        self.storage = storage_backend
+        self.approvers = approvers if approvers is not None else ApproverDirectory()
+        self.base_url = base_url
+        self._store: _Store = (
+            storage_backend if storage_backend is not None else InMemoryApprovalStore()
+        )
+        self._requirements: dict[str, ApprovalRequirement] = {}
+
+    # -- configuration -----------------------------------------------------
+
+    def add_requirement(self, external_agent_id: str, requirement: ApprovalRequirement) -> None:
+        """Require approval for ``external_agent_id`` as ``requirement`` says (replacing any)."""
+        check_id("external_agent_id", external_agent_id)
+        if not isinstance(requirement, ApprovalRequirement):
+            raise ValidationError("requirement must be an ApprovalRequirement")
+        self._requirements[external_agent_id] = requirement
+
+    @property
+    def requirements(self) -> Mapping[str, ApprovalRequirement]:
+        """The configured requirements by external agent id (a copy)."""
+        return dict(self._requirements)
+
+    def set_team(self, user_id: str, team_id: str) -> None:
+        """Put ``user_id`` in ``team_id`` (TEAM_LEAD requests go to that team's leads)."""
+        self.approvers.set_team(user_id, team_id)
+
+    def add_team_lead(self, team_id: str, lead_id: str) -> None:
+        """Make ``lead_id`` a lead (approver) of ``team_id``."""
+        self.approvers.add_team_lead(team_id, lead_id)
+
+    def add_org_admin(self, user_id: str) -> None:
+        """Make ``user_id`` an organisation admin (approver at ADMIN level)."""
+        self.approvers.add_org_admin(user_id)
+
+    def set_owner(self, user_id: str) -> None:
+        """Make ``user_id`` the organisation owner (approver at OWNER level)."""
+        self.approvers.set_owner(user_id)
+
+    def determine_if_approval_required(
+        self, external_agent_id: str, metadata: dict[str, Any]
+    ) -> tuple[bool, ApprovalRequirement | None]:
+        """Whether an invocation with ``metadata`` needs approval.
+
+        Any trigger of the agent's requirement matching is enough: ``cost`` above
+        the threshold, ``environment``, ``operation``, or an overlap of
+        ``data_classifications``.
+
+        Returns:
+            ``(True, requirement)`` or ``(False, None)`` (also when the agent has no requirement).
+        """
+        requirement = self._requirements.get(external_agent_id)
+        if requirement is not None and requirement.triggered_by(metadata or {}):
+            return True, requirement
+        return False, None
+
+    # -- requests ----------------------------------------------------------
+
+    async def request_approval(
+        self, external_agent_id: str, requested_by: str, metadata: dict[str, Any] | None = None
+    ) -> str:
+        """Create a request routed to the agent's approvers, persist it, notify them.
+
+        The deadline is ``approval_timeout_seconds`` of the agent's requirement from now.
+        A failing notifier is logged; the request is stored regardless.
+
+        Returns:
+            The new request's id.
+
+        Raises:
+            ValidationError: Empty ids, or metadata that is not a JSON object
+                (NaN included); nothing is written.
+            ApprovalConfigurationError: The agent has no requirement, or its
+                level resolves to no approvers; the message says what to configure.
+        """
+        check_id("external_agent_id", external_agent_id)
+        check_id("requested_by", requested_by)
+        metadata = {} if metadata is None else metadata
+        if not isinstance(metadata, dict):
+            raise ValidationError("metadata must be a dict")
+        dump_json(metadata, "metadata")
+        requirement = self._requirement_for(external_agent_id)
+        request = self._new_request(external_agent_id, requested_by, metadata, requirement)
+        await self._store.save(request)
+        logger.info(
+            "approval request %s for %r created, approvers %s",
+            request.id,
+            external_agent_id,
+            request.approvers,
+        )
+        if self.protocol is not None:
+            await notify_approvers(self.protocol, request, self.base_url)
+        return request.id
+
+    def _requirement_for(self, external_agent_id: str) -> ApprovalRequirement:
+        requirement = self._requirements.get(external_agent_id)
+        if requirement is None:
+            raise ApprovalConfigurationError(
+                f"no approval requirement is configured for external agent {external_agent_id!r}; "
+                f"add one first, e.g. manager.add_requirement({external_agent_id!r}, "
+                "ApprovalRequirement(ApprovalLevel.CUSTOM, custom_approvers=['lead-456']))"
+            )
+        return requirement
+
+    def _new_request(
+        self,
+        agent: str,
+        requested_by: str,
+        metadata: dict[str, Any],
+        requirement: ApprovalRequirement,
+    ) -> ExternalAgentApprovalRequest:
+        level = requirement.approval_level
+        approvers = self.approvers.approvers_for(level, requested_by, requirement.custom_approvers)
+        if not approvers:
+            raise ApprovalConfigurationError(
+                f"no approvers for level {level.value!r} (request by {requested_by!r}): "
+                "configure them with manager.set_team() and manager.add_team_lead(), "
+                "manager.add_org_admin(), manager.set_owner(), or custom_approvers"
+            )
+        now = utcnow()
+        return ExternalAgentApprovalRequest(
+            id=str(uuid.uuid4()),
+            external_agent_id=agent,
+            requested_by=requested_by,
+            approvers=approvers,
+            status=_PENDING,
+            approval_reason=requirement.approval_reason
+            or "External agent invocation requires approval",
+            request_metadata=dict(metadata),
+            created_at=now,
+            deadline_at=now + timedelta(seconds=requirement.approval_timeout_seconds),
+        )
+
+    # -- decisions ---------------------------------------------------------
+
+    async def approve_request(self, approval_request_id: str, approver_id: str) -> None:
+        """Approve a pending request, exactly once across all instances.
+
+        Raises:
+            ApprovalNotFoundError: Unknown id.
+            NotAuthorizedError: ``approver_id`` is not one of its approvers.
+            AlreadyDecidedError: It was already approved, rejected or timed out
+                (also when its deadline has passed: it is timed out now).
+        """
+        await self._decide(approval_request_id, approver_id, ApprovalStatus.APPROVED, None)
+
+    async def reject_request(self, approval_request_id: str, approver_id: str, reason: str) -> None:
+        """Reject a pending request with ``reason``, exactly once across all instances.
+
+        Raises:
+            ApprovalNotFoundError: Unknown id.
+            NotAuthorizedError: ``approver_id`` is not one of its approvers.
+            AlreadyDecidedError: It was already decided (or is past its deadline).
+        """
+        if not isinstance(reason, str):
+            raise ValidationError("reason must be a string")
+        await self._decide(approval_request_id, approver_id, ApprovalStatus.REJECTED, reason)
+
+    async def _decide(
+        self, request_id: str, approver_id: str, status: ApprovalStatus, reason: str | None
+    ) -> None:
+        check_id("approval request id", request_id)
+        check_id("approver id", approver_id)
+        for attempt in range(_ATTEMPTS):
+            try:
+                done = await self._store.decide(
+                    request_id,
+                    from_status=_PENDING,
+                    to_status=status,
+                    actor=approver_id,
+                    reason=reason,
+                    require_approver=True,
+                    before_deadline=utcnow(),
+                )
+            except ConcurrencyError:  # a deadlock victim: the transaction rolled back
+                if attempt == _ATTEMPTS - 1:
+                    raise
+                continue
+            if done:
+                logger.info("approval request %s %s by %r", request_id, status.value, approver_id)
+                return
+            await self._explain_failure(request_id, approver_id)
+        raise ConcurrencyError(f"approval request {request_id!r} kept changing; try again")
+
+    async def _explain_failure(self, request_id: str, approver_id: str) -> None:
+        """Raise why a decision did not apply; return if it may be retried."""
+        request = await self._store.load(request_id)
+        if request is None:
+            raise ApprovalNotFoundError(request_id)
+        if approver_id not in request.approvers:
+            raise NotAuthorizedError(request_id, approver_id)
+        if request.status is _PENDING and _overdue(request, utcnow()):
+            await self._store.decide(
+                request_id,
+                from_status=_PENDING,
+                to_status=ApprovalStatus.TIMEOUT,
+                actor="system",
+                overdue_at=utcnow(),
+            )
+            request = await self._store.load(request_id)
+            assert request is not None
+        if request.status is not _PENDING:
+            raise AlreadyDecidedError(request_id, request.status)
+
+    async def timeout_pending_approvals(self) -> int:
+        """Move every pending request past its deadline to TIMEOUT.
+
+        Safe to run on several instances at once: each request is counted by
+        exactly one of them.
+
+        Returns:
+            How many requests this call timed out.
+        """
+        count = await self._store.timeout_overdue(utcnow())
+        if count:
+            logger.info("timed out %d approval requests", count)
+        return count
+
+    async def wait_for_approval(
+        self,
+        approval_request_id: str,
+        timeout: float = 3600.0,  # noqa: ASYNC109 - the spec's signature
+    ) -> bool:
+        """Wait until the request is decided (by any instance) or ``timeout`` seconds pass.
+
+        On PostgreSQL the waiter is woken by the decision's NOTIFY; elsewhere it
+        polls with backoff. When the request's own deadline passes first, it is
+        timed out (recorded) and the result is False.
+
+        Returns:
+            True if approved; False if rejected, timed out, or still pending
+            when ``timeout`` ran out (the request then stays pending).
+
+        Raises:
+            ApprovalNotFoundError: Unknown id.
+        """
+        check_id("approval request id", approval_request_id)
+        if (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, int | float)
+            or math.isnan(timeout)
+            or timeout < 0
+        ):
+            raise ValidationError(
+                f"timeout must be a non-negative number of seconds, got {timeout!r}"
+            )
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        async with self._store.watch(approval_request_id) as wait:
+            while True:
+                request = await self._load(approval_request_id)
+                if request.status is not _PENDING:
+                    return request.status is ApprovalStatus.APPROVED
+                now = utcnow()
+                if _overdue(request, now):
+                    await self._store.decide(
+                        request.id,
+                        from_status=_PENDING,
+                        to_status=ApprovalStatus.TIMEOUT,
+                        actor="system",
+                        overdue_at=now,
+                    )
+                    continue
+                left = end - loop.time()
+                if left <= 0:
+                    return False
+                if request.deadline_at is not None:
+                    left = min(left, (request.deadline_at - now).total_seconds())
+                await wait(max(0.0, min(left, _RECHECK_SECONDS)))
+
+    # -- reads -------------------------------------------------------------
+
+    async def _load(self, request_id: str) -> ExternalAgentApprovalRequest:
+        request = await self._store.load(request_id)
+        if request is None:
+            raise ApprovalNotFoundError(request_id)
+        return request
+
+    async def get_request(self, approval_request_id: str) -> ExternalAgentApprovalRequest | None:
+        """The request as currently stored (a copy), or None."""
+        return await self._store.load(approval_request_id)
+
+    async def get_pending_approvals(
+        self, approver_id: str, limit: int = 100
+    ) -> list[ExternalAgentApprovalRequest]:
+        """Pending requests ``approver_id`` may decide, newest first."""
+        return await self._store.list_by_approver(approver_id, _PENDING, limit)
+
+    async def get_audit_trail(self, approval_request_id: str) -> list[AuditEvent]:
+        """The request's audit events, oldest first (kept after it is deleted)."""
+        return await self._store.events(approval_request_id)
+
+    async def verify_audit(self, approval_request_id: str | None = None) -> AuditReport:
+        """Verify the audit hash chains of one request or of all."""
+        return await self._store.verify_audit(approval_request_id)
+
+
+def _overdue(request: ExternalAgentApprovalRequest, now: datetime) -> bool:
+    return request.deadline_at is not None and request.deadline_at <= now

@@ -1,0 +1,74 @@
+"""Errors of the governance package, all inside DataFlow's single exception tree.
+
+Every error here derives from :class:`dataflow.errors.DataFlowError` (so one
+``except DataFlowError`` catches everything the stack raises) and from
+:class:`ValueError`, which is what callers of the original approval manager
+expect.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from dataflow.errors import ConfigurationError, DataFlowError, NotFoundError
+
+if TYPE_CHECKING:
+    from kaizen.governance.models import ApprovalStatus
+
+__all__ = [
+    "AlreadyDecidedError",
+    "ApprovalConfigurationError",
+    "ApprovalNotFoundError",
+    "GovernanceError",
+    "NotAuthorizedError",
+]
+
+
+class GovernanceError(DataFlowError, ValueError):
+    """Root of the governance errors."""
+
+
+class ApprovalNotFoundError(GovernanceError, NotFoundError):
+    """No approval request has the given id.
+
+    Attributes:
+        request_id: The id that was looked up.
+    """
+
+    def __init__(self, request_id: str) -> None:
+        super().__init__(f"approval request {request_id!r} not found")
+        self.request_id = request_id
+
+
+class AlreadyDecidedError(GovernanceError):
+    """The request is no longer pending: another decision (or the timeout) won.
+
+    Attributes:
+        request_id: The request.
+        status: Its final status.
+    """
+
+    def __init__(self, request_id: str, status: ApprovalStatus) -> None:
+        super().__init__(f"approval request {request_id!r} already decided: {status.value}")
+        self.request_id = request_id
+        self.status = status
+
+
+class NotAuthorizedError(GovernanceError):
+    """The user is not one of the request's approvers.
+
+    Attributes:
+        request_id: The request.
+        approver_id: The user who tried to decide it.
+    """
+
+    def __init__(self, request_id: str, approver_id: str) -> None:
+        super().__init__(
+            f"user {approver_id!r} is not authorized to decide approval request {request_id!r}"
+        )
+        self.request_id = request_id
+        self.approver_id = approver_id
+
+
+class ApprovalConfigurationError(GovernanceError, ConfigurationError):
+    """The manager lacks configuration it needs (a requirement, approvers)."""

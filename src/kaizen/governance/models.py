@@ -1,0 +1,227 @@
+"""Value types of the approval workflow: statuses, levels, requirements, requests, audit."""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from dataflow.errors import ValidationError
+from dataflow.values import dump_json
+
+__all__ = [
+    "ApprovalLevel",
+    "ApprovalRequirement",
+    "ApprovalStatus",
+    "AuditEvent",
+    "AuditProblem",
+    "AuditReport",
+    "ExternalAgentApprovalRequest",
+    "check_id",
+]
+
+
+class ApprovalStatus(enum.Enum):
+    """Where an approval request stands. Only PENDING requests can still be decided."""
+
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    TIMEOUT = "timeout"
+
+
+class ApprovalLevel(enum.Enum):
+    """Who approves: the requester's team lead(s), org admins, the owner, or a custom list."""
+
+    TEAM_LEAD = "team_lead"
+    ADMIN = "admin"
+    OWNER = "owner"
+    CUSTOM = "custom"
+
+
+@dataclass
+class ApprovalRequirement:
+    """When an external agent's invocation needs approval, and from whom.
+
+    Any matching trigger requires approval (OR logic).
+
+    Args:
+        approval_level: Who approves (see :class:`ApprovalLevel`).
+        require_for_environments: Environments (``metadata["environment"]``) that need approval.
+        require_for_cost_above: Cost (``metadata["cost"]``) above which approval is needed.
+        require_for_data_classifications: Classifications (any overlap with
+            ``metadata["data_classifications"]``) that need approval.
+        require_for_operations: Operations (``metadata["operation"]``) that need approval.
+        custom_approvers: The approvers when ``approval_level`` is CUSTOM.
+        approval_timeout_seconds: Seconds a request stays decidable; each request
+            stores its own deadline computed from this.
+        approval_reason: Human-readable reason shown to approvers.
+
+    Raises:
+        ValidationError: A non-positive timeout or an empty custom approver id.
+    """
+
+    approval_level: ApprovalLevel
+    require_for_environments: list[str] = field(default_factory=list)
+    require_for_cost_above: float | None = None
+    require_for_data_classifications: list[str] = field(default_factory=list)
+    require_for_operations: list[str] = field(default_factory=list)
+    custom_approvers: list[str] = field(default_factory=list)
+    approval_timeout_seconds: int = 3600
+    approval_reason: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.approval_level, ApprovalLevel):
+            raise ValidationError(
+                f"approval_level must be an ApprovalLevel, got {self.approval_level!r}"
+            )
+        timeout = self.approval_timeout_seconds
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
+            raise ValidationError(
+                f"approval_timeout_seconds must be a positive number, got {timeout!r}"
+            )
+        if not math.isfinite(timeout):
+            raise ValidationError("approval_timeout_seconds must be finite")
+        for approver in self.custom_approvers:
+            check_id("custom approver id", approver)
+
+    def triggered_by(self, metadata: dict[str, Any]) -> bool:
+        """Whether ``metadata`` (cost, environment, data_classifications, operation) matches."""
+        cost = metadata.get("cost")
+        if self.require_for_cost_above is not None and _number(cost) > self.require_for_cost_above:
+            return True
+        if metadata.get("environment") in self.require_for_environments:
+            return True
+        classes = metadata.get("data_classifications") or []
+        if isinstance(classes, str):
+            classes = [classes]
+        if set(self.require_for_data_classifications) & set(classes):
+            return True
+        return metadata.get("operation") in self.require_for_operations
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0.0
+    return float(value)
+
+
+@dataclass
+class ExternalAgentApprovalRequest:
+    """One approval request, pending or decided.
+
+    ``approved_at``/``approved_by`` record the decision (approval or rejection);
+    a timeout sets ``approved_at`` only. ``deadline_at`` is when the request times out.
+    """
+
+    id: str
+    external_agent_id: str
+    requested_by: str
+    approvers: list[str]
+    status: ApprovalStatus
+    approval_reason: str | None
+    request_metadata: dict[str, Any]
+    created_at: datetime
+    approved_at: datetime | None = None
+    approved_by: str | None = None
+    rejection_reason: str | None = None
+    deadline_at: datetime | None = None
+
+    def validate(self) -> None:
+        """Check the request can be stored, before anything is written.
+
+        Raises:
+            ValidationError: Empty ids, an empty approver list, naive datetimes,
+                or metadata that is not a JSON object (NaN and Infinity included).
+        """
+        check_id("request id", self.id)
+        check_id("external_agent_id", self.external_agent_id)
+        check_id("requested_by", self.requested_by)
+        if not isinstance(self.approvers, list) or not self.approvers:
+            raise ValidationError(f"request {self.id!r} needs a non-empty list of approvers")
+        for approver in self.approvers:
+            check_id("approver id", approver)
+        if not isinstance(self.status, ApprovalStatus):
+            raise ValidationError(f"status must be an ApprovalStatus, got {self.status!r}")
+        if not isinstance(self.request_metadata, dict):
+            raise ValidationError("request_metadata must be a dict")
+        dump_json(self.request_metadata, "request_metadata")
+        for name in ("created_at", "approved_at", "deadline_at"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, datetime) or value.utcoffset() is None):
+                raise ValidationError(f"{name} must be a timezone-aware datetime")
+
+
+def check_id(what: str, value: Any) -> str:
+    """Return ``value`` if it is a usable id (a non-blank str of at most 255 characters).
+
+    Raises:
+        ValidationError: Otherwise.
+    """
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationError(f"{what} must be a non-empty string, got {value!r}")
+    if len(value) > 255:
+        raise ValidationError(f"{what} is longer than 255 characters")
+    return value
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """One entry of a request's append-only, hash-chained audit trail.
+
+    Attributes:
+        request_id: The request.
+        seq: Position in the request's chain, from 0 (``requested``).
+        event: ``requested``, ``approved``, ``rejected``, ``timed_out``, ``updated`` or ``deleted``.
+        actor: Who caused it (the requester, the approver, or ``system``).
+        occurred_at: When (aware UTC).
+        details: Event data (the request's content, a rejection reason...).
+        prev_hash: Hash of the previous event (64 zeros for the first).
+        hash: sha256 over the canonical JSON of this event and ``prev_hash``.
+    """
+
+    request_id: str
+    seq: int
+    event: str
+    actor: str
+    occurred_at: datetime
+    details: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
+@dataclass(frozen=True)
+class AuditProblem:
+    """One inconsistency :func:`verify` found."""
+
+    request_id: str
+    seq: int | None
+    message: str
+
+
+@dataclass
+class AuditReport:
+    """Result of verifying audit chains.
+
+    Attributes:
+        ok: True when no problem was found.
+        requests: How many request chains were checked.
+        events: How many events were checked.
+        problems: What was found wrong.
+    """
+
+    requests: int = 0
+    events: int = 0
+    problems: list[AuditProblem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when no problem was found."""
+        return not self.problems
+
+
+def utc(value: datetime) -> datetime:
+    """``value`` converted to aware UTC."""
+    return value.astimezone(UTC)

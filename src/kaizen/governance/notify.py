@@ -1,0 +1,73 @@
+"""Telling approvers about a new request: the control protocol and its payload."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Protocol, runtime_checkable
+from urllib.parse import quote
+
+from kaizen.governance.models import ExternalAgentApprovalRequest
+
+__all__ = ["ControlProtocol", "approval_payload", "notify_approvers"]
+
+logger = logging.getLogger("kaizen.governance")
+
+
+@runtime_checkable
+class ControlProtocol(Protocol):
+    """What the manager needs to reach approvers (chat, e-mail, a web inbox...).
+
+    Implement one coroutine; it is called once per approver. Raising is allowed:
+    the failure is logged and the request stays stored and decidable.
+    """
+
+    async def send_approval_request(self, approver_id: str, payload: dict[str, Any]) -> None:
+        """Deliver ``payload`` (see :func:`approval_payload`) to ``approver_id``."""
+
+
+def approval_payload(request: ExternalAgentApprovalRequest, base_url: str = "") -> dict[str, Any]:
+    """The notification sent to each approver of ``request``.
+
+    Args:
+        request: The stored request.
+        base_url: Prefix of the approve/reject URLs (e.g. ``https://kaizen.example.com``).
+
+    Returns:
+        ``request_id``, ``external_agent_id``, ``requested_by``, ``approval_reason``,
+        ``metadata``, ``approvers``, ``created_at`` and ``deadline_at`` (ISO 8601),
+        ``approve_url`` and ``reject_url``.
+    """
+    root = f"{base_url.rstrip('/')}/api/approvals/{quote(request.id, safe='')}"
+    return {
+        "request_id": request.id,
+        "external_agent_id": request.external_agent_id,
+        "requested_by": request.requested_by,
+        "approval_reason": request.approval_reason,
+        "metadata": dict(request.request_metadata),
+        "approvers": list(request.approvers),
+        "created_at": request.created_at.isoformat(),
+        "deadline_at": request.deadline_at.isoformat() if request.deadline_at else None,
+        "approve_url": f"{root}/approve",
+        "reject_url": f"{root}/reject",
+    }
+
+
+async def notify_approvers(
+    protocol: ControlProtocol, request: ExternalAgentApprovalRequest, base_url: str = ""
+) -> int:
+    """Send the payload to every approver; return how many sends succeeded.
+
+    A failing send is logged and skipped: the request is already stored.
+    """
+    payload = approval_payload(request, base_url)
+    delivered = 0
+    for approver_id in request.approvers:
+        try:
+            await protocol.send_approval_request(approver_id, dict(payload))
+        except Exception:
+            logger.exception(
+                "could not notify approver %r of approval request %r", approver_id, request.id
+            )
+        else:
+            delivered += 1
+    return delivered

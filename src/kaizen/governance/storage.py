@@ -1,0 +1,410 @@
+"""Persistence of approval requests and their audit trail on any DataFlow database.
+
+The storage persists; it holds no business rules. State changes are conditional
+writes whose WHERE clause carries the caller's preconditions, each written in
+one transaction together with its audit event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from dataflow import ConcurrencyError, DataFlow
+from dataflow.values import utcnow
+from kaizen.governance._schema import (
+    audit_from_row,
+    audit_row,
+    register,
+    request_from_row,
+    request_row,
+)
+from kaizen.governance._verify import verify_all, verify_one
+from kaizen.governance.audit import GENESIS, canonical, make_event
+from kaizen.governance.errors import ApprovalNotFoundError
+from kaizen.governance.models import (
+    ApprovalStatus,
+    AuditEvent,
+    AuditReport,
+    ExternalAgentApprovalRequest,
+    check_id,
+)
+
+__all__ = ["CHANNEL", "EVENT_NAMES", "ExternalAgentApprovalStorage"]
+
+#: PostgreSQL NOTIFY channel announcing decided requests (payload: request id, or ``*``).
+CHANNEL = "kaizen_approval_decided"
+#: Audit event name of each status a request can move to.
+EVENT_NAMES = {
+    ApprovalStatus.PENDING: "requested",
+    ApprovalStatus.APPROVED: "approved",
+    ApprovalStatus.REJECTED: "rejected",
+    ApprovalStatus.TIMEOUT: "timed_out",
+}
+_PAGE = 200
+Waiter = Callable[[float], Awaitable[None]]
+
+
+class ExternalAgentApprovalStorage:
+    """Approval requests in table ``external_agent_approval_request``, audit in
+    ``external_agent_approval_audit``.
+
+    Args:
+        db: The DataFlow database; the two models are registered on it once.
+
+    Example:
+        >>> storage = ExternalAgentApprovalStorage(DataFlow("sqlite:///app.db"))
+        >>> manager = ExternalAgentApprovalManager(storage_backend=storage)
+    """
+
+    def __init__(self, db: DataFlow) -> None:
+        self.db = db
+        self._req, self._aud = register(db)
+
+    # -- the spec's methods ------------------------------------------------
+
+    async def save(self, request: ExternalAgentApprovalRequest) -> str:
+        """Insert a new request and its ``requested`` audit event atomically.
+
+        ``request.created_at`` is set to the stored creation time.
+
+        Returns:
+            The request id.
+
+        Raises:
+            ValidationError: Bad ids, no approvers, non-JSON metadata (nothing is written).
+            DuplicateKeyError: A request with this id exists.
+        """
+        request.validate()
+        event = make_event(
+            request.id, 0, "requested", request.requested_by, utcnow(), _content(request), GENESIS
+        )
+        row = {"id": request.id, **request_row(request), "audit_seq": 0, "audit_head": event.hash}
+        async with self.db.transaction() as tx:
+            stored = await tx.insert(self._req, row)
+            await tx.insert(self._aud, audit_row(event, canonical(event.details)))
+        request.created_at = stored["created_at"]
+        return request.id
+
+    async def update(self, request: ExternalAgentApprovalRequest) -> None:
+        """Overwrite a stored request with ``request``'s fields and audit the change.
+
+        Prefer :meth:`decide` for decisions: it is one conditional write.
+
+        Raises:
+            ApprovalNotFoundError: No such request.
+            ConcurrencyError: The request changed between read and write.
+        """
+        request.validate()
+        row = await self.db.get(self._req, request.id)
+        if row is None:
+            raise ApprovalNotFoundError(request.id)
+        changed = row["status"] != request.status.value
+        name = EVENT_NAMES[request.status] if changed else "updated"
+        actor = request.approved_by or "system"
+        event = make_event(
+            request.id,
+            row["audit_seq"] + 1,
+            name,
+            actor,
+            utcnow(),
+            _content(request),
+            row["audit_head"],
+        )
+        values = {**request_row(request), "audit_seq": event.seq, "audit_head": event.hash}
+        where = {"id": request.id, "audit_seq": row["audit_seq"]}
+        if not await self._append(where, values, event):
+            raise ConcurrencyError(f"approval request {request.id!r} was changed concurrently")
+
+    async def load(self, request_id: str) -> ExternalAgentApprovalRequest | None:
+        """The request with this id, or None."""
+        row = await self.db.get(self._req, request_id)
+        return request_from_row(row) if row is not None else None
+
+    async def delete(self, request_id: str) -> bool:
+        """Delete a request; its audit trail is kept and gains a ``deleted`` event.
+
+        Returns:
+            Whether the request existed.
+        """
+        for _ in range(5):
+            row = await self.db.get(self._req, request_id)
+            if row is None:
+                return False
+            event = make_event(
+                request_id,
+                row["audit_seq"] + 1,
+                "deleted",
+                "system",
+                utcnow(),
+                {},
+                row["audit_head"],
+            )
+            async with self.db.transaction() as tx:
+                if await tx.delete_where(
+                    self._req, {"id": request_id, "audit_seq": row["audit_seq"]}
+                ):
+                    await tx.insert(self._aud, audit_row(event, canonical(event.details)))
+                    return True
+        raise ConcurrencyError(f"approval request {request_id!r} keeps changing; delete not done")
+
+    async def list_by_status(
+        self, status: ApprovalStatus, limit: int = 100, offset: int = 0
+    ) -> list[ExternalAgentApprovalRequest]:
+        """Requests with ``status``, newest first (ties broken by id)."""
+        rows = await self.db.select(
+            self._req, {"status": status.value}, order_by="-created_at", limit=limit, offset=offset
+        )
+        return [request_from_row(r) for r in rows]
+
+    async def list_by_approver(
+        self, approver_id: str, status: ApprovalStatus | None = None, limit: int = 100
+    ) -> list[ExternalAgentApprovalRequest]:
+        """Requests ``approver_id`` may decide (exact id match, indexed), newest first."""
+        filt: dict[str, Any] = {"approvers_json": {"$contains": approver_id}}
+        if status is not None:
+            filt["status"] = status.value
+        rows = await self.db.select(self._req, filt, order_by="-created_at", limit=limit)
+        return [request_from_row(r) for r in rows]
+
+    async def list_pending_for_agent(
+        self, external_agent_id: str, limit: int = 100
+    ) -> list[ExternalAgentApprovalRequest]:
+        """Pending requests for one external agent, newest first."""
+        filt = {"external_agent_id": external_agent_id, "status": ApprovalStatus.PENDING.value}
+        rows = await self.db.select(self._req, filt, order_by="-created_at", limit=limit)
+        return [request_from_row(r) for r in rows]
+
+    async def count_by_status(self, status: ApprovalStatus) -> int:
+        """How many requests have ``status``."""
+        return await self.db.count(self._req, {"status": status.value})
+
+    async def get_expired_pending_requests(
+        self, timeout_seconds: int = 3600, limit: int = 100
+    ) -> list[ExternalAgentApprovalRequest]:
+        """Pending requests created more than ``timeout_seconds`` ago, oldest first.
+
+        Read-only: :meth:`timeout_overdue` moves overdue requests to TIMEOUT.
+        """
+        cutoff = utcnow() - timedelta(seconds=timeout_seconds)
+        filt = {"status": ApprovalStatus.PENDING.value, "created_at": {"$lt": cutoff}}
+        rows = await self.db.select(self._req, filt, order_by="created_at", limit=limit)
+        return [request_from_row(r) for r in rows]
+
+    # -- conditional state changes ------------------------------------------
+
+    async def decide(
+        self,
+        request_id: str,
+        *,
+        from_status: ApprovalStatus,
+        to_status: ApprovalStatus,
+        actor: str,
+        reason: str | None = None,
+        require_approver: bool = False,
+        overdue_at: datetime | None = None,
+        before_deadline: datetime | None = None,
+    ) -> bool:
+        """Move a request from ``from_status`` to ``to_status`` if its preconditions hold.
+
+        One conditional UPDATE (status; with ``require_approver`` the actor's
+        membership in the approvers; with ``overdue_at`` a deadline not after it;
+        with ``before_deadline`` no deadline or one after it) plus the audit event,
+        in one transaction. Of concurrent callers at most one gets True.
+        ``actor`` becomes ``approved_by`` for APPROVED and REJECTED; ``reason``
+        becomes ``rejection_reason``.
+
+        Returns:
+            True if this call made the change; False if a precondition failed
+            (unknown id included): load the request to learn which.
+        """
+        row = await self.db.get(self._req, request_id)
+        if row is None or row["status"] != from_status.value:
+            return False
+        if require_approver and actor not in (row["approvers_json"] or []):
+            return False
+        deadline = row["deadline_at"]
+        if before_deadline is not None and deadline is not None and deadline <= before_deadline:
+            return False
+        now = utcnow()
+        details = {"reason": reason} if reason is not None else {}
+        event = make_event(
+            request_id,
+            row["audit_seq"] + 1,
+            EVENT_NAMES[to_status],
+            actor,
+            now,
+            details,
+            row["audit_head"],
+        )
+        values: dict[str, Any] = {
+            "status": to_status.value,
+            "approved_at": now,
+            "audit_seq": event.seq,
+            "audit_head": event.hash,
+        }
+        if to_status in (ApprovalStatus.APPROVED, ApprovalStatus.REJECTED):
+            values["approved_by"] = actor
+        if reason is not None:
+            values["rejection_reason"] = reason
+        where: dict[str, Any] = {
+            "id": request_id,
+            "status": from_status.value,
+            "audit_seq": row["audit_seq"],
+        }
+        if require_approver:
+            where["approvers_json"] = {"$contains": actor}
+        if overdue_at is not None:
+            where["deadline_at"] = {"$lte": overdue_at}
+        if before_deadline is not None:
+            where["$or"] = [
+                {"deadline_at": {"$null": True}},
+                {"deadline_at": {"$gt": before_deadline}},
+            ]
+        return await self._append(where, values, event, notify=request_id)
+
+    async def _append(
+        self,
+        where: dict[str, Any],
+        values: dict[str, Any],
+        event: AuditEvent,
+        notify: str | None = None,
+    ) -> bool:
+        async with self.db.transaction() as tx:
+            if not await tx.update_where(self._req, where, values):
+                return False
+            await tx.insert(self._aud, audit_row(event, canonical(event.details)))
+            if notify is not None:
+                await tx.notify(CHANNEL, notify)
+        return True
+
+    async def timeout_overdue(self, now: datetime | None = None, *, batch_size: int = _PAGE) -> int:
+        """Move every pending request whose deadline is not after ``now`` to TIMEOUT.
+
+        Race-safe: each row flips by its own conditional UPDATE (still pending,
+        same audit seq), so concurrent sweepers never both count a row.
+
+        Returns:
+            How many requests this call timed out.
+        """
+        now = now or utcnow()
+        filt = {"status": ApprovalStatus.PENDING.value, "deadline_at": {"$lte": now}}
+        total, previous = 0, None
+        while True:
+            rows = await self.db.select(self._req, filt, order_by=["deadline_at"], limit=batch_size)
+            ids = [r["id"] for r in rows]
+            if not rows or ids == previous:
+                return total
+            total += await self._expire(rows, now)
+            if len(rows) < batch_size:
+                return total
+            previous = ids
+
+    async def _expire(self, rows: list[dict[str, Any]], now: datetime) -> int:
+        pending = ApprovalStatus.PENDING.value
+        async with self.db.transaction() as tx:
+            events = []
+            for row in rows:
+                event = make_event(
+                    row["id"],
+                    row["audit_seq"] + 1,
+                    "timed_out",
+                    "system",
+                    now,
+                    {"deadline_at": row["deadline_at"].isoformat()},
+                    row["audit_head"],
+                )
+                where = {"id": row["id"], "status": pending, "audit_seq": row["audit_seq"]}
+                values = {
+                    "status": ApprovalStatus.TIMEOUT.value,
+                    "approved_at": now,
+                    "audit_seq": event.seq,
+                    "audit_head": event.hash,
+                }
+                if await tx.update_where(self._req, where, values):
+                    events.append(event)
+            if events:
+                await tx.insert_many(
+                    self._aud, [audit_row(e, canonical(e.details)) for e in events]
+                )
+                await tx.notify(CHANNEL, "*")
+        return len(events)
+
+    # -- audit -------------------------------------------------------------
+
+    async def events(self, request_id: str) -> list[AuditEvent]:
+        """The audit trail of a request (kept after the request is deleted), oldest first."""
+        rows = await self.db.select(self._aud, {"request_id": request_id}, order_by="seq")
+        return [audit_from_row(r)[0] for r in rows]
+
+    async def verify_audit(self, request_id: str | None = None) -> AuditReport:
+        """Verify the hash chains of one request, or of all requests (deleted ones included).
+
+        Returns:
+            A report; ``report.ok`` is False when an event was edited, removed or
+            inserted, or a request row disagrees with its trail.
+        """
+        if request_id is not None:
+            return await verify_one(self.db, self._req, self._aud, request_id)
+        return await verify_all(self.db, self._req, self._aud)
+
+    # -- waiting -----------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def watch(self, request_id: str) -> AsyncIterator[Waiter]:
+        """Yield ``wait(seconds)``, returning early when ``request_id`` may have changed.
+
+        PostgreSQL listens for the NOTIFY each decision sends in its transaction;
+        other databases sleep with exponential backoff (50 ms doubling to 1 s)
+        and the caller re-reads the request.
+        """
+        check_id("request id", request_id)
+        if self.db.dialect.supports_notify:
+            async with self.db.listen(CHANNEL) as queue:
+                yield _queue_waiter(queue, request_id)
+        else:
+            yield _backoff_waiter()
+
+
+def _queue_waiter(queue: Any, request_id: str) -> Waiter:
+    async def wait(seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                async with asyncio.timeout(left):
+                    payload = await queue.get()
+            except TimeoutError:
+                return
+            if payload in (request_id, "*"):
+                return
+
+    return wait
+
+
+def _backoff_waiter() -> Waiter:
+    delay = [0.05]
+
+    async def wait(seconds: float) -> None:
+        await asyncio.sleep(max(0.0, min(seconds, delay[0])))
+        delay[0] = min(delay[0] * 2, 1.0)
+
+    return wait
+
+
+def _content(request: ExternalAgentApprovalRequest) -> dict[str, Any]:
+    """What the audit trail records of a request's content."""
+    return {
+        "external_agent_id": request.external_agent_id,
+        "requested_by": request.requested_by,
+        "approvers": list(request.approvers),
+        "status": request.status.value,
+        "approval_reason": request.approval_reason,
+        "metadata": request.request_metadata,
+        "deadline_at": request.deadline_at.isoformat() if request.deadline_at else None,
+        "approved_by": request.approved_by,
+        "rejection_reason": request.rejection_reason,
+    }
