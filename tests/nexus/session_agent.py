@@ -19,7 +19,6 @@ from typing import Any
 time.tzset()
 
 from dataflow import DataFlow  # noqa: E402 - after tzset on purpose
-
 from kaizen.integrations.nexus import (  # noqa: E402
     CrossChannelSession,
     NexusSessionManager,

@@ -154,7 +154,9 @@ async def test_list_active_orders_newest_first_with_stable_ties(storage: Session
 
 async def test_list_by_user_filters_orders_and_pages(storage: SessionStorage) -> None:
     for minute, user in ((1, "alice"), (4, "bob"), (2, "alice"), (3, "alice")):
-        await storage.save(make(user, session_id=f"{user}-{minute}", at=T0 + timedelta(minutes=minute)))
+        await storage.save(
+            make(user, session_id=f"{user}-{minute}", at=T0 + timedelta(minutes=minute))
+        )
     await storage.save(make("alice", session_id="alice-old", at=T0 - timedelta(hours=3)))
     now = T0 + timedelta(minutes=5)
     ids = [s.session_id for s in await storage.list_by_user("alice", now=now)]
@@ -258,9 +260,7 @@ async def index_columns(db_url: str, table: str) -> set[tuple[str, ...]]:
     if url.scheme == "sqlite":
         with sqlite3.connect(url.path) as conn:
             names = [r[1] for r in conn.execute(f"PRAGMA index_list('{table}')")]
-            return {
-                tuple(r[2] for r in conn.execute(f"PRAGMA index_info('{n}')")) for n in names
-            }
+            return {tuple(r[2] for r in conn.execute(f"PRAGMA index_info('{n}')")) for n in names}
     if url.scheme == "postgresql":
         import asyncpg
 
@@ -278,13 +278,19 @@ async def index_columns(db_url: str, table: str) -> set[tuple[str, ...]]:
         return {tuple(r["cols"]) for r in rows}
     import asyncmy
 
-    conn = await asyncmy.connect(host=url.hostname, port=url.port, user=url.username,
-                                 password=url.password or "", database=url.path.lstrip("/"))
+    conn = await asyncmy.connect(
+        host=url.hostname,
+        port=url.port,
+        user=url.username,
+        password=url.password or "",
+        database=url.path.lstrip("/"),
+    )
     try:
         async with conn.cursor() as cur:
             await cur.execute(
                 "SELECT index_name, column_name FROM information_schema.statistics "
-                "WHERE table_schema = DATABASE() AND table_name = %s ORDER BY index_name, seq_in_index",
+                "WHERE table_schema = DATABASE() AND table_name = %s "
+                "ORDER BY index_name, seq_in_index",
                 (table,),
             )
             found: dict[str, list[str]] = {}
