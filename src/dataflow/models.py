@@ -191,7 +191,10 @@ def build_model(
     Raises:
         ConfigurationError: The class lacks ``id: str`` or uses unsupported types.
     """
-    hints = typing.get_type_hints(cls)
+    try:
+        hints = typing.get_type_hints(cls)
+    except (NameError, TypeError) as exc:  # an unresolvable or malformed annotation
+        raise ConfigurationError(f"model {cls.__name__}: bad annotation ({exc})") from exc
     fields = {n: _field(cls, n, a) for n, a in hints.items() if not n.startswith("_")}
     id_field = fields.get("id")
     if id_field is None or id_field.kind is not Kind.STR or id_field.nullable:
