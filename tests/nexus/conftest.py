@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import pytest
-from nexus_support import AgentProcess, Clock
+from nexus_support import AgentProcess, Clock, StartAgents
 
 from dataflow import DataFlow
 from kaizen.integrations.nexus import NexusSessionManager, SessionStorage
-
-StartAgents = Callable[..., Awaitable[list[AgentProcess]]]
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import sys
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -90,3 +91,7 @@ class AgentProcess:
             except TimeoutError:
                 self.proc.kill()
                 await self.proc.wait()
+
+
+#: ``await start_agents(n)`` or ``await start_agents(tzs=[...])`` (the fixture's type).
+StartAgents = Callable[..., Awaitable[list[AgentProcess]]]
