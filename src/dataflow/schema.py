@@ -91,11 +91,16 @@ async def ensure_tables(conn: Connection, dialect: Dialect, all_tables: list[Mod
     """Create or extend the tables of the given models (inside ``conn``'s transaction)."""
     async with dialect.schema_lock(conn):
         await _ensure_version_table(conn, dialect)
-        for tables in all_tables:
-            for table in (tables.main, *tables.sides.values()):
-                changed = await _ensure_table(conn, dialect, table, tables.model)
-                if changed:
-                    await _bump_version(conn, dialect, table.name)
+        # Check every table before changing any: MySQL commits each DDL statement,
+        # so a refusal after a first ALTER would leave a half-applied change.
+        plans = [
+            (table, await _plan(conn, dialect, table, tables.model))
+            for tables in all_tables
+            for table in (tables.main, *tables.sides.values())
+        ]
+        for table, missing in plans:
+            if await _apply(conn, dialect, table, missing):
+                await _bump_version(conn, dialect, table.name)
 
 
 _VERSIONS = sa.Table(
@@ -134,23 +139,19 @@ async def _bump_version(conn: Connection, dialect: Dialect, table: str) -> None:
         )
 
 
-async def _ensure_table(
+async def _plan(
     conn: Connection, dialect: Dialect, table: sa.Table, model: ModelInfo
-) -> bool:
+) -> list[sa.Column[Any]] | None:
+    """Columns to add to ``table`` (None: create it); SchemaError if that would lose data."""
     stored = await dialect.table_columns(conn, table.name)
     if stored is None:
-        await conn.execute(*_sql(dialect, CreateTable(table)))
-        for index in table.indexes:
-            await conn.execute(*_sql(dialect, CreateIndex(index)))
-        return True
-    changed = False
+        return None
+    missing = []
     for column in table.columns:
         db_type = stored.get(column.name.lower())
         if db_type is None:
             _check_addable(table.name, column)
-            ddl = CreateColumn(column).compile(dialect=dialect.sa_dialect)
-            await conn.execute(f"ALTER TABLE {_quote(dialect, table.name)} ADD COLUMN {ddl}", [])
-            changed = True
+            missing.append(column)
             continue
         expected = model.fields[column.name].kind if column.name in model.fields else Kind.STR
         found = dialect.kind_of(db_type)
@@ -160,9 +161,24 @@ async def _ensure_table(
                 f"declares {expected.value}; changing its type could lose data, "
                 "migrate it by hand or use a new field name"
             )
+    return missing
+
+
+async def _apply(
+    conn: Connection, dialect: Dialect, table: sa.Table, missing: list[sa.Column[Any]] | None
+) -> bool:
+    """Create ``table`` or add its ``missing`` columns; return whether anything changed."""
+    if missing is None:
+        await conn.execute(*_sql(dialect, CreateTable(table)))
+        for index in table.indexes:
+            await conn.execute(*_sql(dialect, CreateIndex(index)))
+        return True
+    for column in missing:
+        ddl = CreateColumn(column).compile(dialect=dialect.sa_dialect)
+        await conn.execute(f"ALTER TABLE {_quote(dialect, table.name)} ADD COLUMN {ddl}", [])
     for index in table.indexes:
         await conn.execute(*_sql(dialect, CreateIndex(index, if_not_exists=True)))
-    return changed
+    return bool(missing)
 
 
 def _check_addable(table: str, column: sa.Column[Any]) -> None:
