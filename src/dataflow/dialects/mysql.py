@@ -137,6 +137,10 @@ class MySQLDialect(Dialect):
             "double": Kind.FLOAT,
             "tinyint": Kind.BOOL,
             "datetime": Kind.DATETIME,
+            "varchar": Kind.STR,
+            "mediumtext": Kind.STR,
+            "json": Kind.JSON,
+            "longtext": Kind.JSON,  # MariaDB's JSON is an alias of LONGTEXT
         }.get(db_type)
 
     def encoder(self, kind: Kind) -> Callable[[Any], Any] | None:

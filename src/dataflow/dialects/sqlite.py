@@ -143,7 +143,14 @@ class SQLiteDialect(Dialect):
         }[kind]
 
     def kind_of(self, db_type: str) -> Kind | None:
-        return {"bigint": Kind.INT, "double": Kind.FLOAT, "boolean": Kind.BOOL}.get(db_type)
+        # "text" holds both str and JSON fields, so it stays unknown.
+        return {
+            "bigint": Kind.INT,
+            "double": Kind.FLOAT,
+            "boolean": Kind.BOOL,
+            "varchar(32)": Kind.DATETIME,
+            "varchar(255)": Kind.STR,
+        }.get(db_type)
 
     def encoder(self, kind: Kind) -> Callable[[Any], Any] | None:
         return _encode_dt if kind is Kind.DATETIME else None
