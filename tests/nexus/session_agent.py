@@ -87,7 +87,7 @@ class Agent:
             "list_active": sorted(s.session_id for s in await self.storage.list_active(1000)),
             "list_by_user": sorted(s.session_id for s in await self.storage.list_by_user(user_id)),
             "count_active": await self.storage.count_active(),
-            "offsets": sorted({s.expires_at.utcoffset().total_seconds() for s in everyone}),
+            "offsets": sorted({str(s.expires_at.utcoffset()) for s in everyone}),
         }
 
     async def cleanup(self) -> int:

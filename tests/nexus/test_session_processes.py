@@ -88,7 +88,7 @@ async def test_two_time_zones_agree_on_what_is_expired(
     live = sorted(sid for sid, offset in seeded.items() if offset > 0)
     views = [await agent.call("view", user_id="u") for agent in (la, tokyo)]
     for view in views:
-        assert view["offsets"] == [0.0]  # every stored time reads back as UTC
+        assert view["offsets"] == ["0:00:00"]  # every stored time reads back as UTC
         for path in ("loaded", "not_expired", "list_active", "list_by_user"):
             assert view[path] == live, path
         assert view["count_active"] == len(live)

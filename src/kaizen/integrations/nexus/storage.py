@@ -152,7 +152,15 @@ class SessionStorage:
     async def load(
         self, session_id: str, *, now: datetime | None = None
     ) -> CrossChannelSession | None:
-        """Return the live session ``session_id``, or None if absent or expired."""
+        """Return a live session.
+
+        Args:
+            session_id: The session's id.
+            now: The time expiry is judged at (default: the current UTC time).
+
+        Returns:
+            The stored session, or None if it is absent or expired at ``now``.
+        """
         rows = await self.db.select(_MODEL, {"id": session_id, **_live(now)}, limit=1)
         return _session(rows[0]) if rows else None
 
@@ -163,7 +171,16 @@ class SessionStorage:
     async def list_active(
         self, limit: int = 100, offset: int = 0, *, now: datetime | None = None
     ) -> list[CrossChannelSession]:
-        """Live sessions, most recently accessed first (ties: higher id first)."""
+        """Return live sessions, most recently accessed first (ties: higher id first).
+
+        Args:
+            limit: At most this many sessions.
+            offset: Skip this many first (pages are stable: the order is total).
+            now: The time expiry is judged at (default: the current UTC time).
+
+        Returns:
+            The sessions of the page.
+        """
         rows = await self.db.select(
             _MODEL, _live(now), order_by=_NEWEST_FIRST, limit=limit, offset=offset
         )
@@ -178,7 +195,18 @@ class SessionStorage:
         offset: int = 0,
         now: datetime | None = None,
     ) -> list[CrossChannelSession]:
-        """Sessions of ``user_id``, most recently accessed first (ties: higher id first)."""
+        """Return one user's sessions, most recently accessed first (ties: higher id first).
+
+        Args:
+            user_id: The owning user.
+            include_expired: Also return expired sessions not yet cleaned up.
+            limit: At most this many sessions.
+            offset: Skip this many first.
+            now: The time expiry is judged at (default: the current UTC time).
+
+        Returns:
+            The sessions of the page.
+        """
         where: dict[str, Any] = {"user_id": user_id}
         if not include_expired:
             where.update(_live(now))
@@ -188,15 +216,24 @@ class SessionStorage:
         return [_session(r) for r in rows]
 
     async def cleanup_expired(self, limit: int = 1000, *, now: datetime | None = None) -> int:
-        """Delete one batch of at most ``limit`` expired sessions; return how many went.
+        """Delete one batch of expired sessions, found through the ``expires_at`` index.
 
-        The batch is found through the ``expires_at`` index. Call again while the
-        result equals ``limit`` to empty a backlog.
+        Each call is one short DELETE of at most ``limit`` rows; call again while
+        the result equals ``limit`` to empty a backlog (the manager's
+        ``cleanup_expired_sessions_async`` does).
+
+        Args:
+            limit: The most rows this call deletes.
+            now: Sessions with ``expires_at <= now`` are expired (default: the
+                current UTC time).
+
+        Returns:
+            The number of sessions actually deleted.
         """
         return await self.db.delete_where(_MODEL, {"expires_at": {"$lte": _now(now)}}, limit=limit)
 
     async def count_active(self, *, now: datetime | None = None) -> int:
-        """Number of live sessions."""
+        """Return the number of sessions live at ``now`` (default: the current UTC time)."""
         return await self.db.count(_MODEL, _live(now))
 
     # -- atomic primitives for the manager -----------------------------------
@@ -232,7 +269,14 @@ class SessionStorage:
         return await self.db.update_where(_MODEL, where, values, merge=merge) > 0
 
     async def bind_memory_pool(self, session_id: str, memory_pool_id: str, now: datetime) -> bool:
-        """Bind a live session to a memory pool; return whether it was live."""
+        """Bind a live session to a memory pool, in one conditional UPDATE.
+
+        Returns:
+            Whether the session exists and is live at ``now``.
+
+        Raises:
+            SessionValidationError: Bad pool id; nothing is written.
+        """
         values = {"memory_pool_id": check_id(memory_pool_id, "memory_pool_id")}
         where = {"id": session_id, **_live(now)}
         return await self.db.update_where(_MODEL, where, values) > 0
