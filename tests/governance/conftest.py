@@ -8,12 +8,11 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from gov_helpers import custom
 
 from dataflow import DataFlow
 from dataflow.values import utcnow
 from kaizen.governance import (
-    ApprovalLevel,
-    ApprovalRequirement,
     ApprovalStatus,
     ExternalAgentApprovalManager,
     ExternalAgentApprovalRequest,
@@ -25,13 +24,6 @@ from kaizen.governance import (
 def storage(db: DataFlow) -> ExternalAgentApprovalStorage:
     """Approval storage on the test database."""
     return ExternalAgentApprovalStorage(db)
-
-
-def custom(*approvers: str, timeout: float = 3600) -> ApprovalRequirement:
-    """A CUSTOM requirement with these approvers."""
-    return ApprovalRequirement(
-        ApprovalLevel.CUSTOM, custom_approvers=list(approvers), approval_timeout_seconds=timeout
-    )
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Running other app instances (``gov_worker.py``) as real OS processes."""
+"""Helpers of the governance tests: requirements, and other app instances as OS processes."""
 
 from __future__ import annotations
 
@@ -8,9 +8,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from kaizen.governance import ApprovalLevel, ApprovalRequirement
+
 WORKER = Path(__file__).with_name("gov_worker.py")
 # Only guards against hangs; no test asserts on elapsed time.
 PROCESS_TIMEOUT = 180
+
+
+def custom(*approvers: str, timeout: float = 3600) -> ApprovalRequirement:
+    """A CUSTOM requirement with these approvers."""
+    return ApprovalRequirement(
+        ApprovalLevel.CUSTOM, custom_approvers=list(approvers), approval_timeout_seconds=timeout
+    )
 
 
 class Worker:

@@ -27,6 +27,7 @@ from kaizen.governance.errors import (
 )
 from kaizen.governance.memory import InMemoryApprovalStore
 from kaizen.governance.models import (
+    ApprovalLevel,
     ApprovalRequirement,
     ApprovalStatus,
     AuditEvent,
@@ -89,8 +90,7 @@ class ExternalAgentApprovalManager:
 
     Example:
         >>> manager = ExternalAgentApprovalManager(storage_backend=storage)
-        >>> requirement = ApprovalRequirement(ApprovalLevel.CUSTOM, custom_approvers=["lead-456"])
-        >>> manager.add_requirement("copilot-001", requirement)
+        >>> manager.set_approvers("copilot-001", ["lead-456"])
         >>> request_id = await manager.request_approval("copilot-001", "user-123", {"cost": 15.0})
         >>> await manager.approve_request(request_id, "lead-456")
     """
@@ -120,6 +120,28 @@ class ExternalAgentApprovalManager:
         if not isinstance(requirement, ApprovalRequirement):
             raise ValidationError("requirement must be an ApprovalRequirement")
         self._requirements[external_agent_id] = requirement
+
+    def set_approvers(
+        self,
+        external_agent_id: str,
+        approvers: list[str],
+        *,
+        timeout_seconds: float = 3600,
+        reason: str | None = None,
+    ) -> ApprovalRequirement:
+        """Shortcut: requests for ``external_agent_id`` go to ``approvers`` (a CUSTOM requirement).
+
+        Returns:
+            The requirement added (replacing any previous one for the agent).
+        """
+        requirement = ApprovalRequirement(
+            ApprovalLevel.CUSTOM,
+            custom_approvers=list(approvers),
+            approval_timeout_seconds=timeout_seconds,
+            approval_reason=reason,
+        )
+        self.add_requirement(external_agent_id, requirement)
+        return requirement
 
     @property
     def requirements(self) -> Mapping[str, ApprovalRequirement]:
@@ -202,8 +224,8 @@ class ExternalAgentApprovalManager:
         if requirement is None:
             raise ApprovalConfigurationError(
                 f"no approval requirement is configured for external agent {external_agent_id!r}; "
-                f"add one first, e.g. manager.add_requirement({external_agent_id!r}, "
-                "ApprovalRequirement(ApprovalLevel.CUSTOM, custom_approvers=['lead-456']))"
+                f"add one first: manager.set_approvers({external_agent_id!r}, ['lead-456']) "
+                f"or manager.add_requirement({external_agent_id!r}, ApprovalRequirement(...))"
             )
         return requirement
 

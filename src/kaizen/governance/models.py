@@ -69,7 +69,7 @@ class ApprovalRequirement:
     require_for_data_classifications: list[str] = field(default_factory=list)
     require_for_operations: list[str] = field(default_factory=list)
     custom_approvers: list[str] = field(default_factory=list)
-    approval_timeout_seconds: int = 3600
+    approval_timeout_seconds: float = 3600
     approval_reason: str | None = None
 
     def __post_init__(self) -> None:
