@@ -1,0 +1,111 @@
+"""Validating query strings and JSON bodies; every failure is a 422 before any state change."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection
+from typing import Any
+
+from starlette.datastructures import QueryParams
+from starlette.requests import Request
+
+from kaizen.api._errors import ApiError
+
+__all__ = [
+    "MAX_BODY",
+    "MAX_LIMIT",
+    "MAX_REASON",
+    "STATUSES",
+    "json_object",
+    "query",
+    "query_bool",
+    "query_int",
+    "query_str",
+]
+
+#: Largest accepted request body, in bytes.
+MAX_BODY = 64 * 1024
+#: Largest page size of the list endpoints.
+MAX_LIMIT = 500
+#: Longest accepted rejection reason, in characters.
+MAX_REASON = 4000
+#: The statuses ``?status=`` accepts.
+STATUSES = ("pending", "approved", "rejected", "timeout")
+
+
+def query(request: Request, allowed: Collection[str]) -> QueryParams:
+    """The query parameters, rejecting unknown or repeated ones (a typo must not widen a list)."""
+    params = request.query_params
+    for key in params:
+        if key not in allowed:
+            raise ApiError(422, f"unknown query parameter {key!r}; allowed: {', '.join(allowed)}")
+        if len(params.getlist(key)) > 1:
+            raise ApiError(422, f"query parameter {key!r} given more than once")
+    return params
+
+
+def query_str(params: QueryParams, name: str, *, choices: Collection[str] = ()) -> str | None:
+    """An optional non-empty string parameter of at most 255 characters."""
+    value = params.get(name)
+    if value is None:
+        return None
+    if not value.strip() or len(value) > 255:
+        raise ApiError(422, f"{name} must be a non-empty string of at most 255 characters")
+    if choices and value not in choices:
+        raise ApiError(422, f"{name} must be one of: {', '.join(choices)}")
+    return value
+
+
+def query_int(params: QueryParams, name: str, *, default: int, low: int, high: int) -> int:
+    """An optional integer parameter within ``[low, high]``."""
+    raw = params.get(name)
+    if raw is None:
+        return default
+    if not raw.isascii() or not raw.isdigit():
+        raise ApiError(422, f"{name} must be an integer between {low} and {high}")
+    value = int(raw)
+    if not low <= value <= high:
+        raise ApiError(422, f"{name} must be an integer between {low} and {high}")
+    return value
+
+
+def query_bool(params: QueryParams, name: str) -> bool:
+    """An optional boolean parameter (``true``/``false``, ``1``/``0``); default False."""
+    raw = params.get(name)
+    if raw is None:
+        return False
+    if raw.lower() in ("true", "1"):
+        return True
+    if raw.lower() in ("false", "0"):
+        return False
+    raise ApiError(422, f"{name} must be true or false")
+
+
+async def json_object(request: Request, *, allowed: Collection[str]) -> dict[str, Any]:
+    """The request body as a JSON object with only ``allowed`` keys; an empty body is ``{}``.
+
+    Raises:
+        ApiError: 422 for a body that is too large, not JSON, not an object, or has other keys.
+    """
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            raise ApiError(422, f"request body larger than {MAX_BODY} bytes")
+    if not body.strip():
+        return {}
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(422, f"request body is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ApiError(422, "request body must be a JSON object")
+    unknown = sorted(set(data) - set(allowed))
+    if unknown:
+        hint = " (the approver is the authenticated user)" if _names_a_user(unknown) else ""
+        raise ApiError(422, f"unknown field(s) in body: {', '.join(unknown)}{hint}")
+    return data
+
+
+def _names_a_user(keys: list[str]) -> bool:
+    return any(word in key.lower() for key in keys for word in ("approver", "user", "by"))

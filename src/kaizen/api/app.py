@@ -1,0 +1,105 @@
+"""The Starlette application: approvals API, OpenAPI document and approver inbox."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Mapping
+from importlib import resources
+from typing import TYPE_CHECKING
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from kaizen.api._errors import exception_handlers
+from kaizen.api.auth import TokenStore
+from kaizen.api.openapi import openapi_document
+from kaizen.api.routes import api_routes
+
+if TYPE_CHECKING:
+    from kaizen.service import Kaizen
+
+__all__ = ["create_app"]
+
+# The inbox only talks to this origin, runs only its own script and is never framed.
+_PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+        "img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
+_STATIC = {
+    "/": ("index.html", "text/html; charset=utf-8"),
+    "/static/inbox.js": ("inbox.js", "text/javascript; charset=utf-8"),
+    "/static/inbox.css": ("inbox.css", "text/css; charset=utf-8"),
+}
+
+
+def _static_routes() -> list[BaseRoute]:
+    folder = resources.files("kaizen.api") / "static"
+    routes: list[BaseRoute] = []
+    for path, (name, media_type) in _STATIC.items():
+        content = (folder / name).read_bytes()
+
+        async def page(
+            request: Request, content: bytes = content, media_type: str = media_type
+        ) -> Response:
+            return Response(content, media_type=media_type, headers=_PAGE_HEADERS)
+
+        routes.append(Route(path, page, methods=["GET"]))
+    return routes
+
+
+def create_app(
+    kaizen_or_url: Kaizen | str,
+    *,
+    tokens: TokenStore | Mapping[str, str],
+    base_url: str | None = None,
+) -> Starlette:
+    """Build the ASGI application.
+
+    Args:
+        kaizen_or_url: An open :class:`~kaizen.service.Kaizen` (the caller closes
+            it), or a database URL the app opens on startup and closes on shutdown.
+        tokens: The bearer tokens: a :class:`TokenStore`, or a mapping of
+            sha256 hex digest of a token -> user id.
+        base_url: Public URL the server is reached at; prefixes the approve/reject
+            links (as in the notifier's payload) and names the OpenAPI server.
+            Default: the URL each request came in on.
+
+    Returns:
+        The Starlette app.
+
+    Raises:
+        TokenConfigError: ``tokens`` is malformed.
+    """
+    store = tokens if isinstance(tokens, TokenStore) else TokenStore(tokens)
+    document = openapi_document(base_url)
+
+    async def openapi(request: Request) -> JSONResponse:
+        return JSONResponse(document)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if not isinstance(kaizen_or_url, str):
+            app.state.kaizen = kaizen_or_url
+            yield
+            return
+        from kaizen.service import Kaizen
+
+        async with Kaizen.open(kaizen_or_url, base_url=base_url) as kaizen:
+            app.state.kaizen = kaizen
+            yield
+
+    routes = [*api_routes(), Route("/openapi.json", openapi, methods=["GET"]), *_static_routes()]
+    app = Starlette(routes=routes, exception_handlers=exception_handlers(), lifespan=lifespan)
+    app.state.tokens = store
+    app.state.base_url = base_url
+    if not isinstance(kaizen_or_url, str):
+        # Usable without running the lifespan (e.g. httpx's ASGITransport in tests).
+        app.state.kaizen = kaizen_or_url
+    return app

@@ -1,0 +1,245 @@
+"""The OpenAPI 3.1 document of the approvals API, written by hand to match :mod:`routes`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kaizen import __version__
+from kaizen.api._params import MAX_LIMIT, MAX_REASON, STATUSES
+
+__all__ = ["openapi_document"]
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    text = {
+        401: "Missing or invalid bearer token.",
+        403: "The authenticated user is not an approver of this request.",
+        404: "Unknown id.",
+        409: "The request was already decided (or timed out).",
+        422: "Invalid query parameters or body.",
+        503: "The database is unreachable.",
+    }
+    return {str(s): _json(_ref("Error"), text[s]) for s in statuses}
+
+
+def _param(
+    name: str, schema: dict[str, Any], description: str, where: str = "query"
+) -> dict[str, Any]:
+    param: dict[str, Any] = {
+        "name": name,
+        "in": where,
+        "schema": schema,
+        "description": description,
+    }
+    if where == "path":
+        param["required"] = True
+    return param
+
+
+_ID = _param("request_id", {"type": "string"}, "Approval request id (percent-encoded).", "path")
+_PAGE = [
+    _param(
+        "limit",
+        {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 100},
+        "Page size.",
+    ),
+    _param("offset", {"type": "integer", "minimum": 0, "default": 0}, "Rows to skip."),
+]
+_NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
+
+_SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message"],
+                "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+            }
+        },
+    },
+    "Approval": {
+        "type": "object",
+        "required": ["id", "external_agent_id", "requested_by", "approvers", "status", "links"],
+        "properties": {
+            "id": {"type": "string"},
+            "external_agent_id": {"type": "string"},
+            "requested_by": {"type": "string"},
+            "approvers": {"type": "array", "items": {"type": "string"}},
+            "status": {"type": "string", "enum": list(STATUSES)},
+            "approval_reason": {"type": ["string", "null"]},
+            "request_metadata": {"type": "object"},
+            "created_at": {"type": "string", "format": "date-time"},
+            "deadline_at": _NULLABLE_TIME,
+            "approved_at": _NULLABLE_TIME,
+            "approved_by": {"type": ["string", "null"]},
+            "rejection_reason": {"type": ["string", "null"]},
+            "links": {
+                "type": "object",
+                "properties": {
+                    k: {"type": "string", "format": "uri"}
+                    for k in ("self", "approve", "reject", "audit")
+                },
+            },
+        },
+    },
+    "ApprovalList": {
+        "type": "object",
+        "required": ["items", "limit", "offset"],
+        "properties": {
+            "items": {"type": "array", "items": _ref("Approval")},
+            "limit": {"type": "integer"},
+            "offset": {"type": "integer"},
+        },
+    },
+    "AuditTrail": {
+        "type": "object",
+        "required": ["request_id", "events"],
+        "properties": {
+            "request_id": {"type": "string"},
+            "events": {"type": "array", "items": {"type": "object"}},
+        },
+    },
+    "SessionList": {
+        "type": "object",
+        "required": ["items", "limit", "offset"],
+        "properties": {
+            "items": {"type": "array", "items": {"type": "object"}},
+            "limit": {"type": "integer"},
+            "offset": {"type": "integer"},
+        },
+    },
+    "RejectBody": {
+        "type": "object",
+        "required": ["reason"],
+        "additionalProperties": False,
+        "properties": {"reason": {"type": "string", "minLength": 1, "maxLength": MAX_REASON}},
+    },
+}
+
+
+def _decision(summary: str, body: dict[str, Any] | None) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "summary": summary,
+        "description": "The approver is the authenticated user; the body never names one.",
+        "parameters": [_ID],
+        "responses": {
+            "200": _json(_ref("Approval"), "The decided request."),
+            **_errors(401, 403, 404, 409, 422),
+        },
+    }
+    if body is not None:
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+    return op
+
+
+def _paths() -> dict[str, Any]:
+    status = _param("status", {"type": "string", "enum": list(STATUSES)}, "Only this status.")
+    approver = _param("approver", {"type": "string"}, "Only requests this user may decide.")
+    agent = _param("agent", {"type": "string"}, "Only requests for this external agent.")
+    user = _param("user", {"type": "string"}, "Only this user's sessions.")
+    expired = _param(
+        "include_expired", {"type": "boolean", "default": False}, "Include expired sessions."
+    )
+    sid = _param("session_id", {"type": "string"}, "Session id.", "path")
+    return {
+        "/healthz": {
+            "get": {
+                "summary": "Liveness and database check",
+                "security": [],
+                "responses": {"200": {"description": "Database reachable."}, **_errors(503)},
+            }
+        },
+        "/api/me": {
+            "get": {
+                "summary": "The authenticated user",
+                "responses": {
+                    "200": _json(
+                        {"type": "object", "properties": {"user": {"type": "string"}}},
+                        "Who the token belongs to.",
+                    ),
+                    **_errors(401),
+                },
+            }
+        },
+        "/api/approvals": {
+            "get": {
+                "summary": "List approval requests, newest first",
+                "parameters": [status, approver, agent, *_PAGE],
+                "responses": {
+                    "200": _json(_ref("ApprovalList"), "A page of requests."),
+                    **_errors(401, 422),
+                },
+            }
+        },
+        "/api/approvals/{request_id}": {
+            "get": {
+                "summary": "One approval request",
+                "parameters": [_ID],
+                "responses": {"200": _json(_ref("Approval"), "The request."), **_errors(401, 404)},
+            }
+        },
+        "/api/approvals/{request_id}/approve": {
+            "post": _decision("Approve a pending request", None)
+        },
+        "/api/approvals/{request_id}/reject": {
+            "post": _decision("Reject a pending request", _ref("RejectBody"))
+        },
+        "/api/approvals/{request_id}/audit": {
+            "get": {
+                "summary": "The request's audit trail, oldest first",
+                "parameters": [_ID],
+                "responses": {"200": _json(_ref("AuditTrail"), "The events."), **_errors(401, 404)},
+            }
+        },
+        "/api/sessions": {
+            "get": {
+                "summary": "List sessions (read-only)",
+                "parameters": [user, expired, *_PAGE],
+                "responses": {
+                    "200": _json(_ref("SessionList"), "A page of sessions."),
+                    **_errors(401, 422),
+                },
+            }
+        },
+        "/api/sessions/{session_id}": {
+            "get": {
+                "summary": "One session (read-only)",
+                "parameters": [sid],
+                "responses": {
+                    "200": _json({"type": "object"}, "The session."),
+                    **_errors(401, 404),
+                },
+            }
+        },
+    }
+
+
+def openapi_document(base_url: str | None = None) -> dict[str, Any]:
+    """The OpenAPI document; ``servers`` names ``base_url`` when one is configured."""
+    doc: dict[str, Any] = {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Kaizen approvals API",
+            "version": __version__,
+            "description": "Decide external-agent approval requests; read sessions.",
+        },
+        "paths": _paths(),
+        "components": {
+            "schemas": _SCHEMAS,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{"bearer": []}],
+    }
+    if base_url:
+        doc["servers"] = [{"url": base_url.rstrip("/")}]
+    return doc

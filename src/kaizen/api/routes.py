@@ -1,0 +1,193 @@
+"""The API's endpoints: thin handlers over :mod:`kaizen.service`.
+
+Each handler authenticates, validates its input, calls one service function
+and renders the result; all rules live in the service and the managers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from kaizen import service
+from kaizen.api._errors import ApiError, error_response
+from kaizen.api._json import jsonable
+from kaizen.api._params import (
+    MAX_LIMIT,
+    MAX_REASON,
+    STATUSES,
+    json_object,
+    query,
+    query_bool,
+    query_int,
+    query_str,
+)
+
+if TYPE_CHECKING:
+    from kaizen.api.auth import TokenStore
+    from kaizen.service import Kaizen
+
+__all__ = ["api_routes"]
+
+logger = logging.getLogger("kaizen.api")
+
+HEALTH_TIMEOUT = 5.0
+
+
+def _kaizen(request: Request) -> Kaizen:
+    kaizen: Kaizen = request.app.state.kaizen
+    return kaizen
+
+
+def authenticate(request: Request) -> str:
+    """The user id of the request's bearer token.
+
+    Raises:
+        ApiError: 401 (with ``WWW-Authenticate``) when the token is missing or unknown.
+    """
+    tokens: TokenStore = request.app.state.tokens
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    user = tokens.user_for(token.strip()) if scheme.lower() == "bearer" else None
+    if user is None:
+        raise ApiError(
+            401,
+            "a valid bearer token is required",
+            headers={"WWW-Authenticate": 'Bearer realm="kaizen"'},
+        )
+    return user
+
+
+def _approval_json(request: Request, approval: dict[str, Any]) -> dict[str, Any]:
+    """An approval as JSON, with the URLs the notifier also sends (same base URL)."""
+    base = request.app.state.base_url or str(request.base_url)
+    root = f"{base.rstrip('/')}/api/approvals/{quote(str(approval['id']), safe='')}"
+    data: dict[str, Any] = jsonable(approval)
+    data["links"] = {
+        "self": root,
+        "approve": f"{root}/approve",
+        "reject": f"{root}/reject",
+        "audit": f"{root}/audit",
+    }
+    return data
+
+
+async def me(request: Request) -> JSONResponse:
+    """``GET /api/me``: who the token belongs to."""
+    return JSONResponse({"user": authenticate(request)})
+
+
+async def list_approvals(request: Request) -> JSONResponse:
+    """``GET /api/approvals``: approvals, newest first, filtered and paged."""
+    authenticate(request)
+    params = query(request, ("status", "approver", "agent", "limit", "offset"))
+    limit = query_int(params, "limit", default=100, low=1, high=MAX_LIMIT)
+    offset = query_int(params, "offset", default=0, low=0, high=10**9)
+    items = await service.list_approvals(
+        _kaizen(request),
+        status=query_str(params, "status", choices=STATUSES),
+        approver=query_str(params, "approver"),
+        agent=query_str(params, "agent"),
+        limit=limit,
+        offset=offset,
+    )
+    body = {"items": [_approval_json(request, a) for a in items], "limit": limit, "offset": offset}
+    return JSONResponse(body)
+
+
+async def get_approval(request: Request) -> JSONResponse:
+    """``GET /api/approvals/{id}``."""
+    authenticate(request)
+    query(request, ())
+    approval = await service.get_approval(_kaizen(request), request.path_params["request_id"])
+    return JSONResponse(_approval_json(request, approval))
+
+
+async def approve(request: Request) -> JSONResponse:
+    """``POST /api/approvals/{id}/approve``: the token's user approves."""
+    user = authenticate(request)
+    query(request, ())
+    await json_object(request, allowed=())
+    approval = await service.approve(_kaizen(request), request.path_params["request_id"], user)
+    return JSONResponse(_approval_json(request, approval))
+
+
+async def reject(request: Request) -> JSONResponse:
+    """``POST /api/approvals/{id}/reject`` with ``{"reason": ...}``: the token's user rejects."""
+    user = authenticate(request)
+    query(request, ())
+    body = await json_object(request, allowed=("reason",))
+    reason = body.get("reason")
+    if not isinstance(reason, str) or not reason.strip() or len(reason) > MAX_REASON:
+        raise ApiError(422, f"reason must be a non-empty string of at most {MAX_REASON} characters")
+    request_id = request.path_params["request_id"]
+    approval = await service.reject(_kaizen(request), request_id, user, reason)
+    return JSONResponse(_approval_json(request, approval))
+
+
+async def audit(request: Request) -> JSONResponse:
+    """``GET /api/approvals/{id}/audit``: the request's audit events, oldest first."""
+    authenticate(request)
+    query(request, ())
+    request_id = request.path_params["request_id"]
+    events = await service.approval_audit(_kaizen(request), request_id)
+    if not events:
+        raise ApiError(404, f"approval request {request_id!r} not found")
+    return JSONResponse({"request_id": request_id, "events": jsonable(events)})
+
+
+async def list_sessions(request: Request) -> JSONResponse:
+    """``GET /api/sessions``: sessions (read-only), optionally of one user."""
+    authenticate(request)
+    params = query(request, ("user", "include_expired", "limit", "offset"))
+    limit = query_int(params, "limit", default=100, low=1, high=MAX_LIMIT)
+    offset = query_int(params, "offset", default=0, low=0, high=10**9)
+    items = await service.list_sessions(
+        _kaizen(request),
+        user=query_str(params, "user"),
+        include_expired=query_bool(params, "include_expired"),
+        limit=limit,
+        offset=offset,
+    )
+    return JSONResponse({"items": jsonable(items), "limit": limit, "offset": offset})
+
+
+async def get_session(request: Request) -> JSONResponse:
+    """``GET /api/sessions/{id}`` (read-only)."""
+    authenticate(request)
+    query(request, ())
+    session = await service.get_session(_kaizen(request), request.path_params["session_id"])
+    return JSONResponse(jsonable(session))
+
+
+async def healthz(request: Request) -> JSONResponse:
+    """``GET /healthz``: 200 when a query on the approvals table succeeds, else 503."""
+    try:
+        async with asyncio.timeout(HEALTH_TIMEOUT):
+            await service.list_approvals(_kaizen(request), limit=1)
+    except Exception as exc:
+        logger.warning("health check failed: %s", type(exc).__name__)
+        return error_response(503, "database unavailable", code="database_unavailable")
+    return JSONResponse({"status": "ok", "database": "ok"})
+
+
+def api_routes() -> list[Route]:
+    """The API routes. Ids may contain ``/`` (sent percent-encoded), so the action
+    routes come before the plain one that would otherwise swallow them."""
+    ids = "/api/approvals/{request_id:path}"
+    return [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/api/me", me, methods=["GET"]),
+        Route("/api/approvals", list_approvals, methods=["GET"]),
+        Route(f"{ids}/approve", approve, methods=["POST"]),
+        Route(f"{ids}/reject", reject, methods=["POST"]),
+        Route(f"{ids}/audit", audit, methods=["GET"]),
+        Route(ids, get_approval, methods=["GET"]),
+        Route("/api/sessions", list_sessions, methods=["GET"]),
+        Route("/api/sessions/{session_id:path}", get_session, methods=["GET"]),
+    ]
