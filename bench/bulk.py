@@ -1,0 +1,157 @@
+"""Bulk loading of generated rows with each database's fastest path.
+
+PostgreSQL: binary ``COPY`` (asyncpg ``copy_records_to_table``); MySQL:
+multi-row ``INSERT`` batches; SQLite: ``executemany`` in one transaction on a
+plain ``sqlite3`` connection. Rows are dicts of Python values keyed by column;
+they are converted with the model's own codec, so the loaded rows are exactly
+what the storage would have written. Membership side tables (the indexed
+approver lists on MySQL and SQLite) are filled from the same rows.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+from bench.targets import Target, connect_raw
+from dataflow import DataFlow
+from dataflow.values import dump_json
+
+__all__ = ["analyze", "bulk_load"]
+
+_PG_BATCH = 50_000
+_MYSQL_BATCH = 2_000
+_SQLITE_BATCH = 50_000
+
+
+def _batches(rows: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    it = iter(rows)
+    while batch := list(itertools.islice(it, size)):
+        yield batch
+
+
+def _encoder(db: DataFlow, model: str) -> tuple[str, list[str], Any, dict[str, str]]:
+    st = db._state(model)
+    columns = [c.name for c in st.table.columns]
+    codec = st.codec
+
+    def encode(row: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple(codec.encode(c, row.get(c)) for c in columns)
+
+    sides = {f: side.name for f, side in st.tables.sides.items()}
+    return st.table.name, columns, encode, sides
+
+
+def _side_rows(rows: Sequence[dict[str, Any]], field: str) -> list[tuple[str, str]]:
+    return [
+        (r["id"], v)
+        for r in rows
+        for v in dict.fromkeys(dump_json(e, field) for e in (r.get(field) or ()))
+    ]
+
+
+def _quote(db: DataFlow, name: str) -> str:
+    return str(db.dialect.sa_dialect.identifier_preparer.quote(name))
+
+
+def _insert_head(db: DataFlow, table: str, columns: list[str]) -> str:
+    # Identifiers come from the model's own table, quoted by the dialect.
+    names = ", ".join(_quote(db, c) for c in columns)
+    return f"INSERT INTO {_quote(db, table)} ({names}) VALUES "  # noqa: S608
+
+
+async def bulk_load(
+    db: DataFlow, target: Target, model: str, rows: Iterable[dict[str, Any]]
+) -> float:
+    """Insert ``rows`` into ``model``'s tables (created first); return the seconds taken."""
+    await db.initialize()
+    table, columns, encode, sides = _encoder(db, model)
+    t0 = time.perf_counter()
+    conn = await connect_raw(
+        target, {"postgresql": "asyncpg", "mysql": "asyncmy"}.get(target.name, "sqlite3")
+    )
+    try:
+        batch_size = {"postgresql": _PG_BATCH, "mysql": _MYSQL_BATCH}.get(
+            target.name, _SQLITE_BATCH
+        )
+        for batch in _batches(rows, batch_size):
+            main = [encode(r) for r in batch]
+            side = {name: _side_rows(batch, f) for f, name in sides.items()}
+            if target.name == "postgresql":
+                await conn.copy_records_to_table(table, records=main, columns=columns)
+                for name, srows in side.items():
+                    await conn.copy_records_to_table(
+                        name, records=srows, columns=["owner_id", "value"]
+                    )
+            elif target.name == "mysql":
+                await _mysql_insert(db, conn, table, columns, main)
+                for name, srows in side.items():
+                    await _mysql_insert(db, conn, name, ["owner_id", "value"], srows)
+            else:
+                _sqlite_insert(db, conn, table, columns, main, side)
+    finally:
+        if target.name == "postgresql":
+            await conn.close()
+        else:
+            conn.close()
+    return time.perf_counter() - t0
+
+
+async def _mysql_insert(
+    db: DataFlow, conn: Any, table: str, columns: list[str], rows: list[tuple[Any, ...]]
+) -> None:
+    if not rows:
+        return
+    one = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    head = _insert_head(db, table, columns)
+    async with conn.cursor() as cur:
+        await conn.begin()
+        for chunk in _batches(rows, _MYSQL_BATCH):
+            sql = head + ", ".join([one] * len(chunk))
+            await cur.execute(sql, [v for r in chunk for v in r])
+        await conn.commit()
+
+
+def _sqlite_insert(
+    db: DataFlow,
+    conn: Any,
+    table: str,
+    columns: list[str],
+    rows: list[tuple[Any, ...]],
+    side: dict[str, list[tuple[str, str]]],
+) -> None:
+    def sql(name: str, cols: list[str]) -> str:
+        return _insert_head(db, name, cols) + "(" + ", ".join(["?"] * len(cols)) + ")"
+
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.executemany(sql(table, columns), rows)
+        for name, srows in side.items():
+            conn.executemany(sql(name, ["owner_id", "value"]), srows)
+    except BaseException:
+        conn.rollback()
+        raise
+    conn.execute("COMMIT")
+
+
+async def analyze(target: Target, tables: Sequence[str]) -> None:
+    """Refresh planner statistics after a bulk load, as PostgreSQL/MySQL do on their own."""
+    if target.name == "postgresql":
+        conn = await connect_raw(target, "asyncpg")
+        try:
+            for t in tables:
+                await conn.execute(f'ANALYZE "{t}"')
+        finally:
+            await conn.close()
+    elif target.name == "mysql":
+        conn = await connect_raw(target, "asyncmy")
+        try:
+            async with conn.cursor() as cur:
+                for t in tables:
+                    await cur.execute(f"ANALYZE TABLE `{t}`")
+                    await cur.fetchall()
+        finally:
+            conn.close()
+    # SQLite has no automatic statistics: leave it as an application would find it.

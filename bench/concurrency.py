@@ -1,0 +1,229 @@
+"""Concurrent mixed load: 2 processes x 32 tasks, ours against the raw driver.
+
+Each process builds the same mix of calls (loads, saves, state merges, decisions,
+lists) with its own ids. For our side it puts every call's starting state in
+place, waits at a barrier for the other process, then runs the calls from 32
+tasks and times each. For the raw side it first records each call's
+statements (untimed, undoing it afterwards), restores the starting states, and
+replays the recordings from 32 tasks over as many raw connections as our pool
+holds (one for SQLite, like ours). Throughput is all calls over the window
+from the first start to the last finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing as mp
+import random
+import time
+import zlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from bench.runner import Stats
+from bench.targets import Target
+
+__all__ = ["run_concurrency"]
+
+TASKS = 32
+PROCESSES = 2
+POOL_SIZE = 10  # DataFlow's default pool for PostgreSQL/MySQL
+MIX = {
+    "session_load": 30,
+    "session_merge": 20,
+    "approval_load": 15,
+    "session_save": 10,
+    "approval_save": 10,
+    "approve": 10,
+    "list_pending_for_agent": 5,
+}
+
+Step = Callable[[Any], Awaitable[Any]]
+
+
+def _plan(proc: int, calls: int, salt: str) -> list[tuple[str, Any]]:
+    rng = random.Random(proc * 1000 + len(salt))
+    kinds = rng.choices(list(MIX), weights=list(MIX.values()), k=calls)
+    return [(kind, f"{salt}{proc}-{i}") for i, kind in enumerate(kinds)]
+
+
+class _Load:
+    """The calls of the mix, with their untimed setup and teardown."""
+
+    def __init__(self, target: Target, fixture_rows: int) -> None:
+        from bench.suite_approvals import ApprovalSuite, new_request
+        from bench.suite_sessions import SessionSuite, new_session
+        from dataflow import DataFlow
+
+        self.db = DataFlow(target.url)
+        self.approvals = ApprovalSuite(self.db, target)
+        self.sessions = SessionSuite(self.db, target)
+        self.new_request, self.new_session = new_request, new_session
+        self.rows = max(1, fixture_rows)
+
+    def call(self, kind: str, key: str) -> Step:
+        a, s = self.approvals, self.sessions
+        n = zlib.crc32(key.encode()) % self.rows
+        steps: dict[str, Step] = {
+            "session_load": lambda k: s.storage.load(f"sess-{n:08d}"),
+            "session_merge": lambda k: s.manager.update_session_state_async(k, {"n": 1}, "api"),
+            "approval_load": lambda k: a.storage.load(f"req-{n:08d}"),
+            "session_save": lambda k: s.storage.save(self.new_session(k)),
+            "approval_save": lambda k: a.storage.save(self.new_request(k)),
+            "approve": lambda k: a.manager.approve_request(k, "lead-bench"),
+            "list_pending_for_agent": lambda k: a.storage.list_pending_for_agent("agent-hot"),
+        }
+        return steps[kind]
+
+    async def setup(self, kind: str, key: str) -> None:
+        if kind == "session_merge":
+            # Stored, and cached by this manager (the merge then takes one statement).
+            await self.sessions.storage.save(self.new_session(key))
+            await self.sessions.manager.load_session_async(key)
+        elif kind == "approve":
+            await self.approvals.storage.save(self.new_request(key))
+
+    async def teardown(self, kind: str, key: str) -> None:
+        if kind in ("approval_save", "approve"):
+            await self.approvals._forget([key])
+        elif kind in ("session_save", "session_merge"):
+            await self.db.delete("CrossChannelSessionRecord", key)
+
+
+async def _window(
+    barrier: Any, items: list[Any], run: Callable[[Any], Awaitable[Any]]
+) -> dict[str, Any]:
+    queue = list(reversed(items))
+    lat: list[int] = []
+    errors = [0]
+
+    async def worker() -> None:
+        while queue:
+            item = queue.pop()
+            t0 = time.perf_counter_ns()
+            try:
+                await run(item)
+            except Exception:
+                errors[0] += 1
+            lat.append(time.perf_counter_ns() - t0)
+
+    barrier.wait()
+    start = time.monotonic()
+    await asyncio.gather(*(worker() for _ in range(TASKS)))
+    end = time.monotonic()
+    return {"start": start, "end": end, "lat": lat, "errors": errors[0]}
+
+
+async def _child_main(
+    target: Target, proc: int, calls: int, fixture_rows: int, barrier: Any
+) -> dict[str, Any]:
+    from bench.capture import Recorder
+    from bench.targets import open_replayers
+
+    load = _Load(target, fixture_rows)
+    await load.db.initialize()
+    ours_plan = _plan(proc, calls, "co")
+    for kind, key in ours_plan:
+        await load.setup(kind, key)
+
+    async def ours(item: tuple[str, str]) -> None:
+        await load.call(*item)(item[1])
+
+    result: dict[str, Any] = {"ours": await _window(barrier, ours_plan, ours)}
+    for kind, key in ours_plan:
+        await load.teardown(kind, key)
+
+    raw_plan = _plan(proc, calls, "cr")
+    recorded = []
+    async with Recorder(load.db) as rec:
+        for kind, key in raw_plan:
+            await load.setup(kind, key)
+            rec.take()
+            await load.call(kind, key)(key)
+            recorded.append(rec.take())
+            await load.teardown(kind, key)
+    for kind, key in raw_plan:
+        await load.setup(kind, key)
+    size = 1 if target.name == "sqlite" else POOL_SIZE
+    driver = target.raw_drivers[0]
+    pool: asyncio.Queue[Any] = asyncio.Queue()
+    for _ in range(size):
+        pool.put_nowait((await open_replayers(target))[0])
+    mismatches = [0]
+
+    async def raw(stmts: Any) -> None:
+        r = await pool.get()
+        try:
+            counts = await r.replay(stmts)
+        finally:
+            pool.put_nowait(r)
+        if counts != [s.result for s in stmts]:
+            mismatches[0] += 1
+
+    result["raw"] = await _window(barrier, recorded, raw)
+    result["raw"]["driver"] = driver
+    result["raw"]["mismatches"] = mismatches[0]
+    for kind, key in raw_plan:
+        await load.teardown(kind, key)
+    while not pool.empty():
+        await pool.get_nowait().close()
+    await load.db.close()
+    return result
+
+
+def _child(
+    target: Target, proc: int, calls: int, fixture_rows: int, barrier: Any, out: Any
+) -> None:
+    try:
+        out.put(asyncio.run(_child_main(target, proc, calls, fixture_rows, barrier)))
+    except BaseException as exc:
+        barrier.abort()
+        out.put({"error": f"{type(exc).__name__}: {exc}"})
+
+
+def _summary(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    lat = [x for p in parts for x in p["lat"]]
+    window = max(p["end"] for p in parts) - min(p["start"] for p in parts)
+    stats = Stats.of(lat)
+    return {
+        "calls": len(lat),
+        "seconds": round(window, 3),
+        "throughput_per_s": round(len(lat) / window, 1) if window > 0 else None,
+        "p50_ms": stats.p50,
+        "p95_ms": stats.p95,
+        "errors": sum(p["errors"] for p in parts),
+    }
+
+
+def run_concurrency(target: Target, calls: int, fixture_rows: int) -> dict[str, Any]:
+    """Run the mixed load in two processes; return throughput and latency per side."""
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Barrier(PROCESSES, timeout=600)
+    out = ctx.Queue()
+    procs = [
+        ctx.Process(target=_child, args=(target, p, calls, fixture_rows, barrier, out))
+        for p in range(PROCESSES)
+    ]
+    for p in procs:
+        p.start()
+    parts = [out.get(timeout=1800) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+    errors = [p["error"] for p in parts if "error" in p]
+    if errors:
+        return {"error": "; ".join(errors)}
+    ours = _summary([p["ours"] for p in parts])
+    raw = _summary([p["raw"] for p in parts])
+    return {
+        "processes": PROCESSES,
+        "tasks_per_process": TASKS,
+        "mix": MIX,
+        "ours": ours,
+        "raw": {"driver": parts[0]["raw"]["driver"], **raw},
+        "replay_mismatches": sum(p["raw"]["mismatches"] for p in parts),
+        "throughput_ratio": (
+            ours["throughput_per_s"] / raw["throughput_per_s"]
+            if ours["throughput_per_s"] and raw["throughput_per_s"]
+            else None
+        ),
+    }

@@ -1,0 +1,175 @@
+"""Everything measured on one database, in an order that keeps parts independent.
+
+Operations, concurrency, wake-up and memory run on the base tables (1,000 rows
+each); the scale part then grows the same tables to the large size and
+re-measures the list/count/cleanup operations, so nothing else sees them big.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import traceback
+from typing import TYPE_CHECKING, Any
+
+from bench.capture import Replayer
+from bench.runner import OpResult, run_op
+from bench.suite_approvals import ApprovalSuite
+from bench.suite_sessions import SessionSuite
+from bench.targets import Target, open_replayers
+from dataflow import DataFlow
+
+if TYPE_CHECKING:
+    from bench.cli import Options
+
+__all__ = ["bench_database"]
+
+Suite = ApprovalSuite | SessionSuite
+
+
+def _log(message: str) -> None:
+    from bench.cli import log
+
+    log(message)
+
+
+def _selected(opts: Options, name: str) -> bool:
+    return not opts.ops or any(o in name for o in opts.ops)
+
+
+def _line(target: Target, r: OpResult) -> str:
+    if r.error or r.ours is None:
+        return f"{target.name:10} {r.group:9} {r.name:30} ERROR {r.error}"
+    parts = [f"ours p50 {r.ours.p50:8.3f} ms"]
+    for d, s in r.raw.items():
+        parts.append(f"{d} {s.p50:8.3f} ms ({r.ratios().get(d, float('nan')):.2f}x)")
+    extra = f"  [{r.mismatches} replay mismatches]" if r.mismatches else ""
+    return f"{target.name:10} {r.group:9} {r.name:30} " + "  ".join(parts) + extra
+
+
+async def _measure(
+    db: DataFlow,
+    target: Target,
+    suite: Suite,
+    ops: list[Any],
+    replayers: list[Replayer],
+    calls: int,
+    opts: Options,
+) -> list[OpResult]:
+    out = []
+    for op in ops:
+        if not _selected(opts, op.name):
+            continue
+        n = max(5, round(calls * op.weight))
+        try:
+            r = await run_op(db, suite.group, op, replayers, n)
+        except Exception as exc:
+            traceback.print_exc()
+            r = OpResult(suite.group, op.name, error=f"{type(exc).__name__}: {exc}", note=op.note)
+        _log(_line(target, r))
+        out.append(r)
+    return out
+
+
+def _vs_base(base: list[OpResult], scale: list[OpResult]) -> dict[str, Any]:
+    by_key = {(r.group, r.name): r for r in base}
+    out = {}
+    for r in scale:
+        b = by_key.get((r.group, r.name))
+        if b is None or b.ours is None or r.ours is None:
+            continue
+        out[f"{r.group}.{r.name}"] = {
+            "base_p50_ms": b.ours.p50,
+            "scale_p50_ms": r.ours.p50,
+            "ratio": r.ours.p50 / b.ours.p50 if b.ours.p50 > 0 else None,
+        }
+    return out
+
+
+async def _guarded(name: str, coro: Any) -> dict[str, Any]:
+    try:
+        result: dict[str, Any] = await coro
+    except Exception as exc:
+        traceback.print_exc()
+        result = {"error": f"{type(exc).__name__}: {exc}"}
+    _log(f"{name}: {result}")
+    return result
+
+
+async def bench_database(target: Target, opts: Options) -> dict[str, Any]:
+    """Measure every selected part on ``target``; an unreachable one is reported as such."""
+    out: dict[str, Any] = {
+        "reachable": target.reachable,
+        "error": target.error,
+        "server_version": target.server_version,
+        "raw_drivers": list(target.raw_drivers),
+    }
+    if not target.reachable:
+        return out
+    t0 = time.perf_counter()
+    db = DataFlow(target.url)
+    suites: list[Suite] = []
+    if "approvals" in opts.groups:
+        suites.append(ApprovalSuite(db, target))
+    if "sessions" in opts.groups:
+        suites.append(SessionSuite(db, target))
+    replayers = await open_replayers(target)
+    try:
+        for s in suites:
+            await s.populate(opts.base_rows)
+        out["base_rows"] = opts.base_rows
+        base: list[OpResult] = []
+        if "ops" in opts.parts:
+            for s in suites:
+                base += await _measure(db, target, s, s.ops(), replayers, opts.calls, opts)
+            out["ops"] = [r.as_dict() for r in base]
+        if "concurrency" in opts.parts:
+            from bench.concurrency import run_concurrency
+
+            coro = asyncio.to_thread(
+                run_concurrency, target, opts.concurrency_calls, opts.base_rows
+            )
+            out["concurrency"] = await _guarded(f"{target.name} concurrency", coro)
+        if "wakeup" in opts.parts and "approvals" in opts.groups:
+            from bench.wakeup import run_wakeup
+
+            coro = run_wakeup(db, target, opts.wakeup_rounds)
+            out["wakeup"] = await _guarded(f"{target.name} wake-up", coro)
+        if "rss" in opts.parts:
+            from bench.process import measure_rss
+
+            coro = asyncio.to_thread(measure_rss, target.url, opts.rss_saves)
+            out["rss"] = await _guarded(f"{target.name} RSS", coro)
+        if "scale" in opts.parts and opts.scale > opts.base_rows:
+            out["scale"] = await _scale(db, target, suites, replayers, base, opts)
+    finally:
+        for r in replayers:
+            await r.close()
+        await db.close()
+    out["seconds"] = round(time.perf_counter() - t0, 1)
+    return out
+
+
+async def _scale(
+    db: DataFlow,
+    target: Target,
+    suites: list[Suite],
+    replayers: list[Replayer],
+    base: list[OpResult],
+    opts: Options,
+) -> dict[str, Any]:
+    load: dict[str, float] = {}
+    for s in suites:
+        _log(f"{target.name}: loading {s.group} up to {opts.scale:,} rows")
+        load[s.group] = round(await s.grow(opts.scale), 1)
+    results: list[OpResult] = []
+    for s in suites:
+        results += await _measure(
+            db, target, s, s.scale_ops(), replayers, opts.scale_calls * 2, opts
+        )
+    return {
+        "rows": opts.scale,
+        "load_seconds": load,
+        "ops": [r.as_dict() for r in results],
+        "vs_base": _vs_base(base, results),
+    }

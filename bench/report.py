@@ -1,0 +1,148 @@
+"""Writing results: ``latest.json`` (everything) and ``latest.md`` (the tables)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+__all__ = ["markdown", "write_results"]
+
+
+def _ms(value: Any) -> str:
+    if not isinstance(value, int | float) or math.isnan(value):
+        return "-"
+    return f"{value:.3f}" if value < 10 else f"{value:.1f}"
+
+
+def _ratio(value: Any) -> str:
+    return f"{value:.2f}x" if isinstance(value, int | float) else "-"
+
+
+def _op_table(ops: list[dict[str, Any]], drivers: list[str]) -> list[str]:
+    head = "| group | operation | ours p50 | ours p95 |"
+    rule = "|---|---|---:|---:|"
+    for d in drivers:
+        head += f" {d} p50 | {d} p95 | vs {d} |"
+        rule += "---:|---:|---:|"
+    lines = [head + " stmts |", rule + "---:|"]
+    for op in ops:
+        ours = op.get("ours") or {}
+        row = f"| {op['group']} | {op['op']} |"
+        row += f" {_ms(ours.get('p50_ms'))} | {_ms(ours.get('p95_ms'))} |"
+        for d in drivers:
+            raw = op["raw"].get(d, {})
+            row += f" {_ms(raw.get('p50_ms'))} | {_ms(raw.get('p95_ms'))} |"
+            row += f" {_ratio(op['ratio_p50'].get(d))} |"
+        row += f" {op['statements_per_call']} |"
+        if op.get("error"):
+            row += f" error: {op['error']}"
+        elif op.get("replay_mismatches"):
+            row += f" {op['replay_mismatches']} replay mismatches"
+        lines.append(row)
+    return lines
+
+
+def _database(name: str, d: dict[str, Any]) -> list[str]:
+    lines = [f"## {name}", ""]
+    if not d.get("reachable"):
+        return [*lines, f"**Not measured: unreachable** ({d.get('error')})", ""]
+    lines += [f"Server: {d.get('server_version')}", ""]
+    drivers = d.get("raw_drivers", [])
+    if d.get("ops"):
+        lines += [f"### Operations ({d.get('base_rows')} rows per table)", ""]
+        lines += [*_op_table(d["ops"], drivers), ""]
+    scale = d.get("scale")
+    if scale:
+        lines += [f"### Scale: {scale['rows']:,} rows per table", ""]
+        lines += [f"Bulk load seconds: {scale.get('load_seconds')}", ""]
+        lines += [*_op_table(scale["ops"], drivers), ""]
+        lines += [
+            "| operation | p50 at base | p50 at scale | scale / base |",
+            "|---|---:|---:|---:|",
+        ]
+        for key, v in scale.get("vs_base", {}).items():
+            cells = [key, _ms(v["base_p50_ms"]), _ms(v["scale_p50_ms"]), _ratio(v["ratio"])]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    for title, key in (
+        ("Concurrency", "concurrency"),
+        ("Wake-up latency", "wakeup"),
+        ("Peak RSS", "rss"),
+    ):
+        part = d.get(key)
+        if part:
+            lines += [f"### {title}", "", _part(key, part), ""]
+    return lines
+
+
+def _part(key: str, part: dict[str, Any]) -> str:
+    if "error" in part:
+        return f"error: {part['error']}"
+    if key == "concurrency":
+        o, r = part["ours"], part["raw"]
+        return (
+            f"{part['processes']} processes x {part['tasks_per_process']} tasks, "
+            f"{o['calls']} calls: ours {o['throughput_per_s']}/s "
+            f"(p50 {_ms(o['p50_ms'])} ms, p95 {_ms(o['p95_ms'])} ms), "
+            f"{r['driver']} {r['throughput_per_s']}/s (p50 {_ms(r['p50_ms'])} ms, "
+            f"p95 {_ms(r['p95_ms'])} ms); throughput ratio {_ratio(part['throughput_ratio'])}"
+        )
+    if key == "wakeup":
+        a, t = part["after_decision"], part["including_decision"]
+        return (
+            f"{part['mechanism']}, {part['rounds']} rounds: after the decision returned "
+            f"p50 {_ms(a['p50_ms'])} ms, p95 {_ms(a['p95_ms'])} ms; from the decision call "
+            f"p50 {_ms(t['p50_ms'])} ms, p95 {_ms(t['p95_ms'])} ms"
+        )
+    return (
+        f"{part['saves_each']} approval saves + {part['saves_each']} session saves: "
+        f"peak {part['peak_mib']} MiB (after imports {part['after_import_mib']} MiB)"
+    )
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The results as markdown tables."""
+    m = results["machine"]
+    s = results["settings"]
+    lines = [
+        "# Benchmark results",
+        "",
+        f"{m['date_utc']} on {m['cpu_model']} ({m['cores']} cores), Python {m['python']}, "
+        f"load average at start {m['load_average_at_start']}, commit {m['git_commit']}"
+        + (" (src modified)" if m.get("git_dirty") else ""),
+        "",
+        f"Settings: {json.dumps(s)}",
+        "",
+        "Times in ms; `vs X` = ours p50 / X p50 on the same statements; "
+        "`stmts` = driver calls per operation.",
+        "",
+    ]
+    imp = results.get("import")
+    if imp:
+        if "error" in imp:
+            lines += [f"Import: error: {imp['error']}", ""]
+        else:
+            lines += [
+                f"Import of dataflow + kaizen.governance + kaizen.integrations.nexus: median "
+                f"{imp['median_ms']} ms of {imp['repeats']} fresh processes "
+                f"(drivers imported: {imp['drivers_imported'] or 'none'})",
+                "",
+            ]
+    for name, d in results["databases"].items():
+        lines += _database(name, d)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write_results(results: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
+    """Write ``latest.json`` and ``latest.md`` atomically; return their paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = (out_dir / "latest.json", out_dir / "latest.md")
+    texts = (json.dumps(results, indent=2, default=str) + "\n", markdown(results))
+    for path, text in zip(paths, texts, strict=True):
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    return paths

@@ -1,0 +1,218 @@
+"""Approval requests: the storage's operations, the decision and the timeout sweep.
+
+Generated rows follow a fixed shape at every table size: ``HOT_ROWS`` pending
+requests of agent ``agent-hot`` listing approver ``lead-hot``; the rest spread
+over 10,000 agents and 500 approvers, 5 % pending. Pending rows were created
+2 hours to 7 days ago with deadlines 30 days later, so the read-only
+``get_expired_pending_requests`` finds them and the timeout sweep does not.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime, timedelta
+from typing import Any
+
+from bench.bulk import analyze, bulk_load
+from bench.runner import Op
+from bench.suite import HOT_ROWS, now
+from bench.targets import Target
+from dataflow import DataFlow
+from kaizen.governance import (
+    ApprovalStatus,
+    ExternalAgentApprovalManager,
+    ExternalAgentApprovalRequest,
+    ExternalAgentApprovalStorage,
+)
+
+__all__ = ["ApprovalSuite"]
+
+REQUEST_MODEL = "ApprovalRequestRecord"
+AUDIT_MODEL = "ApprovalAuditRecord"
+_PENDING = ApprovalStatus.PENDING
+_CYCLE = ["pending"] + ["approved"] * 12 + ["rejected"] * 5 + ["timeout"] * 2
+#: Overdue requests the timeout sweep finds per call.
+SWEEP_BATCH = 10
+
+
+def request_row(k: int, base: datetime) -> dict[str, Any]:
+    """Row ``k`` of the generated table (the storage's column layout)."""
+    hot = k < HOT_ROWS
+    status = "pending" if hot else _CYCLE[k % len(_CYCLE)]
+    created = base - timedelta(seconds=7200 + (k * 7) % 597_600)
+    approvers = ["lead-hot", f"lead-{k % 50}"] if hot else [f"lead-{k % 500}"]
+    decided = status != "pending"
+    return {
+        "id": f"req-{k:08d}",
+        "external_agent_id": "agent-hot" if hot else f"agent-{k % 10_000}",
+        "requested_by": f"user-{k % 5_000}",
+        "approvers_json": approvers,
+        "status": status,
+        "approval_reason": "External agent invocation requires approval",
+        "request_metadata_json": {"environment": "production", "cost": 15.0, "n": k},
+        "approved_at": created + timedelta(minutes=5) if decided else None,
+        "approved_by": approvers[0] if status in ("approved", "rejected") else None,
+        "rejection_reason": "too expensive" if status == "rejected" else None,
+        "deadline_at": created + timedelta(days=30),
+        "audit_seq": 0,
+        "audit_head": "0" * 64,
+        "created_at": created,
+        "updated_at": created,
+    }
+
+
+def new_request(rid: str, *, deadline: datetime | None = None) -> ExternalAgentApprovalRequest:
+    """A fresh pending request as the manager would build it."""
+    created = now()
+    return ExternalAgentApprovalRequest(
+        id=rid,
+        external_agent_id="agent-bench",
+        requested_by="user-bench",
+        approvers=["lead-bench", "lead-hot"],
+        status=_PENDING,
+        approval_reason="External agent invocation requires approval",
+        request_metadata={"environment": "production", "cost": 15.0},
+        created_at=created,
+        deadline_at=deadline or created + timedelta(hours=1),
+    )
+
+
+class ApprovalSuite:
+    """Approval storage and manager operations on one database."""
+
+    group = "approvals"
+
+    def __init__(self, db: DataFlow, target: Target) -> None:
+        self.db = db
+        self.target = target
+        self.storage = ExternalAgentApprovalStorage(db)
+        self.manager = ExternalAgentApprovalManager(storage_backend=self.storage)
+        self.rows = 0
+        self.base = now()
+
+    # -- data --------------------------------------------------------------
+
+    async def populate(self, rows: int) -> None:
+        await self.grow(rows)
+
+    async def grow(self, rows: int) -> float:
+        """Bulk-load generated rows up to ``rows`` in total; return seconds taken."""
+        start, base = self.rows, self.base
+        if rows <= start:
+            return 0.0
+        seconds = await bulk_load(
+            self.db, self.target, REQUEST_MODEL, (request_row(k, base) for k in range(start, rows))
+        )
+        self.rows = rows
+        st = self.db._state(REQUEST_MODEL)
+        await analyze(self.target, [st.table.name, *(s.name for s in st.tables.sides.values())])
+        return seconds
+
+    async def _forget(self, ids: list[str]) -> None:
+        """Remove requests and their audit trails (side rows go by cascade)."""
+        await self.db.delete_where(AUDIT_MODEL, {"request_id": {"$in": ids}})
+        await self.db.delete_where(REQUEST_MODEL, {"id": {"$in": ids}})
+
+    def _overdue_row(self, rid: str) -> dict[str, Any]:
+        """A pending request whose deadline passed a day before the run began."""
+        created = self.base - timedelta(days=2)
+        return {
+            "id": rid,
+            "external_agent_id": "agent-bench",
+            "requested_by": "user-bench",
+            "approvers_json": ["lead-bench"],
+            "status": "pending",
+            "approval_reason": "External agent invocation requires approval",
+            "request_metadata_json": {"cost": 15.0},
+            "deadline_at": created + timedelta(days=1),
+            "audit_seq": 0,
+            "audit_head": "0" * 64,
+        }
+
+    # -- operations ----------------------------------------------------------
+
+    def ops(self) -> list[Op]:
+        s, m = self.storage, self.manager
+        fixture = max(1, self.rows)
+
+        async def forget(arg: Any) -> None:
+            await self._forget([arg.id])
+
+        async def save_pending(arg: Any) -> None:
+            await s.save(dataclasses.replace(arg, approvers=list(arg.approvers)))
+
+        def pair(i: int) -> tuple[ExternalAgentApprovalRequest, ExternalAgentApprovalRequest]:
+            req = new_request(f"upd-{i}")
+            changed = dataclasses.replace(
+                req, approval_reason="Updated reason", request_metadata={"cost": 20.0}
+            )
+            return req, changed
+
+        async def pair_setup(arg: Any) -> None:
+            await save_pending(arg[0])
+
+        async def pair_teardown(arg: Any) -> None:
+            await self._forget([arg[0].id])
+
+        async def sweep_setup(ids: list[str]) -> None:
+            await self.db.insert_many(REQUEST_MODEL, [self._overdue_row(rid) for rid in ids])
+
+        async def sweep_teardown(ids: list[str]) -> None:
+            await self._forget(ids)
+
+        async def sweep(ids: list[str]) -> int:
+            return await s.timeout_overdue()
+
+        return [
+            Op("save", s.save, make=lambda i: new_request(f"new-{i}"), teardown=forget),
+            Op("load", lambda i: s.load(f"req-{i % fixture:08d}")),
+            Op(
+                "update",
+                lambda a: s.update(a[1]),
+                make=pair,
+                setup=pair_setup,
+                teardown=pair_teardown,
+                note="overwrite + audit event (conditional on the audit seq)",
+            ),
+            Op(
+                "approve",
+                lambda a: m.approve_request(a.id, "lead-bench"),
+                make=lambda i: new_request(f"dec-{i}"),
+                setup=save_pending,
+                teardown=forget,
+                note="manager.approve_request: conditional decision + audit + NOTIFY",
+            ),
+            *self.scale_ops(),
+            Op(
+                "timeout_sweep",
+                sweep,
+                make=lambda i: [f"swp-{i}-{j}" for j in range(SWEEP_BATCH)],
+                setup=sweep_setup,
+                teardown=sweep_teardown,
+                weight=0.25,
+                note=f"timeout_overdue() flipping {SWEEP_BATCH} overdue requests",
+            ),
+        ]
+
+    def scale_ops(self) -> list[Op]:
+        s = self.storage
+        return [
+            Op("list_by_status", lambda i: s.list_by_status(_PENDING, limit=100), weight=0.5),
+            Op(
+                "list_by_approver",
+                lambda i: s.list_by_approver("lead-hot", _PENDING, limit=100),
+                weight=0.5,
+                note="pending, the approver's inbox",
+            ),
+            Op(
+                "list_pending_for_agent",
+                lambda i: s.list_pending_for_agent("agent-hot", limit=100),
+                weight=0.5,
+            ),
+            Op("count_by_status", lambda i: s.count_by_status(_PENDING), weight=0.5),
+            Op(
+                "get_expired_pending_requests",
+                lambda i: s.get_expired_pending_requests(3600, limit=100),
+                weight=0.5,
+            ),
+        ]

@@ -1,0 +1,173 @@
+"""The databases a run measures: reachability, bench databases, raw connections.
+
+Each network database gets its own ``dataflow_bench`` database, dropped and
+re-created at the start of a run, so test suites running at the same time on
+``test`` or their per-run databases are never disturbed. SQLite uses a file in
+a temporary directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from bench.capture import (
+    AiosqliteReplayer,
+    AsyncmyReplayer,
+    AsyncpgReplayer,
+    Replayer,
+    SQLite3Replayer,
+)
+
+__all__ = ["ALL_DATABASES", "BENCH_DB", "Target", "open_replayers", "prepare_target"]
+
+ALL_DATABASES = ("sqlite", "postgresql", "mysql")
+BENCH_DB = "dataflow_bench"
+PG_ADMIN = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+MYSQL_ADMIN = os.environ.get("BENCH_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
+_TIMEOUT = 5.0
+
+
+@dataclass
+class Target:
+    """One database of the run; ``error`` is set when it could not be reached."""
+
+    name: str
+    url: str = ""
+    error: str | None = None
+    server_version: str | None = None
+    path: str | None = None  # SQLite file
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def reachable(self) -> bool:
+        return self.error is None
+
+    @property
+    def raw_drivers(self) -> tuple[str, ...]:
+        return {
+            "postgresql": ("asyncpg",),
+            "mysql": ("asyncmy",),
+            "sqlite": ("aiosqlite", "sqlite3"),
+        }[self.name]
+
+
+def _params(url: str, default_port: int) -> dict[str, Any]:
+    parts = urlsplit(url)
+    return {
+        "host": parts.hostname or "127.0.0.1",
+        "port": parts.port or default_port,
+        "user": parts.username or ("postgres" if default_port == 5432 else "root"),
+        "password": parts.password or "",
+    }
+
+
+async def _prepare_postgres(t: Target) -> None:
+    import asyncpg
+
+    p = _params(PG_ADMIN, 5432)
+    admin_db = urlsplit(PG_ADMIN).path.lstrip("/") or "postgres"
+    conn = await asyncpg.connect(database=admin_db, timeout=_TIMEOUT, **p)
+    try:
+        t.server_version = str(await conn.fetchval("SELECT version()"))
+        await conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
+    finally:
+        await conn.close()
+    t.params = {**p, "database": BENCH_DB}
+    auth = p["user"] + (f":{p['password']}" if p["password"] else "")
+    t.url = f"postgresql://{auth}@{p['host']}:{p['port']}/{BENCH_DB}"
+
+
+async def _prepare_mysql(t: Target) -> None:
+    import asyncmy
+
+    p = _params(MYSQL_ADMIN, 3306)
+    conn = await asyncmy.connect(connect_timeout=_TIMEOUT, **p)
+    try:
+        async with conn.cursor() as cur:
+            await cur.execute("SELECT VERSION()")
+            t.server_version = str((await cur.fetchone())[0])
+            await cur.execute(f"DROP DATABASE IF EXISTS `{BENCH_DB}`")
+            await cur.execute(f"CREATE DATABASE `{BENCH_DB}` CHARACTER SET utf8mb4")
+    finally:
+        conn.close()
+    t.params = {**p, "database": BENCH_DB}
+    auth = p["user"] + (f":{p['password']}" if p["password"] else "")
+    t.url = f"mysql://{auth}@{p['host']}:{p['port']}/{BENCH_DB}"
+
+
+async def prepare_target(name: str, workdir: Path) -> Target:
+    """Create an empty bench database for ``name``; record why if that fails."""
+    t = Target(name)
+    try:
+        if name == "sqlite":
+            path = workdir / "bench.db"  # a fresh temporary directory: no old file
+            t.path, t.url = str(path), f"sqlite:///{path}"
+            t.server_version = sqlite3.sqlite_version
+        elif name == "postgresql":
+            await asyncio.wait_for(_prepare_postgres(t), _TIMEOUT * 2)
+        elif name == "mysql":
+            await asyncio.wait_for(_prepare_mysql(t), _TIMEOUT * 2)
+        else:
+            raise ValueError(f"unknown database {name!r}")
+    except Exception as exc:  # any failure means: report it unreachable
+        t.error = f"{type(exc).__name__}: {exc}".strip()
+    return t
+
+
+async def connect_raw(t: Target, driver: str) -> Any:
+    """A raw driver connection configured like ours (time zone, autocommit, pragmas)."""
+    if driver == "asyncpg":
+        import asyncpg
+
+        return await asyncpg.connect(
+            **t.params, timeout=_TIMEOUT, server_settings={"timezone": "UTC"}
+        )
+    if driver == "asyncmy":
+        import asyncmy
+        from asyncmy.constants.CLIENT import FOUND_ROWS
+
+        return await asyncmy.connect(
+            **t.params,
+            autocommit=True,
+            charset="utf8mb4",
+            client_flag=FOUND_ROWS,
+            connect_timeout=_TIMEOUT,
+            init_command="SET time_zone = '+00:00'",
+        )
+    assert t.path is not None
+    pragmas = (
+        "PRAGMA journal_mode = WAL",
+        "PRAGMA synchronous = NORMAL",
+        "PRAGMA busy_timeout = 5000",
+    )
+    if driver == "aiosqlite":
+        import aiosqlite
+
+        aconn = await aiosqlite.connect(t.path, isolation_level=None)
+        for pragma in pragmas:
+            await aconn.execute(pragma)
+        return aconn
+    conn = sqlite3.connect(t.path, isolation_level=None, check_same_thread=False)
+    for pragma in pragmas:
+        conn.execute(pragma)
+    return conn
+
+
+_REPLAYERS: dict[str, Any] = {
+    "asyncpg": AsyncpgReplayer,
+    "asyncmy": AsyncmyReplayer,
+    "aiosqlite": AiosqliteReplayer,
+    "sqlite3": SQLite3Replayer,
+}
+
+
+async def open_replayers(t: Target) -> list[Replayer]:
+    """One replayer per raw driver of ``t``."""
+    return [_REPLAYERS[d](await connect_raw(t, d)) for d in t.raw_drivers]
