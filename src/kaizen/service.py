@@ -1,0 +1,273 @@
+"""Application services: plain async functions over one database, returning data.
+
+The ``kaizen`` CLI and the HTTP API are thin layers over these functions, so
+both behave the same. Results are plain dicts and lists (datetimes stay
+``datetime``; renderers convert them).
+
+Example:
+    >>> async with Kaizen.open("sqlite:///kaizen.db") as k:  # doctest: +SKIP
+    ...     pending = await list_approvals(k, status="pending")
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any
+
+from dataflow import DataFlow
+from dataflow.errors import ValidationError
+from kaizen.governance import (
+    ApprovalNotFoundError,
+    ApprovalStatus,
+    ExternalAgentApprovalManager,
+    ExternalAgentApprovalRequest,
+    ExternalAgentApprovalStorage,
+)
+from kaizen.integrations.nexus import CrossChannelSession, NexusSessionManager, SessionStorage
+from kaizen.integrations.nexus.errors import SessionNotFoundError
+
+__all__ = [
+    "STATUSES",
+    "Kaizen",
+    "approval_audit",
+    "approval_dict",
+    "approve",
+    "cleanup_sessions",
+    "get_approval",
+    "get_session",
+    "list_approvals",
+    "list_sessions",
+    "maintain_once",
+    "reject",
+    "session_dict",
+    "sweep_approvals",
+    "verify_audit",
+]
+
+STATUSES = ("pending", "approved", "rejected", "timeout", "all")
+
+
+@dataclasses.dataclass
+class Kaizen:
+    """One database with the approval and session storages and managers on it."""
+
+    db: DataFlow
+    approval_storage: ExternalAgentApprovalStorage
+    approvals: ExternalAgentApprovalManager
+    session_storage: SessionStorage
+    sessions: NexusSessionManager
+
+    @classmethod
+    def connect(cls, url: str, *, base_url: str | None = None) -> Kaizen:
+        """Build the services on ``url`` (connecting lazily)."""
+        db = DataFlow(url)
+        approval_storage = ExternalAgentApprovalStorage(db)
+        session_storage = SessionStorage(db)
+        return cls(
+            db=db,
+            approval_storage=approval_storage,
+            approvals=ExternalAgentApprovalManager(
+                storage_backend=approval_storage, base_url=base_url or ""
+            ),
+            session_storage=session_storage,
+            sessions=NexusSessionManager(storage_backend=session_storage),
+        )
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def open(cls, url: str, *, base_url: str | None = None) -> AsyncIterator[Kaizen]:
+        """Open the services on ``url`` for the duration of a block."""
+        kaizen = cls.connect(url, base_url=base_url)
+        try:
+            yield kaizen
+        finally:
+            await kaizen.db.close()
+
+
+def approval_dict(request: ExternalAgentApprovalRequest) -> dict[str, Any]:
+    """A request as a plain dict (the status as its string value)."""
+    data = dataclasses.asdict(request)
+    data["status"] = request.status.value
+    return data
+
+
+def session_dict(session: CrossChannelSession, now: datetime | None = None) -> dict[str, Any]:
+    """A session as a plain dict, with ``ttl_seconds`` and ``expired``."""
+    return {
+        "session_id": session.session_id,
+        "user_id": session.user_id,
+        "created_at": session.created_at,
+        "last_accessed": session.last_accessed,
+        "expires_at": session.expires_at,
+        "ttl_seconds": int(session.ttl.total_seconds()),
+        "expired": session.is_expired(now),
+        "memory_pool_id": session.memory_pool_id,
+        "state": dict(session.state),
+        "channel_activity": dict(session.channel_activity),
+    }
+
+
+def _status(value: str | None) -> ApprovalStatus | None:
+    if value is None or value == "all":
+        return None
+    try:
+        return ApprovalStatus(value)
+    except ValueError:
+        raise ValidationError(
+            f"unknown status {value!r}; use one of {', '.join(STATUSES)}"
+        ) from None
+
+
+async def list_approvals(
+    k: Kaizen,
+    *,
+    status: str | None = None,
+    approver: str | None = None,
+    agent: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[dict[str, Any]]:
+    """Approval requests, newest first.
+
+    Args:
+        k: The services.
+        status: ``pending``, ``approved``, ``rejected``, ``timeout`` or ``all``
+            (None: all).
+        approver: Only requests this user may decide.
+        agent: Only pending requests for this external agent.
+        limit: At most this many.
+        offset: Skip this many first.
+    """
+    wanted = _status(status)
+    if limit < 0 or offset < 0:
+        raise ValidationError("limit and offset must not be negative")
+    window = limit + offset
+    store = k.approval_storage
+    if approver is not None:
+        found = await store.list_by_approver(approver, wanted, limit=window)
+        if agent is not None:
+            found = [r for r in found if r.external_agent_id == agent]
+    elif agent is not None:
+        if wanted not in (None, ApprovalStatus.PENDING):
+            raise ValidationError("agent filters list pending requests only")
+        found = await store.list_pending_for_agent(agent, limit=window)
+    elif wanted is not None:
+        found = await store.list_by_status(wanted, limit=limit, offset=offset)
+        return [approval_dict(r) for r in found]
+    else:
+        found = []
+        for each in ApprovalStatus:
+            found += await store.list_by_status(each, limit=window)
+        found.sort(key=lambda r: (r.created_at, r.id), reverse=True)
+    return [approval_dict(r) for r in found[offset:window]]
+
+
+async def get_approval(k: Kaizen, request_id: str) -> dict[str, Any]:
+    """One request.
+
+    Raises:
+        ApprovalNotFoundError: No request has this id.
+    """
+    request = await k.approvals.get_request(request_id)
+    if request is None:
+        raise ApprovalNotFoundError(request_id)
+    return approval_dict(request)
+
+
+async def approve(k: Kaizen, request_id: str, approver_id: str) -> dict[str, Any]:
+    """Approve a request as ``approver_id``; return it as stored.
+
+    Raises:
+        ApprovalNotFoundError, NotAuthorizedError, AlreadyDecidedError: As the manager does.
+    """
+    await k.approvals.approve_request(request_id, approver_id)
+    return await get_approval(k, request_id)
+
+
+async def reject(k: Kaizen, request_id: str, approver_id: str, reason: str) -> dict[str, Any]:
+    """Reject a request as ``approver_id`` with ``reason``; return it as stored."""
+    await k.approvals.reject_request(request_id, approver_id, reason)
+    return await get_approval(k, request_id)
+
+
+async def approval_audit(k: Kaizen, request_id: str) -> list[dict[str, Any]]:
+    """The audit events of one request, oldest first (also after the request was deleted).
+
+    Raises:
+        ApprovalNotFoundError: Neither the request nor any event of it exists.
+    """
+    events = await k.approvals.get_audit_trail(request_id)
+    if not events and await k.approvals.get_request(request_id) is None:
+        raise ApprovalNotFoundError(request_id)
+    return [dataclasses.asdict(e) for e in events]
+
+
+async def sweep_approvals(k: Kaizen) -> int:
+    """Move every overdue pending request to TIMEOUT; return how many this call moved."""
+    return await k.approvals.timeout_pending_approvals()
+
+
+async def verify_audit(k: Kaizen) -> dict[str, Any]:
+    """Verify every audit chain; return ``{"ok", "requests", "events", "problems"}``."""
+    report = await k.approvals.verify_audit()
+    return {
+        "ok": report.ok,
+        "requests": report.requests,
+        "events": report.events,
+        "problems": [dataclasses.asdict(p) for p in report.problems],
+    }
+
+
+async def list_sessions(
+    k: Kaizen,
+    *,
+    user: str | None = None,
+    include_expired: bool = False,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[dict[str, Any]]:
+    """Sessions, most recently accessed first.
+
+    ``include_expired`` (with ``user``) also lists that user's expired sessions
+    that cleanup has not deleted yet.
+    """
+    if limit < 0 or offset < 0:
+        raise ValidationError("limit and offset must not be negative")
+    store = k.session_storage
+    if user is not None:
+        found = await store.list_by_user(user, include_expired, limit=limit + offset)
+        found = found[offset:]
+    else:
+        found = await store.list_active(limit=limit, offset=offset)
+    return [session_dict(s) for s in found]
+
+
+async def get_session(k: Kaizen, session_id: str) -> dict[str, Any]:
+    """One live session.
+
+    Raises:
+        SessionNotFoundError: No live session has this id.
+    """
+    session = await k.session_storage.load(session_id)
+    if session is None:
+        raise SessionNotFoundError(f"no session {session_id!r}")
+    return session_dict(session)
+
+
+async def cleanup_sessions(k: Kaizen) -> int:
+    """Delete every expired session; return the true number deleted."""
+    return await k.sessions.cleanup_expired_sessions_async()
+
+
+async def maintain_once(k: Kaizen) -> dict[str, int]:
+    """One maintenance pass: time out overdue approvals, delete expired sessions.
+
+    Safe to run from several instances at once: each row changes once.
+    """
+    return {
+        "approvals_timed_out": await sweep_approvals(k),
+        "sessions_deleted": await cleanup_sessions(k),
+    }
