@@ -15,6 +15,14 @@ from kaizen.integrations.nexus import CrossChannelSession, SessionValidationErro
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 
 
+def deep(levels: int) -> dict[str, Any]:
+    """A JSON object of ``levels + 1`` nested objects."""
+    value: dict[str, Any] = {}
+    for _ in range(levels):
+        value = {"d": value}
+    return value
+
+
 def test_public_import_needs_no_nexus_package() -> None:
     code = (
         "import sys\n"
@@ -63,6 +71,8 @@ def test_times_are_converted_to_utc() -> None:
         {"user_id": "u", "state": ["not", "a", "dict"]},
         {"user_id": "u", "channel_activity": {"api": "yesterday"}},
         {"user_id": "u", "channel_activity": {"": T0}},
+        {"user_id": "u", "channel_activity": [("api", T0)]},
+        {"user_id": "u", "state": deep(31)},
         {"user_id": "u", "memory_pool_id": ""},
     ],
 )
@@ -76,6 +86,10 @@ def test_validation_error_is_dataflow_and_value_error() -> None:
         CrossChannelSession(user_id="")
     with pytest.raises(ValueError, match="user_id"):
         CrossChannelSession(user_id="")
+
+
+def test_deep_but_reasonable_state_is_accepted() -> None:
+    assert CrossChannelSession(user_id="u", state=deep(30)).state == deep(30)
 
 
 def test_state_is_copied_on_construction() -> None:

@@ -17,6 +17,7 @@ from kaizen.integrations.nexus import (
     SessionStorage,
     SessionValidationError,
 )
+from kaizen.integrations.nexus._checks import MAX_DEPTH
 from kaizen.integrations.nexus.storage import TABLE
 
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
@@ -214,6 +215,21 @@ async def test_merge_state_has_dict_update_semantics(storage: SessionStorage) ->
     assert loaded is not None
     assert loaded.state == {"a": 1, **updates}
     assert loaded.channel_activity == {}
+
+
+async def test_the_deepest_accepted_state_works_everywhere(storage: SessionStorage) -> None:
+    def nest(levels: int) -> Any:
+        value: Any = [1]
+        for _ in range(levels - 1):
+            value = {"d": value}
+        return value
+
+    await storage.save(make(session_id="s", state={"x": nest(MAX_DEPTH - 1)}))
+    assert await storage.merge_state("s", {"y": nest(MAX_DEPTH - 1)}, "api", T0, T0)
+    loaded = await storage.list_by_user("u", include_expired=True, now=T0)
+    assert [s.state for s in loaded] == [{"x": nest(MAX_DEPTH - 1), "y": nest(MAX_DEPTH - 1)}]
+    with pytest.raises(SessionValidationError, match="nested"):
+        await storage.merge_state("s", {"z": nest(MAX_DEPTH)}, "api", T0, T0)
 
 
 async def test_merge_state_skips_expired_missing_and_bad_input(storage: SessionStorage) -> None:

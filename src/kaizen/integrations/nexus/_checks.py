@@ -14,6 +14,7 @@ from typing import Any
 from kaizen.integrations.nexus.errors import SessionValidationError
 
 __all__ = [
+    "MAX_DEPTH",
     "MAX_ID_LENGTH",
     "check_channel",
     "check_channel_activity",
@@ -27,6 +28,9 @@ __all__ = [
 
 #: Ids are indexed columns, which hold at most this many characters on every database.
 MAX_ID_LENGTH = 255
+#: Levels of nested objects/arrays a state may have, counting the state itself:
+#: MariaDB refuses JSON nested 32 levels deep.
+MAX_DEPTH = 31
 _INT64 = (-(2**63), 2**63 - 1)
 
 
@@ -89,8 +93,9 @@ def check_json_object(value: Any, what: str) -> dict[str, Any]:
     """Return a detached copy of a JSON object that every database stores identically.
 
     Accepted: dicts with str keys, lists, str without NUL, bool, None, 64-bit
-    ints and finite floats. Anything else (tuples, sets, NaN, int keys...)
-    would be refused or silently changed by a JSON column, so it is refused here.
+    ints and finite floats, nested at most :data:`MAX_DEPTH` levels. Anything
+    else (tuples, sets, NaN, int keys...) would be refused or silently changed
+    by some database's JSON column, so it is refused here, on every database.
     """
     if not isinstance(value, dict):
         raise SessionValidationError(f"{what} must be a dict, got {type(value).__name__}")
@@ -99,8 +104,8 @@ def check_json_object(value: Any, what: str) -> dict[str, Any]:
 
 
 def _clean(value: Any, path: str, depth: int) -> Any:
-    if depth > 100:
-        raise SessionValidationError(f"{path}: nested more than 100 levels")
+    if isinstance(value, list | dict) and depth >= MAX_DEPTH:
+        raise SessionValidationError(f"{path}: JSON nested more than {MAX_DEPTH} levels deep")
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, str):
