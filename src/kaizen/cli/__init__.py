@@ -1,0 +1,93 @@
+"""The ``kaizen`` command: a thin layer over plain async functions that return data.
+
+Exit codes: 0 success, 1 other errors, 2 usage, 3 unknown id, 4 already decided,
+5 not authorized, 6 database unreachable, 7 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import os
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+from kaizen import __version__
+
+__all__ = ["DEFAULT_DATABASE_URL", "main"]
+
+DEFAULT_DATABASE_URL = "sqlite:///kaizen.db"
+
+Handler = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
+
+
+def _database_url(args: argparse.Namespace) -> str:
+    return args.db or os.environ.get("KAIZEN_DATABASE_URL") or DEFAULT_DATABASE_URL
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``kaizen`` command."""
+    parser = argparse.ArgumentParser(
+        prog="kaizen", description="Kaizen persistence: approvals, sessions, maintenance."
+    )
+    parser.add_argument("--version", action="version", version=f"kaizen {__version__}")
+    parser.add_argument(
+        "--db",
+        metavar="URL",
+        help=f"database URL (default: $KAIZEN_DATABASE_URL or {DEFAULT_DATABASE_URL})",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in ("demo", "approvals", "sessions", "maintain", "serve"):
+        importlib.import_module(f"kaizen.cli.{name}").register(commands)
+    return parser
+
+
+def _error_code(exc: BaseException) -> int | None:
+    """Exit code for an error we report in one line, or None for a real crash."""
+    from dataflow.errors import ConnectionLostError, DataFlowError, ValidationError
+
+    codes: list[tuple[str, int]] = [
+        ("ApprovalNotFoundError", 3),
+        ("SessionNotFoundError", 3),
+        ("AlreadyDecidedError", 4),
+        ("NotAuthorizedError", 5),
+    ]
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    for name, code in codes:
+        if name in names:
+            return code
+    if isinstance(exc, ConnectionLostError):
+        return 6
+    if isinstance(exc, ValidationError | ValueError):
+        return 7
+    if isinstance(exc, DataFlowError):
+        return 1
+    return None
+
+
+def run_async(handler: Handler, args: argparse.Namespace) -> int:
+    """Run a command's coroutine; turn our errors into one line on stderr."""
+    try:
+        return asyncio.run(handler(args))
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        code = _error_code(exc)
+        if code is None:
+            raise
+        sys.stderr.write(f"kaizen: error: {exc}\n")
+        return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``kaizen`` command; return its exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Any = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help(sys.stdout)
+        return 0
+    args.database_url = _database_url(args)
+    return run_async(handler, args)
