@@ -197,7 +197,10 @@ class SQLiteDialect(Dialect):
 
     async def open_backend(self) -> Backend:
         if self._conn is None:
-            raw = await asyncio.to_thread(self._open)
+            try:
+                raw = await asyncio.to_thread(self._open)
+            except (OSError, sqlite3.Error) as exc:  # e.g. a directory that cannot be made
+                raise self.connection_error(exc) from exc
             if self._conn is None:
                 self._conn = _Connection(raw, self.busy_timeout)
             else:  # pragma: no cover - another loop opened it meanwhile
