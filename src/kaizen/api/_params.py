@@ -9,6 +9,7 @@ from typing import Any
 from starlette.datastructures import QueryParams
 from starlette.requests import Request
 
+from kaizen import service
 from kaizen.api._errors import ApiError
 
 __all__ = [
@@ -29,8 +30,8 @@ MAX_BODY = 64 * 1024
 MAX_LIMIT = 500
 #: Longest accepted rejection reason, in characters.
 MAX_REASON = 4000
-#: The statuses ``?status=`` accepts.
-STATUSES = ("pending", "approved", "rejected", "timeout")
+#: The statuses ``?status=`` accepts (``all`` included).
+STATUSES: tuple[str, ...] = service.STATUSES
 
 
 def query(request: Request, allowed: Collection[str]) -> QueryParams:

@@ -75,7 +75,7 @@ _SCHEMAS: dict[str, Any] = {
             "external_agent_id": {"type": "string"},
             "requested_by": {"type": "string"},
             "approvers": {"type": "array", "items": {"type": "string"}},
-            "status": {"type": "string", "enum": list(STATUSES)},
+            "status": {"type": "string", "enum": [s for s in STATUSES if s != "all"]},
             "approval_reason": {"type": ["string", "null"]},
             "request_metadata": {"type": "object"},
             "created_at": {"type": "string", "format": "date-time"},
@@ -143,9 +143,15 @@ def _decision(summary: str, body: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def _paths() -> dict[str, Any]:
-    status = _param("status", {"type": "string", "enum": list(STATUSES)}, "Only this status.")
+    status = _param(
+        "status", {"type": "string", "enum": list(STATUSES)}, "Only this status (default: all)."
+    )
     approver = _param("approver", {"type": "string"}, "Only requests this user may decide.")
-    agent = _param("agent", {"type": "string"}, "Only requests for this external agent.")
+    agent = _param(
+        "agent",
+        {"type": "string"},
+        "Only pending requests for this external agent (with ``approver``: any status).",
+    )
     user = _param("user", {"type": "string"}, "Only this user's sessions.")
     expired = _param(
         "include_expired", {"type": "boolean", "default": False}, "Include expired sessions."

@@ -131,13 +131,12 @@ async def reject(request: Request) -> JSONResponse:
 
 
 async def audit(request: Request) -> JSONResponse:
-    """``GET /api/approvals/{id}/audit``: the request's audit events, oldest first."""
+    """``GET /api/approvals/{id}/audit``: the request's audit events, oldest first
+    (still there after the request was deleted)."""
     authenticate(request)
     query(request, ())
     request_id = request.path_params["request_id"]
     events = await service.approval_audit(_kaizen(request), request_id)
-    if not events:
-        raise ApiError(404, f"approval request {request_id!r} not found")
     return JSONResponse({"request_id": request_id, "events": jsonable(events)})
 
 

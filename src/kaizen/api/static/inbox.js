@@ -50,10 +50,11 @@ function showError(text) {
 }
 
 function relative(date) {
-  const minutes = Math.round((date.getTime() - Date.now()) / 60000);
-  const abs = Math.abs(minutes);
-  const span = abs < 1 ? "less than a minute" : abs < 120 ? `${abs} min` : `${Math.round(abs / 60)} h`;
-  return minutes < 0 ? `${span} ago` : `in ${span}`;
+  const ms = date.getTime() - Date.now();
+  const minutes = Math.round(Math.abs(ms) / 60000);
+  if (minutes < 1) return ms <= 0 ? "just now" : "in under a minute";
+  const span = minutes < 120 ? `${minutes} min` : `${Math.round(minutes / 60)} h`;
+  return ms < 0 ? `${span} ago` : `in ${span}`;
 }
 
 function fill(item, approval) {
