@@ -1,0 +1,7 @@
+"""``python -m kaizen.cli``: the same as the ``kaizen`` command."""
+
+import sys
+
+from kaizen.cli import main
+
+sys.exit(main())

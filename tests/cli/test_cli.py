@@ -1,0 +1,226 @@
+"""The ``kaizen`` command, driven in-process and as a subprocess, on every database."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from kaizen import service
+from kaizen.cli import main
+
+KAIZEN = [sys.executable, "-m", "kaizen.cli"]
+
+
+def _seed(url: str, *, timeout: float = 3600, n: int = 2) -> list[str]:
+    async def go() -> list[str]:
+        async with service.Kaizen.open(url) as k:
+            k.approvals.set_approvers("agent-a", ["lead", "lead-456"], timeout_seconds=timeout)
+            ids = [
+                await k.approvals.request_approval("agent-a", "user-1", {"i": i}) for i in range(n)
+            ]
+            session = await k.sessions.create_session_async(user_id="user-1")
+            await k.sessions.update_session_state_async(session.session_id, {"k": 1}, "api")
+            return [*ids, session.session_id]
+
+    return asyncio.run(go())
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert "kaizen 0.1.0" in capsys.readouterr().out
+
+
+def test_no_command_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys)
+    assert code == 0 and "approvals" in out and "sessions" in out
+
+
+def test_demo_shows_both_flows_surviving_a_restart(
+    db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(capsys, "--db", db_url, "demo")
+    assert code == 0
+    assert "approved by lead-456" in out
+    assert "requested -> approved (verified: True)" in out
+    assert "'key': 'value'" in out and "channels api, cli" in out
+    assert "s3cret" not in out
+    code, listed, _ = run(capsys, "--db", db_url, "approvals", "list", "--json")
+    assert code == 0 and json.loads(listed)[0]["status"] == "approved"
+
+
+def test_approvals_list_show_and_filters(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    first, second, _session = _seed(db_url)
+    code, out, _ = run(capsys, "--db", db_url, "approvals", "list")
+    assert code == 0 and first in out and second in out and "STATUS" in out
+    code, out, _ = run(capsys, "--db", db_url, "approvals", "list", "--json", "--limit", "1")
+    rows = json.loads(out)
+    assert [r["id"] for r in rows] == [second]  # newest first
+    code, out, _ = run(capsys, "--db", db_url, "approvals", "list", "--approver", "lead", "--json")
+    assert {r["id"] for r in json.loads(out)} == {first, second}
+    code, out, _ = run(capsys, "--db", db_url, "approvals", "list", "--approver", "lea", "--json")
+    assert json.loads(out) == []
+    code, out, _ = run(capsys, "--db", db_url, "approvals", "list", "--agent", "agent-a", "--json")
+    assert len(json.loads(out)) == 2
+    code, out, _ = run(capsys, "--db", db_url, "approvals", "list", "--status", "approved")
+    assert code == 0 and "no approval requests" in out
+    code, out, _ = run(capsys, "--db", db_url, "approvals", "show", first, "--json")
+    shown = json.loads(out)
+    assert shown["id"] == first and shown["approvers"] == ["lead", "lead-456"]
+    code, out, _ = run(capsys, "--db", db_url, "approvals", "show", first)
+    assert code == 0 and "external_agent_id" in out and "agent-a" in out
+
+
+def test_approve_reject_and_their_errors(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    first, second, _session = _seed(db_url)
+    code, out, err = run(capsys, "--db", db_url, "approvals", "approve", first, "--by", "intruder")
+    assert code == 5 and "Traceback" not in err and err.count("\n") == 1
+    code, out, _ = run(capsys, "--db", db_url, "approvals", "approve", first, "--by", "lead")
+    assert code == 0 and f"approved {first}" in out
+    code, out, err = run(capsys, "--db", db_url, "approvals", "approve", first, "--by", "lead")
+    assert code == 4 and "approved" in err
+    code, out, _ = run(
+        capsys,
+        "--db",
+        db_url,
+        "approvals",
+        "reject",
+        second,
+        "--by",
+        "lead-456",
+        "--reason",
+        "too risky",
+        "--json",
+    )
+    rejected = json.loads(out)
+    assert code == 0 and rejected["status"] == "rejected"
+    assert rejected["rejection_reason"] == "too risky"
+    code, _, err = run(capsys, "--db", db_url, "approvals", "show", "missing-id")
+    assert code == 3 and "missing-id" in err and "Traceback" not in err
+
+
+def test_sweep_and_audit_verify(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    first, _second, _session = _seed(db_url, timeout=0.05)
+    time.sleep(0.2)  # let both deadlines pass
+    code, out, _ = run(capsys, "--db", db_url, "approvals", "sweep", "--json")
+    assert code == 0 and json.loads(out) == {"timed_out": 2}
+    code, out, _ = run(capsys, "--db", db_url, "approvals", "sweep")
+    assert code == 0 and "timed out 0 request(s)" in out
+    code, out, _ = run(capsys, "--db", db_url, "approvals", "audit", "verify")
+    assert code == 0 and "audit ok: 4 event(s) in 2 chain(s)" in out
+
+    async def tamper() -> None:
+        async with service.Kaizen.open(db_url) as k:
+            await k.db.update_where(
+                "ApprovalAuditRecord", {"request_id": first, "seq": 1}, {"actor": "mallory"}
+            )
+
+    asyncio.run(tamper())
+    code, out, _ = run(capsys, "--db", db_url, "approvals", "audit", "verify")
+    assert code == 8 and "audit FAILED" in out and first in out
+    code, out, _ = run(capsys, "--db", db_url, "approvals", "audit", "verify", "--json")
+    assert code == 8 and json.loads(out)["ok"] is False
+
+
+def test_sessions_commands(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    *_ids, session_id = _seed(db_url)
+    code, out, _ = run(capsys, "--db", db_url, "sessions", "list")
+    assert code == 0 and session_id in out
+    code, out, _ = run(capsys, "--db", db_url, "sessions", "list", "--user", "user-1", "--json")
+    assert [s["session_id"] for s in json.loads(out)] == [session_id]
+    code, out, _ = run(capsys, "--db", db_url, "sessions", "list", "--user", "nobody", "--all")
+    assert code == 0 and "no sessions" in out
+    code, out, _ = run(capsys, "--db", db_url, "sessions", "show", session_id, "--json")
+    shown = json.loads(out)
+    assert shown["state"] == {"k": 1} and "api" in shown["channel_activity"]
+    code, _, err = run(capsys, "--db", db_url, "sessions", "show", "nope")
+    assert code == 3 and "nope" in err
+    code, out, _ = run(capsys, "--db", db_url, "sessions", "cleanup")
+    assert code == 0 and "deleted 0 expired session(s)" in out
+    code, out, _ = run(capsys, "--db", db_url, "sessions", "cleanup", "--json")
+    assert json.loads(out) == {"deleted": 0}
+
+
+def test_maintain_runs_passes(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    _seed(db_url, timeout=0.05)
+    time.sleep(0.2)
+    code, out, _ = run(capsys, "--db", db_url, "maintain", "--every", "0.01", "--passes", "2")
+    assert code == 0
+    assert "pass 1: timed out 2 approval(s)" in out
+    assert "pass 2: timed out 0 approval(s)" in out
+
+
+def test_maintain_rejects_a_bad_interval(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "--db", "sqlite:///:memory:", "maintain", "--every", "0")
+    assert code == 7 and "--every" in err
+
+
+def test_unreachable_database_is_one_line_without_secret(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    url = "postgresql://user:s3cret@127.0.0.1:1/nowhere"
+    code, out, err = run(capsys, "--db", url, "approvals", "list")
+    assert code == 6
+    assert "s3cret" not in err + out and "Traceback" not in err
+    assert err.startswith("kaizen: error: cannot reach database postgresql://user:***@")
+
+
+def test_database_url_from_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'env.db'}"
+    _seed(url)
+    monkeypatch.setenv("KAIZEN_DATABASE_URL", url)
+    code, out, _ = run(capsys, "approvals", "list", "--json")
+    assert code == 0 and len(json.loads(out)) == 2
+
+
+def test_default_database_is_kaizen_db_in_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("KAIZEN_DATABASE_URL", raising=False)
+    code, _, _ = run(capsys, "sessions", "list")
+    assert code == 0 and (tmp_path / "kaizen.db").exists()
+
+
+def test_bad_arguments_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["approvals", "list", "--status", "bogus"])
+    assert exc.value.code == 2
+
+
+def test_maintain_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    env = {**os.environ, "KAIZEN_DATABASE_URL": url}
+    proc = subprocess.Popen(
+        [*KAIZEN, "maintain", "--every", "0.05"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith("pass 1:")
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "maintenance stopped" in out and "Traceback" not in err
