@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -145,13 +145,3 @@ def _check_head(
         problems.append(
             AuditProblem(request_id, last.seq, "latest event does not match the request row")
         )
-
-
-def group_by_request(
-    events: Iterable[tuple[AuditEvent, str]],
-) -> dict[str, list[tuple[AuditEvent, str]]]:
-    """Group ``(event, details_json)`` pairs by request id, keeping their order."""
-    groups: dict[str, list[tuple[AuditEvent, str]]] = {}
-    for item in events:
-        groups.setdefault(item[0].request_id, []).append(item)
-    return groups

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from dataflow.errors import ValidationError
@@ -220,8 +220,3 @@ class AuditReport:
     def ok(self) -> bool:
         """True when no problem was found."""
         return not self.problems
-
-
-def utc(value: datetime) -> datetime:
-    """``value`` converted to aware UTC."""
-    return value.astimezone(UTC)
