@@ -1,0 +1,76 @@
+"""``kaizen serve``: its options, and where its tokens come from."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from kaizen.api import hash_token
+from kaizen.cli import build_parser, main
+from kaizen.cli.serve import load_tokens
+
+
+@pytest.fixture(autouse=True)
+def _no_token_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KAIZEN_API_TOKENS", raising=False)
+    monkeypatch.delenv("KAIZEN_API_TOKENS_FILE", raising=False)
+
+
+def test_options_and_defaults() -> None:
+    args = build_parser().parse_args(["serve"])
+    assert (args.host, args.port, args.tokens, args.base_url) == ("127.0.0.1", 8000, None, None)
+    args = build_parser().parse_args(
+        [
+            "serve",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "9",
+            "--tokens",
+            "t.json",
+            "--base-url",
+            "https://x",
+        ]
+    )
+    assert (args.host, args.port, args.tokens, args.base_url) == (
+        "0.0.0.0",
+        9,
+        "t.json",
+        "https://x",
+    )
+
+
+def test_tokens_from_file_env_file_and_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    file = tmp_path / "tokens.json"
+    file.write_text(json.dumps({hash_token("file-token"): "filer"}))
+    assert load_tokens(str(file)).user_for("file-token") == "filer"
+    monkeypatch.setenv("KAIZEN_API_TOKENS_FILE", str(file))
+    monkeypatch.setenv("KAIZEN_API_TOKENS", "envy=env-token")
+    store = load_tokens(None)
+    assert (store.user_for("file-token"), store.user_for("env-token")) == ("filer", "envy")
+
+
+def test_serve_refuses_to_start_without_tokens(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--db", f"sqlite:///{tmp_path / 'k.db'}", "serve"]) == 2
+    assert "no API tokens configured" in capsys.readouterr().err
+
+
+def test_serve_reports_a_bad_token_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "tokens.json"
+    bad.write_text('{"s3cret": "alice"}')
+    assert main(["--db", f"sqlite:///{tmp_path / 'k.db'}", "serve", "--tokens", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "sha256" in err and "s3cret" not in err
+
+
+def test_serve_without_the_server_extra(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "uvicorn", None)
+    assert main(["--db", f"sqlite:///{tmp_path / 'k.db'}", "serve"]) == 1
+    assert "kaizen-dataflow[server]" in capsys.readouterr().err
