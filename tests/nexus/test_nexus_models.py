@@ -68,6 +68,11 @@ def test_times_are_converted_to_utc() -> None:
         {"user_id": "u", "state": {"x": (1, 2)}},
         {"user_id": "u", "state": {"x": 2**64}},
         {"user_id": "u", "state": {"x": "nul\x00"}},
+        {"user_id": "u", "state": {"x": "lone \ud800 surrogate"}},
+        {"user_id": "u", "state": {"\udfff": 1}},
+        {"user_id": "u", "state": {"x": 1e16}},
+        {"user_id": "u", "state": {"x": -2.5e300}},
+        {"user_id": "u\ud800"},
         {"user_id": "u", "state": ["not", "a", "dict"]},
         {"user_id": "u", "channel_activity": {"api": "yesterday"}},
         {"user_id": "u", "channel_activity": {"": T0}},
@@ -90,6 +95,11 @@ def test_validation_error_is_dataflow_and_value_error() -> None:
 
 def test_deep_but_reasonable_state_is_accepted() -> None:
     assert CrossChannelSession(user_id="u", state=deep(30)).state == deep(30)
+
+
+def test_negative_zero_is_stored_as_zero_everywhere() -> None:
+    [value] = CrossChannelSession(user_id="u", state={"z": -0.0}).state.values()
+    assert str(value) == "0.0"
 
 
 def test_state_is_copied_on_construction() -> None:

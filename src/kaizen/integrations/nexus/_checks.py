@@ -8,6 +8,7 @@ them before touching memory or the database, so bad input writes nothing.
 from __future__ import annotations
 
 import math
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -32,6 +33,10 @@ MAX_ID_LENGTH = 255
 #: MariaDB refuses JSON nested 32 levels deep.
 MAX_DEPTH = 31
 _INT64 = (-(2**63), 2**63 - 1)
+# PostgreSQL reads 1e16 back as the integer 10000000000000000: larger floats cannot round-trip.
+_FLOAT_LIMIT = 1e16
+# NUL is refused by PostgreSQL; lone surrogates cannot be encoded as UTF-8 at all.
+_BAD_CHARS = re.compile("[\x00\ud800-\udfff]")
 
 
 def utcnow() -> datetime:
@@ -43,9 +48,9 @@ def check_id(value: Any, what: str) -> str:
     """Return ``value`` if it is a non-empty str of at most :data:`MAX_ID_LENGTH` characters."""
     if not isinstance(value, str) or not value:
         raise SessionValidationError(f"{what} must be a non-empty str, got {value!r}")
-    if len(value) > MAX_ID_LENGTH or "\x00" in value:
+    if len(value) > MAX_ID_LENGTH or _BAD_CHARS.search(value):
         raise SessionValidationError(
-            f"{what} must hold at most {MAX_ID_LENGTH} characters and no NUL"
+            f"{what} must hold at most {MAX_ID_LENGTH} characters, no NUL or lone surrogate"
         )
     return value
 
@@ -56,7 +61,7 @@ def check_channel(value: Any) -> str | None:
 
 
 def _channel_name(value: Any) -> str:
-    if not isinstance(value, str) or not value or "\x00" in value:
+    if not isinstance(value, str) or not value or _BAD_CHARS.search(value):
         raise SessionValidationError(f"channel must be a non-empty str, got {value!r}")
     return value
 
@@ -92,8 +97,9 @@ def ttl_from_hours(hours: Any) -> timedelta:
 def check_json_object(value: Any, what: str) -> dict[str, Any]:
     """Return a detached copy of a JSON object that every database stores identically.
 
-    Accepted: dicts with str keys, lists, str without NUL, bool, None, 64-bit
-    ints and finite floats, nested at most :data:`MAX_DEPTH` levels. Anything
+    Accepted: dicts with str keys, lists, str (no NUL or lone surrogate), bool,
+    None, 64-bit ints and floats of magnitude below 1e16 (``-0.0`` becomes
+    ``0.0``), nested at most :data:`MAX_DEPTH` levels. Anything
     else (tuples, sets, NaN, int keys...) would be refused or silently changed
     by some database's JSON column, so it is refused here, on every database.
     """
@@ -109,8 +115,8 @@ def _clean(value: Any, path: str, depth: int) -> Any:
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, str):
-        if "\x00" in value:
-            raise SessionValidationError(f"{path}: strings cannot hold NUL characters")
+        if _BAD_CHARS.search(value):
+            raise SessionValidationError(f"{path}: NUL or lone surrogate in a string")
         return value
     if isinstance(value, int):
         if not _INT64[0] <= value <= _INT64[1]:
@@ -119,14 +125,16 @@ def _clean(value: Any, path: str, depth: int) -> Any:
     if isinstance(value, float):
         if not math.isfinite(value):
             raise SessionValidationError(f"{path}: {value!r} is not valid JSON")
-        return float(value)
+        if abs(value) >= _FLOAT_LIMIT:
+            raise SessionValidationError(f"{path}: floats must be below 1e16 in magnitude")
+        return float(value) + 0.0
     if isinstance(value, list):
         return [_clean(v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value)]
     if isinstance(value, dict):
         out = {}
         for key, item in value.items():
-            if not isinstance(key, str) or "\x00" in key:
-                raise SessionValidationError(f"{path}: key {key!r} is not a str without NUL")
+            if not isinstance(key, str) or _BAD_CHARS.search(key):
+                raise SessionValidationError(f"{path}: key {key!r} is not a valid str")
             out[key] = _clean(item, f"{path}[{key!r}]", depth + 1)
         return out
     raise SessionValidationError(f"{path}: {type(value).__name__} is not JSON-serializable")
