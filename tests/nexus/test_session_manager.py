@@ -99,6 +99,17 @@ def test_periodic_cleanup_runs_on_create(memory: Manager, clock: Clock) -> None:
     assert set(disabled.sessions) == {"old", "new"}
 
 
+async def test_periodic_cleanup_only_evicts_the_cache_of_stored_sessions(
+    manager: Manager, storage: SessionStorage, clock: Clock
+) -> None:
+    await manager.create_session_async("old", "u", ttl_hours=0.01)
+    clock.advance(seconds=301)
+    await manager.create_session_async("new", "u")
+    assert set(manager.sessions) == {"new"}
+    assert await manager.cleanup_expired_sessions_async() == 1  # "old", still stored
+    assert await storage.list_by_user("u", include_expired=True, now=T0) != []
+
+
 def test_cleanup_and_metrics_in_memory(memory: Manager, clock: Clock) -> None:
     memory.create_session("a", "u", ttl_hours=1)
     memory.create_session("b", "u", ttl_hours=3)

@@ -223,6 +223,7 @@ class NexusSessionManager:
         session = self._new_session(session_id, user_id, ttl_hours)
         await self.storage.save(session)
         self._remember(session)
+        self._maybe_cleanup(session.created_at)
         return session
 
     async def update_session_state_async(
