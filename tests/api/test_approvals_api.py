@@ -124,6 +124,7 @@ async def test_list_filters_and_pages(client: httpx.AsyncClient, kaizen: Kaizen)
         "agent=%20",
         "stauts=pending",
         "status=pending&status=approved",
+        "agent=agent-a&status=approved",
     ],
 )
 async def test_422_for_bad_list_params(client: httpx.AsyncClient, query: str) -> None:
@@ -309,10 +310,11 @@ async def test_sessions_are_readable(client: httpx.AsyncClient, kaizen: Kaizen) 
     assert items[0]["state"] == {"k": 1}
     response = await client.get("/api/sessions", headers=auth("lead-456"))
     assert len(response.json()["items"]) == 2
-    response = await client.get(
-        "/api/sessions?user=user-123&include_expired=true", headers=auth("lead-456")
-    )
-    assert len(response.json()["items"]) == 1
+    for flag in ("true", "1", "false", "0"):
+        response = await client.get(
+            f"/api/sessions?user=user-123&include_expired={flag}", headers=auth("lead-456")
+        )
+        assert len(response.json()["items"]) == 1
     one = await client.get(f"/api/sessions/{mine.session_id}", headers=auth("lead-456"))
     assert one.status_code == 200 and one.json()["user_id"] == "user-123"
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import socket
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
+import uvicorn
 
 from kaizen.api import hash_token
 from kaizen.cli import build_parser, main
@@ -74,3 +79,40 @@ def test_serve_without_the_server_extra(
     monkeypatch.setitem(sys.modules, "uvicorn", None)
     assert main(["--db", f"sqlite:///{tmp_path / 'k.db'}", "serve"]) == 1
     assert "kaizen-dataflow[server]" in capsys.readouterr().err
+
+
+async def test_serve_runs_the_app_until_uvicorn_stops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    servers: list[uvicorn.Server] = []
+
+    class Recorded(uvicorn.Server):
+        def __init__(self, config: uvicorn.Config) -> None:
+            super().__init__(config)
+            servers.append(self)
+
+    monkeypatch.setattr(uvicorn, "Server", Recorded)
+    tokens = tmp_path / "tokens.json"
+    tokens.write_text(json.dumps({hash_token("s3cret"): "lead-456"}))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    argv = ["--db", f"sqlite:///{tmp_path / 'k.db'}", "serve", "--port", str(port)]
+    args = build_parser().parse_args(
+        [*argv, "--tokens", str(tokens), "--base-url", "https://k.example"]
+    )
+    args.database_url = args.db
+    task = asyncio.create_task(args.handler(args))
+    url = f"http://127.0.0.1:{port}"
+    async with httpx.AsyncClient(base_url=url) as http:
+        for _ in range(300):
+            with contextlib.suppress(httpx.TransportError):
+                if (await http.get("/healthz")).status_code == 200:
+                    break
+            assert not task.done(), task
+            await asyncio.sleep(0.1)
+        me = await http.get("/api/me", headers={"Authorization": "Bearer s3cret"})
+        assert me.json() == {"user": "lead-456"}
+        assert (await http.get("/openapi.json")).json()["servers"] == [{"url": "https://k.example"}]
+    servers[0].should_exit = True
+    assert await asyncio.wait_for(task, 30) == 0
