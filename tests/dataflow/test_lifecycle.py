@@ -192,7 +192,7 @@ def test_close_releases_connections_of_an_earlier_event_loop(db_url: str) -> Non
     async def counted() -> int:
         raw = await RawDB(db_url).open()
         try:
-            for _ in range(100):
+            for _ in range(25):
                 if await _our_connections(raw) == 0:
                     break
                 await asyncio.sleep(0.02)
