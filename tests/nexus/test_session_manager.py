@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -163,6 +164,20 @@ async def test_create_session_async_persists_with_its_ttl(
     assert loaded is not None and loaded.expires_at == T0 + timedelta(hours=3)
     with pytest.raises(DuplicateKeyError):
         await other_manager.create_session_async(session.session_id, "u")
+
+
+async def test_two_instances_creating_one_id_at_once_yield_one_session(
+    manager: Manager, other_manager: Manager, storage: SessionStorage
+) -> None:
+    results = await asyncio.gather(
+        manager.create_session_async("same", "u1"),
+        other_manager.create_session_async("same", "u2"),
+        return_exceptions=True,
+    )
+    errors = [r for r in results if isinstance(r, BaseException)]
+    assert len(errors) == 1 and isinstance(errors[0], DuplicateKeyError)
+    [winner] = [r for r in results if isinstance(r, CrossChannelSession)]
+    assert await storage.load("same", now=T0) == winner
 
 
 async def test_update_reads_through_and_refreshes_by_own_ttl(
