@@ -278,7 +278,8 @@ async def test_merge_state_skips_expired_missing_and_bad_input(storage: SessionS
     later = T0 + timedelta(hours=1)
     assert not await storage.merge_state("old", {"v": 2}, "api", T0, later)
     assert not await storage.merge_state("missing", {"v": 2}, "api", T0, later)
-    for updates, channel in (({"v": float("nan")}, "api"), ({"v": 2}, ""), ([1], "api")):
+    bad: list[tuple[Any, str]] = [({"v": float("nan")}, "api"), ({"v": 2}, ""), ([1], "api")]
+    for updates, channel in bad:
         with pytest.raises(SessionValidationError):
             await storage.merge_state("old", updates, channel, T0 - timedelta(days=1), later)
     stored = await storage.list_by_user("u", include_expired=True, now=T0)
@@ -315,24 +316,36 @@ async def index_columns(db_url: str, table: str) -> set[tuple[str, ...]]:
     """Column tuples of the indexes on ``table``, read from the database's catalog."""
     url = urlparse(db_url)
     if url.scheme == "sqlite":
-        with sqlite3.connect(url.path) as conn:
-            names = [r[1] for r in conn.execute(f"PRAGMA index_list('{table}')")]
-            return {tuple(r[2] for r in conn.execute(f"PRAGMA index_info('{n}')")) for n in names}
+        return _sqlite_indexes(url.path, table)
     if url.scheme == "postgresql":
-        import asyncpg
+        return await _postgres_indexes(db_url, table)
+    return await _mysql_indexes(url, table)
 
-        conn = await asyncpg.connect(db_url)
-        try:
-            rows = await conn.fetch(
-                "SELECT array_agg(a.attname ORDER BY k.ord) AS cols FROM pg_index i "
-                "CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) "
-                "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum "
-                "WHERE i.indrelid = $1::regclass GROUP BY i.indexrelid",
-                table,
-            )
-        finally:
-            await conn.close()
-        return {tuple(r["cols"]) for r in rows}
+
+def _sqlite_indexes(path: str, table: str) -> set[tuple[str, ...]]:
+    with sqlite3.connect(path) as conn:
+        names = [r[1] for r in conn.execute(f"PRAGMA index_list('{table}')")]
+        return {tuple(r[2] for r in conn.execute(f"PRAGMA index_info('{n}')")) for n in names}
+
+
+async def _postgres_indexes(db_url: str, table: str) -> set[tuple[str, ...]]:
+    import asyncpg
+
+    conn = await asyncpg.connect(db_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT array_agg(a.attname ORDER BY k.ord) AS cols FROM pg_index i "
+            "CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) "
+            "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum "
+            "WHERE i.indrelid = $1::regclass GROUP BY i.indexrelid",
+            table,
+        )
+    finally:
+        await conn.close()
+    return {tuple(r["cols"]) for r in rows}
+
+
+async def _mysql_indexes(url: Any, table: str) -> set[tuple[str, ...]]:
     import asyncmy
 
     conn = await asyncmy.connect(
@@ -343,16 +356,17 @@ async def index_columns(db_url: str, table: str) -> set[tuple[str, ...]]:
         database=url.path.lstrip("/"),
     )
     try:
-        async with conn.cursor() as cur:
-            await cur.execute(
-                "SELECT index_name, column_name FROM information_schema.statistics "
-                "WHERE table_schema = DATABASE() AND table_name = %s "
-                "ORDER BY index_name, seq_in_index",
-                (table,),
-            )
-            found: dict[str, list[str]] = {}
-            for name, column in await cur.fetchall():
-                found.setdefault(name, []).append(column)
+        cur: Any = conn.cursor()
+        await cur.execute(
+            "SELECT index_name, column_name FROM information_schema.statistics "
+            "WHERE table_schema = DATABASE() AND table_name = %s "
+            "ORDER BY index_name, seq_in_index",
+            (table,),
+        )
+        found: dict[str, list[str]] = {}
+        for name, column in await cur.fetchall():
+            found.setdefault(name, []).append(column)
+        await cur.close()
     finally:
         conn.close()
     return {tuple(cols) for cols in found.values()}
