@@ -44,7 +44,12 @@ async def test_untouched_trails_verify(manager: ExternalAgentApprovalManager) ->
 
 @pytest.mark.parametrize(
     "values",
-    [{"actor": "mallory"}, {"details": '{"reason":"forged"}'}, {"event": "rejected"}],
+    [
+        {"actor": "mallory"},
+        {"details": '{"reason":"forged"}'},
+        {"details": "not json"},
+        {"event": "rejected"},
+    ],
 )
 async def test_an_edited_event_is_detected(
     manager: ExternalAgentApprovalManager, db: DataFlow, values: dict[str, str]
@@ -146,6 +151,7 @@ async def test_in_memory_trail_detects_tampering() -> None:
     assert _problems(await manager.verify_audit()) == [
         (ids[0], 1, "event was modified (hash mismatch)")
     ]
+    assert (await manager.verify_audit("unknown")).requests == 0
 
 
 async def test_events_of_unknown_request(db: DataFlow) -> None:

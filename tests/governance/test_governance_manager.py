@@ -269,6 +269,20 @@ async def test_wait_returns_true_when_approved_meanwhile(
     await task
 
 
+async def test_wait_ignores_decisions_of_other_requests(
+    any_manager: ExternalAgentApprovalManager,
+) -> None:
+    mine = await any_manager.request_approval("agent-1", "user-1", {})
+    other = await any_manager.request_approval("agent-1", "user-1", {})
+    task = asyncio.create_task(any_manager.wait_for_approval(mine, timeout=WAIT_LIMIT))
+    await asyncio.sleep(0.1)
+    await any_manager.approve_request(other, "lead-456")
+    await asyncio.sleep(0.1)
+    assert not task.done()
+    await any_manager.reject_request(mine, "lead-456", "no")
+    assert await task is False
+
+
 async def test_wait_returns_false_when_rejected(any_manager: ExternalAgentApprovalManager) -> None:
     request_id = await any_manager.request_approval("agent-1", "user-1", {})
     task = asyncio.create_task(any_manager.wait_for_approval(request_id, timeout=WAIT_LIMIT))

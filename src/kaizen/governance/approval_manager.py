@@ -11,13 +11,13 @@ import asyncio
 import logging
 import math
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from dataflow.errors import ConcurrencyError, ValidationError
 from dataflow.values import dump_json, utcnow
+from kaizen.governance._store import ApprovalStore
 from kaizen.governance.approvers import ApproverDirectory
 from kaizen.governance.errors import (
     AlreadyDecidedError,
@@ -45,34 +45,6 @@ _PENDING = ApprovalStatus.PENDING
 _ATTEMPTS = 3
 #: Longest single sleep of ``wait_for_approval`` before it re-reads the request.
 _RECHECK_SECONDS = 5.0
-
-
-class _Store(Protocol):
-    """What the manager needs from a store (storage backend or in-memory)."""
-
-    async def save(self, request: ExternalAgentApprovalRequest) -> str: ...
-    async def load(self, request_id: str) -> ExternalAgentApprovalRequest | None: ...
-    async def decide(
-        self,
-        request_id: str,
-        *,
-        from_status: ApprovalStatus,
-        to_status: ApprovalStatus,
-        actor: str,
-        reason: str | None = None,
-        require_approver: bool = False,
-        overdue_at: datetime | None = None,
-        before_deadline: datetime | None = None,
-    ) -> bool: ...
-    async def timeout_overdue(self, now: datetime | None = None) -> int: ...
-    async def list_by_approver(
-        self, approver_id: str, status: ApprovalStatus | None = None, limit: int = 100
-    ) -> list[ExternalAgentApprovalRequest]: ...
-    async def events(self, request_id: str) -> list[AuditEvent]: ...
-    async def verify_audit(self, request_id: str | None = None) -> AuditReport: ...
-    def watch(
-        self, request_id: str
-    ) -> AbstractAsyncContextManager[Callable[[float], Awaitable[None]]]: ...
 
 
 class ExternalAgentApprovalManager:
@@ -107,7 +79,7 @@ class ExternalAgentApprovalManager:
         self.storage = storage_backend
         self.approvers = approvers if approvers is not None else ApproverDirectory()
         self.base_url = base_url
-        self._store: _Store = (
+        self._store: ApprovalStore = (
             storage_backend if storage_backend is not None else InMemoryApprovalStore()
         )
         self._requirements: dict[str, ApprovalRequirement] = {}

@@ -7,10 +7,8 @@ one transaction together with its audit event.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,6 +22,7 @@ from kaizen.governance._schema import (
     request_row,
 )
 from kaizen.governance._verify import verify_all, verify_one
+from kaizen.governance._waiting import Waiter, backoff_waiter, queue_waiter
 from kaizen.governance.audit import GENESIS, canonical, make_event
 from kaizen.governance.errors import ApprovalNotFoundError
 from kaizen.governance.models import (
@@ -46,7 +45,6 @@ EVENT_NAMES = {
     ApprovalStatus.TIMEOUT: "timed_out",
 }
 _PAGE = 200
-Waiter = Callable[[float], Awaitable[None]]
 
 
 class ExternalAgentApprovalStorage:
@@ -223,39 +221,15 @@ class ExternalAgentApprovalStorage:
             (unknown id included): load the request to learn which.
         """
         row = await self.db.get(self._req, request_id)
-        if row is None or row["status"] != from_status.value:
+        if not _may_decide(row, from_status, actor, require_approver, before_deadline):
             return False
-        if require_approver and actor not in (row["approvers_json"] or []):
-            return False
-        deadline = row["deadline_at"]
-        if before_deadline is not None and deadline is not None and deadline <= before_deadline:
-            return False
+        assert row is not None
         now = utcnow()
         details = {"reason": reason} if reason is not None else {}
-        event = make_event(
-            request_id,
-            row["audit_seq"] + 1,
-            EVENT_NAMES[to_status],
-            actor,
-            now,
-            details,
-            row["audit_head"],
-        )
-        values: dict[str, Any] = {
-            "status": to_status.value,
-            "approved_at": now,
-            "audit_seq": event.seq,
-            "audit_head": event.hash,
-        }
-        if to_status in (ApprovalStatus.APPROVED, ApprovalStatus.REJECTED):
-            values["approved_by"] = actor
-        if reason is not None:
-            values["rejection_reason"] = reason
-        where: dict[str, Any] = {
-            "id": request_id,
-            "status": from_status.value,
-            "audit_seq": row["audit_seq"],
-        }
+        seq, head = row["audit_seq"], row["audit_head"]
+        event = make_event(request_id, seq + 1, EVENT_NAMES[to_status], actor, now, details, head)
+        values = _decision_values(to_status, actor, reason, event)
+        where: dict[str, Any] = {"id": request_id, "status": from_status.value, "audit_seq": seq}
         if require_approver:
             where["approvers_json"] = {"$contains": actor}
         if overdue_at is not None:
@@ -305,32 +279,19 @@ class ExternalAgentApprovalStorage:
             previous = ids
 
     async def _expire(self, rows: list[dict[str, Any]], now: datetime) -> int:
-        pending = ApprovalStatus.PENDING.value
+        timeout, events = ApprovalStatus.TIMEOUT, []
         async with self.db.transaction() as tx:
-            events = []
             for row in rows:
-                event = make_event(
-                    row["id"],
-                    row["audit_seq"] + 1,
-                    "timed_out",
-                    "system",
-                    now,
-                    {"deadline_at": row["deadline_at"].isoformat()},
-                    row["audit_head"],
-                )
-                where = {"id": row["id"], "status": pending, "audit_seq": row["audit_seq"]}
-                values = {
-                    "status": ApprovalStatus.TIMEOUT.value,
-                    "approved_at": now,
-                    "audit_seq": event.seq,
-                    "audit_head": event.hash,
-                }
+                details = {"deadline_at": row["deadline_at"].isoformat()}
+                seq, head = row["audit_seq"], row["audit_head"]
+                event = make_event(row["id"], seq + 1, "timed_out", "system", now, details, head)
+                where = {"id": row["id"], "status": ApprovalStatus.PENDING.value, "audit_seq": seq}
+                values = _decision_values(timeout, "system", None, event)
                 if await tx.update_where(self._req, where, values):
                     events.append(event)
             if events:
-                await tx.insert_many(
-                    self._aud, [audit_row(e, canonical(e.details)) for e in events]
-                )
+                audit = [audit_row(e, canonical(e.details)) for e in events]
+                await tx.insert_many(self._aud, audit)
                 await tx.notify(CHANNEL, "*")
         return len(events)
 
@@ -365,34 +326,41 @@ class ExternalAgentApprovalStorage:
         check_id("request id", request_id)
         if self.db.dialect.supports_notify:
             async with self.db.listen(CHANNEL) as queue:
-                yield _queue_waiter(queue, request_id)
+                yield queue_waiter(queue, request_id)
         else:
-            yield _backoff_waiter()
+            yield backoff_waiter()
 
 
-def _queue_waiter(queue: Any, request_id: str) -> Waiter:
-    async def wait(seconds: float) -> None:
-        deadline = time.monotonic() + seconds
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                async with asyncio.timeout(left):
-                    payload = await queue.get()
-            except TimeoutError:
-                return
-            if payload in (request_id, "*"):
-                return
+def _may_decide(
+    row: dict[str, Any] | None,
+    from_status: ApprovalStatus,
+    actor: str,
+    require_approver: bool,
+    before_deadline: datetime | None,
+) -> bool:
+    """Whether the conditional write can match (a shortcut; the WHERE clause decides)."""
+    if row is None or row["status"] != from_status.value:
+        return False
+    if require_approver and actor not in (row["approvers_json"] or []):
+        return False
+    deadline = row["deadline_at"]
+    return before_deadline is None or deadline is None or deadline > before_deadline
 
-    return wait
 
-
-def _backoff_waiter() -> Waiter:
-    delay = [0.05]
-
-    async def wait(seconds: float) -> None:
-        await asyncio.sleep(max(0.0, min(seconds, delay[0])))
-        delay[0] = min(delay[0] * 2, 1.0)
-
-    return wait
+def _decision_values(
+    status: ApprovalStatus, actor: str, reason: str | None, event: AuditEvent
+) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "status": status.value,
+        "approved_at": event.occurred_at,
+        "audit_seq": event.seq,
+        "audit_head": event.hash,
+    }
+    if status in (ApprovalStatus.APPROVED, ApprovalStatus.REJECTED):
+        values["approved_by"] = actor
+    if reason is not None:
+        values["rejection_reason"] = reason
+    return values
 
 
 def _content(request: ExternalAgentApprovalRequest) -> dict[str, Any]:

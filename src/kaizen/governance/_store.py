@@ -1,0 +1,45 @@
+"""The store interface the manager decides through (database storage or in-memory)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime
+from typing import Protocol
+
+from kaizen.governance.models import (
+    ApprovalStatus,
+    AuditEvent,
+    AuditReport,
+    ExternalAgentApprovalRequest,
+)
+
+__all__ = ["ApprovalStore"]
+
+
+class ApprovalStore(Protocol):
+    """What the manager needs from a store (storage backend or in-memory)."""
+
+    async def save(self, request: ExternalAgentApprovalRequest) -> str: ...
+    async def load(self, request_id: str) -> ExternalAgentApprovalRequest | None: ...
+    async def decide(
+        self,
+        request_id: str,
+        *,
+        from_status: ApprovalStatus,
+        to_status: ApprovalStatus,
+        actor: str,
+        reason: str | None = None,
+        require_approver: bool = False,
+        overdue_at: datetime | None = None,
+        before_deadline: datetime | None = None,
+    ) -> bool: ...
+    async def timeout_overdue(self, now: datetime | None = None) -> int: ...
+    async def list_by_approver(
+        self, approver_id: str, status: ApprovalStatus | None = None, limit: int = 100
+    ) -> list[ExternalAgentApprovalRequest]: ...
+    async def events(self, request_id: str) -> list[AuditEvent]: ...
+    async def verify_audit(self, request_id: str | None = None) -> AuditReport: ...
+    def watch(
+        self, request_id: str
+    ) -> AbstractAsyncContextManager[Callable[[float], Awaitable[None]]]: ...
