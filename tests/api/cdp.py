@@ -110,6 +110,7 @@ def _page_socket(port: int) -> str:
 def chromium(executable: str, profile: Path, log: Path) -> Iterator[Page]:
     """Run headless Chromium on a fresh profile and yield its first page."""
     profile.mkdir(parents=True, exist_ok=True)
+    (profile / "DevToolsActivePort").unlink(missing_ok=True)  # a stale port from an earlier run
     args = [executable, *FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0"]
     with log.open("wb") as out:
         proc = subprocess.Popen([*args, "about:blank"], stdout=out, stderr=subprocess.STDOUT)

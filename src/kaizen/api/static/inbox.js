@@ -85,6 +85,9 @@ function build(approval) {
   const reason = item.querySelector(".reject-reason");
   reason.id = `req-${n}-reason`;
   item.querySelector(".reject-label").htmlFor = reason.id;
+  const form = item.querySelector(".reject-form");
+  form.id = `req-${n}-reject`;
+  item.querySelector(".reject").setAttribute("aria-controls", form.id);
   const label = `request from ${approval.requested_by} for ${approval.external_agent_id}`;
   item.querySelector(".approve").setAttribute("aria-label", `Approve ${label}`);
   item.querySelector(".reject").setAttribute("aria-label", `Reject ${label}`);
