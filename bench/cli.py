@@ -39,6 +39,7 @@ class Options:
     wakeup_rounds: int
     import_repeats: int
     rss_saves: int
+    op_budget: float
     quick: bool
     out: Path
 
@@ -90,6 +91,9 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     p.add_argument(
         "--out", type=Path, default=RESULTS, help="results directory (default bench/results)"
     )
+    p.add_argument(
+        "--op-budget", type=float, help="seconds one operation may take (default 60; quick 5)"
+    )
     a = p.parse_args(argv)
     try:
         parts = [x for x in _csv(a.parts, PARTS, "part") if x not in _csv(a.skip, PARTS, "part")]
@@ -106,6 +110,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
             wakeup_rounds=a.wakeup_rounds or (3 if a.quick else 20),
             import_repeats=3 if a.quick else 5,
             rss_saves=100 if a.quick else 1000,
+            op_budget=a.op_budget or (5.0 if a.quick else 60.0),
             quick=a.quick,
             out=a.out,
         )
@@ -126,6 +131,7 @@ def settings(opts: Options) -> dict[str, Any]:
         "scale_calls": opts.scale_calls,
         "concurrency_calls_per_process": opts.concurrency_calls,
         "wakeup_rounds": opts.wakeup_rounds,
+        "op_budget_seconds": opts.op_budget,
         "quick": opts.quick,
     }
 

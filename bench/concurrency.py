@@ -13,6 +13,7 @@ from the first start to the last finish.
 from __future__ import annotations
 
 import asyncio
+import collections
 import multiprocessing as mp
 import random
 import time
@@ -90,6 +91,33 @@ class _Load:
             await self.db.delete("CrossChannelSessionRecord", key)
 
 
+class _FifoPool:
+    """Raw connections handed to waiters in arrival order, like our pool.
+
+    ``asyncio.Queue`` would let the releasing task take the connection straight
+    back, serializing the load on one task and hiding the queueing latency.
+    """
+
+    def __init__(self, items: list[Any]) -> None:
+        self.idle = list(items)
+        self.waiters: collections.deque[asyncio.Future[Any]] = collections.deque()
+
+    async def get(self) -> Any:
+        if self.idle:
+            return self.idle.pop()
+        waiter = asyncio.get_running_loop().create_future()
+        self.waiters.append(waiter)
+        return await waiter
+
+    def put(self, item: Any) -> None:
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(item)
+                return
+        self.idle.append(item)
+
+
 async def _window(
     barrier: Any, items: list[Any], run: Callable[[Any], Awaitable[Any]]
 ) -> dict[str, Any]:
@@ -118,7 +146,7 @@ async def _child_main(
     target: Target, proc: int, calls: int, fixture_rows: int, barrier: Any
 ) -> dict[str, Any]:
     from bench.capture import Recorder
-    from bench.targets import open_replayers
+    from bench.targets import open_replayer
 
     load = _Load(target, fixture_rows)
     await load.db.initialize()
@@ -146,9 +174,7 @@ async def _child_main(
         await load.setup(kind, key)
     size = 1 if target.name == "sqlite" else POOL_SIZE
     driver = target.raw_drivers[0]
-    pool: asyncio.Queue[Any] = asyncio.Queue()
-    for _ in range(size):
-        pool.put_nowait((await open_replayers(target))[0])
+    pool = _FifoPool([await open_replayer(target, driver) for _ in range(size)])
     mismatches = [0]
 
     async def raw(stmts: Any) -> None:
@@ -156,7 +182,7 @@ async def _child_main(
         try:
             counts = await r.replay(stmts)
         finally:
-            pool.put_nowait(r)
+            pool.put(r)
         if counts != [s.result for s in stmts]:
             mismatches[0] += 1
 
@@ -165,8 +191,8 @@ async def _child_main(
     result["raw"]["mismatches"] = mismatches[0]
     for kind, key in raw_plan:
         await load.teardown(kind, key)
-    while not pool.empty():
-        await pool.get_nowait().close()
+    for r in pool.idle:
+        await r.close()
     await load.db.close()
     return result
 

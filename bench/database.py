@@ -62,7 +62,7 @@ async def _measure(
             continue
         n = max(5, round(calls * op.weight))
         try:
-            r = await run_op(db, suite.group, op, replayers, n)
+            r = await run_op(db, suite.group, op, replayers, n, opts.op_budget)
         except Exception as exc:
             traceback.print_exc()
             r = OpResult(suite.group, op.name, error=f"{type(exc).__name__}: {exc}", note=op.note)
@@ -141,7 +141,7 @@ async def bench_database(target: Target, opts: Options) -> dict[str, Any]:
             coro = asyncio.to_thread(measure_rss, target.url, opts.rss_saves)
             out["rss"] = await _guarded(f"{target.name} RSS", coro)
         if "scale" in opts.parts and opts.scale > opts.base_rows:
-            out["scale"] = await _scale(db, target, suites, replayers, base, opts)
+            out["scale"] = await _scale(db, target, suites, replayers, opts)
     finally:
         for r in replayers:
             await r.close()
@@ -155,21 +155,24 @@ async def _scale(
     target: Target,
     suites: list[Suite],
     replayers: list[Replayer],
-    base: list[OpResult],
     opts: Options,
 ) -> dict[str, Any]:
+    # The same operations with the same number of calls at both sizes.
+    calls = opts.scale_calls * 2  # scale operations have weight 0.5 (cleanup 0.25)
+    base: list[OpResult] = []
+    for s in suites:
+        base += await _measure(db, target, s, s.scale_ops(), replayers, calls, opts)
     load: dict[str, float] = {}
     for s in suites:
         _log(f"{target.name}: loading {s.group} up to {opts.scale:,} rows")
         load[s.group] = round(await s.grow(opts.scale), 1)
     results: list[OpResult] = []
     for s in suites:
-        results += await _measure(
-            db, target, s, s.scale_ops(), replayers, opts.scale_calls * 2, opts
-        )
+        results += await _measure(db, target, s, s.scale_ops(), replayers, calls, opts)
     return {
         "rows": opts.scale,
         "load_seconds": load,
+        "base_ops": [r.as_dict() for r in base],
         "ops": [r.as_dict() for r in results],
         "vs_base": _vs_base(base, results),
     }

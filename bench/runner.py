@@ -131,22 +131,46 @@ async def _capture(
     return recorded
 
 
-async def run_op(
-    db: DataFlow, group: str, op: Op, replayers: Sequence[Replayer], n: int
-) -> OpResult:
-    """Measure ``op`` with ``n`` calls of ours and ``n`` replays per raw driver."""
-    result = OpResult(group, op.name, note=op.note)
-    ids = itertools.count()
-    warm = max(2, min(20, n // 10))
-    for _ in range(warm):
+async def _warm_up(op: Op, calls: int, budget: float, ids: itertools.count[int]) -> float:
+    """Run up to ``calls`` untimed calls; return the median seconds of one (with set-up)."""
+    spent: list[float] = []
+    while len(spent) < calls and sum(spent) < budget:
+        t0 = time.perf_counter()
         arg = op.make(next(ids))
         await _maybe(op.setup, arg)
         await op.call(arg)
         await _maybe(op.teardown, arg)
+        spent.append(time.perf_counter() - t0)
+    return sorted(spent)[len(spent) // 2]
+
+
+async def run_op(
+    db: DataFlow,
+    group: str,
+    op: Op,
+    replayers: Sequence[Replayer],
+    n: int,
+    budget: float = 60.0,
+) -> OpResult:
+    """Measure ``op`` with ``n`` calls of ours and ``n`` replays per raw driver.
+
+    ``n`` shrinks (to no fewer than 5) when the warm-up predicts the operation
+    would take more than ``budget`` seconds; the result says so.
+    """
+    result = OpResult(group, op.name, note=op.note)
+    ids = itertools.count()
+    warm = max(2, min(20, n // 10))
+    per_call = await _warm_up(op, warm, budget / 20, ids)
+    # Every round runs the capture, our call and one replay per driver.
+    affordable = int(budget / (per_call * (2 + len(replayers))))
+    if affordable < n:
+        n = max(5, affordable)
+        cut = f"cut to {n} calls by the time budget"
+        result.note = "; ".join(filter(None, [result.note, cut]))
     recorded = await _capture(db, op, n, ids)
     result.statements = sum(len(s) for _, s in recorded) / max(1, len(recorded))
     for r in replayers:  # warm the raw connections' statement caches
-        for arg, stmts in recorded[:warm]:
+        for arg, stmts in recorded[: max(1, min(warm, 5, int(budget / 20 / per_call)))]:
             await _maybe(op.setup, arg)
             await r.replay(stmts)
             await _maybe(op.teardown, arg)

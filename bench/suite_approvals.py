@@ -31,6 +31,7 @@ REQUEST_MODEL = "ApprovalRequestRecord"
 AUDIT_MODEL = "ApprovalAuditRecord"
 _PENDING = ApprovalStatus.PENDING
 _CYCLE = ["pending"] + ["approved"] * 12 + ["rejected"] * 5 + ["timeout"] * 2
+_METADATA_JSON = '{"environment":"production","cost":15.0}'  # serialized once for all rows
 #: Overdue requests the timeout sweep finds per call.
 SWEEP_BATCH = 10
 
@@ -49,7 +50,7 @@ def request_row(k: int, base: datetime) -> dict[str, Any]:
         "approvers_json": approvers,
         "status": status,
         "approval_reason": "External agent invocation requires approval",
-        "request_metadata_json": {"environment": "production", "cost": 15.0, "n": k},
+        "request_metadata_json": _METADATA_JSON,
         "approved_at": created + timedelta(minutes=5) if decided else None,
         "approved_by": approvers[0] if status in ("approved", "rejected") else None,
         "rejection_reason": "too expensive" if status == "rejected" else None,

@@ -24,6 +24,8 @@ SESSION_MODEL = "CrossChannelSessionRecord"
 #: Expired sessions each cleanup call deletes.
 CLEANUP_BATCH = 100
 _DAY = 86_400
+# JSON text serialized once and shared by many generated rows.
+_STATES = [f'{{"step":{n},"lang":"en","cart":[1,2,3]}}' for n in range(10)]
 
 
 def session_row(k: int, base: datetime) -> dict[str, Any]:
@@ -37,8 +39,8 @@ def session_row(k: int, base: datetime) -> dict[str, Any]:
         "last_accessed": accessed,
         "expires_at": accessed + timedelta(seconds=_DAY),
         "ttl_seconds": _DAY,
-        "state_json": {"step": k % 10, "lang": "en", "cart": [1, 2, 3]},
-        "channel_activity_json": {"api": accessed.isoformat()},
+        "state_json": _STATES[k % 10],
+        "channel_activity_json": f'{{"api":"{accessed.isoformat()}"}}',
         "memory_pool_id": None,
         "created_at": created,
         "updated_at": accessed,
@@ -87,6 +89,7 @@ class SessionSuite:
         rows = []
         for sid in ids:
             row = session_row(HOT_ROWS, gone) | {"id": sid, "expires_at": gone}
+            row |= {"state_json": {"step": 1}, "channel_activity_json": {}}
             del row["created_at"], row["updated_at"]
             rows.append(row)
         return rows

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,14 @@ from bench.capture import (
     SQLite3Replayer,
 )
 
-__all__ = ["ALL_DATABASES", "BENCH_DB", "Target", "open_replayers", "prepare_target"]
+__all__ = [
+    "ALL_DATABASES",
+    "BENCH_DB",
+    "Target",
+    "open_replayer",
+    "open_replayers",
+    "prepare_target",
+]
 
 ALL_DATABASES = ("sqlite", "postgresql", "mysql")
 BENCH_DB = "dataflow_bench"
@@ -93,7 +101,9 @@ async def _prepare_mysql(t: Target) -> None:
         async with conn.cursor() as cur:
             await cur.execute("SELECT VERSION()")
             t.server_version = str((await cur.fetchone())[0])
-            await cur.execute(f"DROP DATABASE IF EXISTS `{BENCH_DB}`")
+            with warnings.catch_warnings():  # "database doesn't exist" is expected
+                warnings.simplefilter("ignore")
+                await cur.execute(f"DROP DATABASE IF EXISTS `{BENCH_DB}`")
             await cur.execute(f"CREATE DATABASE `{BENCH_DB}` CHARACTER SET utf8mb4")
     finally:
         conn.close()
@@ -168,6 +178,12 @@ _REPLAYERS: dict[str, Any] = {
 }
 
 
+async def open_replayer(t: Target, driver: str) -> Replayer:
+    """A replayer over a new raw ``driver`` connection to ``t``."""
+    replayer: Replayer = _REPLAYERS[driver](await connect_raw(t, driver))
+    return replayer
+
+
 async def open_replayers(t: Target) -> list[Replayer]:
     """One replayer per raw driver of ``t``."""
-    return [_REPLAYERS[d](await connect_raw(t, d)) for d in t.raw_drivers]
+    return [await open_replayer(t, d) for d in t.raw_drivers]
