@@ -55,6 +55,7 @@ async def _measure(
     replayers: list[Replayer],
     calls: int,
     opts: Options,
+    budget: float,
 ) -> list[OpResult]:
     out = []
     for op in ops:
@@ -62,7 +63,7 @@ async def _measure(
             continue
         n = max(5, round(calls * op.weight))
         try:
-            r = await run_op(db, suite.group, op, replayers, n, opts.op_budget)
+            r = await run_op(db, suite.group, op, replayers, n, budget)
         except Exception as exc:
             traceback.print_exc()
             r = OpResult(suite.group, op.name, error=f"{type(exc).__name__}: {exc}", note=op.note)
@@ -121,7 +122,9 @@ async def bench_database(target: Target, opts: Options) -> dict[str, Any]:
         base: list[OpResult] = []
         if "ops" in opts.parts:
             for s in suites:
-                base += await _measure(db, target, s, s.ops(), replayers, opts.calls, opts)
+                base += await _measure(
+                    db, target, s, s.ops(), replayers, opts.calls, opts, opts.op_budget
+                )
             out["ops"] = [r.as_dict() for r in base]
         if "concurrency" in opts.parts:
             from bench.concurrency import run_concurrency
@@ -159,16 +162,17 @@ async def _scale(
 ) -> dict[str, Any]:
     # The same operations with the same number of calls at both sizes.
     calls = opts.scale_calls * 2  # scale operations have weight 0.5 (cleanup 0.25)
+    budget = opts.op_budget / 3
     base: list[OpResult] = []
     for s in suites:
-        base += await _measure(db, target, s, s.scale_ops(), replayers, calls, opts)
+        base += await _measure(db, target, s, s.scale_ops(), replayers, calls, opts, budget)
     load: dict[str, float] = {}
     for s in suites:
         _log(f"{target.name}: loading {s.group} up to {opts.scale:,} rows")
         load[s.group] = round(await s.grow(opts.scale), 1)
     results: list[OpResult] = []
     for s in suites:
-        results += await _measure(db, target, s, s.scale_ops(), replayers, calls, opts)
+        results += await _measure(db, target, s, s.scale_ops(), replayers, calls, opts, budget)
     return {
         "rows": opts.scale,
         "load_seconds": load,
