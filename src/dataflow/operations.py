@@ -376,6 +376,8 @@ class Operations:
         if not isinstance(filter, Mapping):
             raise ValidationError("an update needs a filter dict ({} updates every record)")
         st.codec.check_keys(values, st.model.writable)
+        if "id" in values:
+            raise ValidationError(f"the id of a {st.name} cannot be updated")
         merge = merge or {}
         for name, updates in merge.items():
             f = st.model.fields.get(name)
