@@ -156,6 +156,8 @@ class MySQLDialect(Dialect):
     def classify(self, exc: BaseException) -> type[DataFlowError] | None:
         if _is_lost(exc):
             return ConnectionLostError
+        if isinstance(exc, UnicodeEncodeError):  # e.g. a lone surrogate in a str
+            return ValidationError
         if not isinstance(exc, _errors.MySQLError):
             return None
         code = _code(exc)

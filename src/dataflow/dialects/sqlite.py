@@ -172,7 +172,7 @@ class SQLiteDialect(Dialect):
             return ConnectionLostError
         if isinstance(exc, sqlite3.OperationalError) and "unable to open" in str(exc):
             return ConnectionLostError
-        if isinstance(exc, sqlite3.DataError | OverflowError):
+        if isinstance(exc, sqlite3.DataError | OverflowError | UnicodeEncodeError):
             return ValidationError
         if isinstance(exc, sqlite3.Error):
             return DataFlowError
