@@ -94,11 +94,11 @@ class NexusSessionManager:
         self._stored.discard(session_id)
         return self.sessions.pop(session_id, None)
 
-    def _local_only(self, session_id: str) -> bool:
-        """Whether the async methods must act on memory: no storage, or a memory-only session."""
-        return self.storage is None or (
-            session_id in self.sessions and session_id not in self._stored
-        )
+    def _store_for(self, session_id: str) -> SessionStorage | None:
+        """The storage the async methods act on, or None: no storage, or a memory-only session."""
+        if self.storage is None or (session_id in self.sessions and session_id not in self._stored):
+            return None
+        return self.storage
 
     def _evict_expired(self, now: datetime) -> list[str]:
         expired = [sid for sid, s in self.sessions.items() if s.is_expired(now)]
@@ -234,6 +234,11 @@ class NexusSessionManager:
         Works on any instance, whether or not it loaded the session. Concurrent
         updates of different keys from any number of instances all survive.
 
+        Args:
+            session_id: The session to update.
+            updates: Top-level keys to set (``dict.update``; None values are stored).
+            channel: The channel making the update, recorded in its activity.
+
         Returns:
             False only when the session does not exist or has expired.
 
@@ -242,14 +247,14 @@ class NexusSessionManager:
         """
         clean = check_json_object(updates, "state update")
         name = check_channel(channel)
-        if self._local_only(session_id):
+        storage = self._store_for(session_id)
+        if storage is None:
             return self.update_session_state(session_id, clean, name)
-        assert self.storage is not None
         ttl = await self._ttl(session_id)
         if ttl is None:
             return False
         now = self._now()
-        if not await self.storage.merge_state(session_id, clean, name, now, now + ttl):
+        if not await storage.merge_state(session_id, clean, name, now, now + ttl):
             self._forget(session_id)
             return False
         cached = self.sessions.get(session_id)
@@ -266,16 +271,23 @@ class NexusSessionManager:
         return None if loaded is None else loaded.ttl
 
     async def bind_memory_pool_async(self, session_id: str, memory_pool_id: str) -> bool:
-        """Bind a session to a memory pool in storage; False if missing or expired.
+        """Bind a session to a memory pool, whether or not this instance loaded it.
+
+        Args:
+            session_id: The session to bind.
+            memory_pool_id: The shared memory pool's id.
+
+        Returns:
+            False only when the session does not exist or has expired.
 
         Raises:
             SessionValidationError: Bad pool id; nothing is written.
         """
         pool = check_id(memory_pool_id, "memory_pool_id")
-        if self._local_only(session_id):
+        storage = self._store_for(session_id)
+        if storage is None:
             return self.bind_memory_pool(session_id, pool)
-        assert self.storage is not None
-        if not await self.storage.bind_memory_pool(session_id, pool, self._now()):
+        if not await storage.bind_memory_pool(session_id, pool, self._now()):
             self._forget(session_id)
             return False
         cached = self.sessions.get(session_id)
@@ -284,24 +296,35 @@ class NexusSessionManager:
         return True
 
     async def delete_session_async(self, session_id: str) -> bool:
-        """Delete a session everywhere, cached here or not; True iff something was deleted."""
-        local_only = self._local_only(session_id)
+        """Delete a session everywhere, whether or not this instance cached it.
+
+        Args:
+            session_id: The session to delete (live or expired).
+
+        Returns:
+            True iff a session was deleted (from storage; from memory for a
+            memory-only session).
+        """
+        storage = self._store_for(session_id)
         cached = self._forget(session_id)
-        if local_only:
+        if storage is None:
             return cached is not None
-        assert self.storage is not None
-        return await self.storage.delete(session_id)
+        return await storage.delete(session_id)
 
     async def load_session_async(self, session_id: str) -> CrossChannelSession | None:
         """Return the session as stored now (and cache it), or None if missing or expired.
 
         With storage, every call reads through: the result reflects every write
-        acknowledged by any instance before the call.
+        acknowledged by any instance before the call. The returned object is
+        also this instance's cached copy.
+
+        Args:
+            session_id: The session to load.
         """
-        if self._local_only(session_id):
+        storage = self._store_for(session_id)
+        if storage is None:
             return self.get_session(session_id)
-        assert self.storage is not None
-        session = await self.storage.load(session_id, now=self._now())
+        session = await storage.load(session_id, now=self._now())
         if session is None:
             self._forget(session_id)
             return None
