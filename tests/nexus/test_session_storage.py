@@ -10,7 +10,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from dataflow import ConfigurationError, DataFlow, DuplicateKeyError
+from dataflow import ConfigurationError, DataFlow, DuplicateKeyError, ValidationError
 from kaizen.integrations.nexus import (
     CrossChannelSession,
     SessionNotFoundError,
@@ -151,6 +151,17 @@ async def test_list_active_orders_newest_first_with_stable_ties(storage: Session
         [],
     ]
     assert await storage.list_active(0, now=now) == []
+
+
+async def test_negative_limits_and_offsets_are_refused(storage: SessionStorage) -> None:
+    for call in (
+        storage.list_active(-1),
+        storage.list_active(10, -1),
+        storage.list_by_user("u", limit=-1),
+        storage.cleanup_expired(-1),
+    ):
+        with pytest.raises(ValidationError):
+            await call
 
 
 async def test_list_by_user_filters_orders_and_pages(storage: SessionStorage) -> None:
