@@ -83,6 +83,8 @@ def parse_url(url: str) -> DatabaseURL:
     except (ArgumentError, ValueError):
         # The parser's message repeats the URL, password included: do not chain it.
         raise ConfigurationError(f"malformed database URL for {family}") from None
+    if port is not None and not 0 < port < 65536:
+        raise ConfigurationError(f"port {port} out of range in the database URL for {family}")
     query = {k: v if isinstance(v, str) else v[-1] for k, v in parsed.query.items()}
     return DatabaseURL(
         family=family,
