@@ -73,8 +73,16 @@ def _is_lost(exc: BaseException) -> bool:
     if isinstance(exc, asyncpg.PostgresError):
         state = getattr(exc, "sqlstate", "") or ""
         return state.startswith(_LOST_STATES)
+    # InternalClientError: a connection terminated by the server right after a
+    # simple-protocol statement (e.g. COMMIT) is left open in a failed state, and the
+    # next statement is refused before anything is sent.
     return isinstance(
-        exc, asyncpg.InterfaceError | ConnectionError | OSError | asyncio.TimeoutError
+        exc,
+        asyncpg.InterfaceError
+        | asyncpg.InternalClientError
+        | ConnectionError
+        | OSError
+        | asyncio.TimeoutError,
     )
 
 
