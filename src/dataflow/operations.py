@@ -8,6 +8,7 @@ SQLAlchemy Core and compiled once per dialect; a call only gathers values.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import partial
@@ -120,6 +121,22 @@ def _check_count(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValidationError(f"{name} must be a non-negative int, got {value!r}")
     return value
+
+
+def _check_merge(
+    st: ModelState, values: Mapping[str, Any], merge: Mapping[str, Mapping[str, Any]] | None
+) -> dict[str, Mapping[str, Any]]:
+    """Validate merge targets; drop empty updates (they change nothing)."""
+    for name, updates in (merge or {}).items():
+        f = st.model.fields.get(name)
+        if f is None or f.kind is not Kind.JSON or f.is_list or name in values:
+            raise ValidationError(
+                f"merge target {name!r} must be a dict field of {st.name} not also set"
+            )
+        if not isinstance(updates, Mapping) or not all(isinstance(k, str) for k in updates):
+            raise ValidationError(f"merge into {name!r} takes a dict with str keys")
+        dump_json(dict(updates), f"merge into {name!r}")
+    return {n: u for n, u in (merge or {}).items() if u}
 
 
 def _side_delete(side: sa.Table) -> Any:
@@ -378,16 +395,7 @@ class Operations:
         st.codec.check_keys(values, st.model.writable)
         if "id" in values:
             raise ValidationError(f"the id of a {st.name} cannot be updated")
-        merge = merge or {}
-        for name, updates in merge.items():
-            f = st.model.fields.get(name)
-            if f is None or f.kind is not Kind.JSON or f.is_list or name in values:
-                raise ValidationError(
-                    f"merge target {name!r} must be a dict field of {st.name} not also set"
-                )
-            if not isinstance(updates, Mapping) or not all(isinstance(k, str) for k in updates):
-                raise ValidationError(f"merge into {name!r} takes a dict with str keys")
-        merge = {n: u for n, u in merge.items() if u}  # an empty update changes nothing
+        merge = _check_merge(st, values, merge)
         sets = {**values, **extra, "updated_at": utcnow()}
         params = {f"s_{n}": st.codec.encode(n, v) for n, v in sets.items()}
         merge_shape = tuple((n, len(u)) for n, u in merge.items())
@@ -434,6 +442,8 @@ class Operations:
                 object column, done atomically by the database.
         """
         st = self._state(model)
+        if merge and not self.dialect.json_merge_in_sql:
+            return await self._merge_rows(st, filter, values, _check_merge(st, values, merge))
         c, args = self._update_plan(st, filter, values, merge, {})
         touched_sides = [f for f in st.tables.sides if f in values]
 
@@ -453,11 +463,49 @@ class Operations:
 
         return await self._run(st, fn, write=True, atomic=bool(touched_sides))
 
-    def _ids_sql(self, st: ModelState, filter: Filter) -> tuple[str, list[Any]]:
+    async def _merge_rows(
+        self,
+        st: ModelState,
+        filter: Filter,
+        values: Mapping[str, Any],
+        merge: Mapping[str, Mapping[str, Any]],
+    ) -> int:
+        """Merge in Python, row by row, inside one write transaction.
+
+        For dialects whose SQL JSON functions would alter numbers (SQLite re-prints
+        floats with 15 digits); the transaction's write lock keeps it atomic.
+        """
+        if not merge:
+            return await self.update_where(st.name, filter, values)
+        fields = list(merge)
+        sql, args = self._ids_sql(st, filter, fields)
+        decode = json.loads
+
+        async def fn(conn: Connection) -> int:
+            count = 0
+            for row in await conn.fetch(sql, args):
+                merged = {
+                    f: {**(decode(raw) if raw is not None else {}), **merge[f]}
+                    for f, raw in zip(fields, row[1:], strict=True)
+                }
+                c, row_args = self._update_plan(st, {"id": row[0]}, {**values, **merged}, None, {})
+                count += await conn.execute(c.sql, row_args)
+            return count
+
+        return await self._run(st, fn, write=True, atomic=True)
+
+    def _ids_sql(
+        self, st: ModelState, filter: Filter, columns: Sequence[str] = ()
+    ) -> tuple[str, list[Any]]:
         values: list[Any] = []
-        _, where = st.filters.walk(filter, st.table, values, True)
-        stmt = sa.select(st.table.c.id)
-        c = self._statements.compile(stmt if where is None else stmt.where(where))
+        shape, _ = st.filters.walk(filter, None, values, False)
+
+        def build() -> Any:
+            _, where = st.filters.walk(filter, st.table, [], True)
+            stmt = sa.select(st.table.c.id, *(st.table.c[n] for n in columns))
+            return stmt if where is None else stmt.where(where)
+
+        c = self._statements.get(("ids", st.name, shape, tuple(columns)), build)
         return c.sql, c.args({f"w{i}": v for i, v in enumerate(values)})
 
     async def update(

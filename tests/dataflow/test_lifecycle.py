@@ -11,8 +11,8 @@ import warnings
 from pathlib import Path
 
 import pytest
+from df_support import RawDB, dialect_of
 
-from conftest import RawDB, dialect_of
 from dataflow import ConfigurationError, ConnectionLostError, DataFlow
 
 

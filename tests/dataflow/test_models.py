@@ -8,8 +8,8 @@ from decimal import Decimal
 from typing import Any, Optional
 
 import pytest
+from df_support import RawDB
 
-from conftest import RawDB
 from dataflow import ConfigurationError, DataFlow, DuplicateKeyError, Index, ValidationError
 from dataflow.models import snake_case
 

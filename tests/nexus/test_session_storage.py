@@ -253,16 +253,7 @@ async def test_json_values_round_trip_identically(storage: SessionStorage, via: 
     assert {k: type(v) for k, v in loaded.state.items()} == {k: type(v) for k, v in VALUES.items()}
 
 
-async def test_merge_keeps_every_digit_of_a_float(
-    db: DataFlow, storage: SessionStorage, request: pytest.FixtureRequest
-) -> None:
-    if db.dialect_name == "sqlite":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="dataflow's SQLite JSON merge rounds reals to 15 digits (reported)",
-            )
-        )
+async def test_merge_keeps_every_digit_of_a_float(db: DataFlow, storage: SessionStorage) -> None:
     await storage.save(make(session_id="s"))
     assert await storage.merge_state("s", {"x": 123456789.12345679}, None, T0, T0)
     [stored] = await storage.list_by_user("u", include_expired=True, now=T0)

@@ -69,6 +69,8 @@ class Dialect(ABC):
     native_membership_index: bool = False
     #: True when the database can push notifications to listeners.
     supports_notify: bool = False
+    #: False when SQL JSON functions would alter values (merges then run row by row).
+    json_merge_in_sql: bool = True
     #: Options ``DataFlow(url, **options)`` accepts for this dialect.
     OPTIONS: frozenset[str] = frozenset()
 

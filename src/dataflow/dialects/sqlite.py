@@ -123,6 +123,10 @@ class SQLiteDialect(Dialect):
     """SQLite: WAL journal, busy timeout, JSON as TEXT, timestamps as ISO-8601 UTC text."""
 
     name = "sqlite"
+    # SQLite's JSON functions re-print floats with 15 significant digits, so a
+    # merge in SQL would alter stored numbers; merges run row by row instead,
+    # atomic under the transaction's write lock.
+    json_merge_in_sql = False
     OPTIONS = frozenset({"busy_timeout", "connect_timeout", "pool_size"})
 
     def __init__(self, url: Any, options: dict[str, Any]) -> None:
@@ -139,12 +143,13 @@ class SQLiteDialect(Dialect):
             Kind.FLOAT: sa.Double(),
             Kind.BOOL: sa.Boolean(),
             Kind.DATETIME: sa.String(32),
-            Kind.JSON: sa.Text(),
+            Kind.JSON: sa.JSON(),
         }[kind]
 
     def kind_of(self, db_type: str) -> Kind | None:
-        # "text" holds both str and JSON fields, so it stays unknown.
         return {
+            "text": Kind.STR,
+            "json": Kind.JSON,
             "bigint": Kind.INT,
             "double": Kind.FLOAT,
             "boolean": Kind.BOOL,
@@ -227,35 +232,6 @@ class SQLiteDialect(Dialect):
         return stmt.on_conflict_do_update(
             index_elements=[table.c.id], set_={n: stmt.excluded[n] for n in update_columns}
         )
-
-    def json_merge(self, column: Any, doc: Any, paths: Sequence[Any]) -> Any:
-        # Rebuild the object from json_each rows: the stored keys the update does not
-        # name, then the update's. JSON paths are avoided on purpose: SQLite's path
-        # syntax cannot address keys holding quotes or backslashes.
-        def each(source: Any, name: str) -> Any:
-            return sa.func.json_each(source).table_valued("key", "value", "type").alias(name)
-
-        old = each(sa.func.coalesce(column, _lit("'{}'")), "o")
-        new, named = each(doc, "n"), each(doc, "k")
-        rows = sa.union_all(
-            sa.select(old.c.key, old.c.value, old.c.type).where(
-                old.c.key.not_in(sa.select(named.c.key))
-            ),
-            sa.select(new.c.key, new.c.value, new.c.type),
-        ).subquery("m")
-        # json_each yields containers as text and booleans as 0/1: restore their JSON types.
-        value = sa.case(
-            (rows.c.type == _lit("'object'"), sa.func.json(rows.c.value)),
-            (rows.c.type == _lit("'array'"), sa.func.json(rows.c.value)),
-            (rows.c.type == _lit("'true'"), sa.func.json(_lit("'true'"))),
-            (rows.c.type == _lit("'false'"), sa.func.json(_lit("'false'"))),
-            else_=rows.c.value,
-        )
-        return sa.select(sa.func.json_group_object(rows.c.key, value)).scalar_subquery()
-
-
-def _lit(sql: str) -> Any:
-    return sa.literal_column(sql)
 
 
 DIALECT = SQLiteDialect
