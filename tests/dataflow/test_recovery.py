@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from df_support import RawDB
 
-from conftest import RawDB
 from dataflow import ConnectionLostError, DataFlow
 
 pytestmark = pytest.mark.parametrize("db_url", ["postgresql", "mysql"], indirect=True)
