@@ -233,7 +233,7 @@ VALUES: dict[str, Any] = {
     "small": 1e-7,
     "subnormal": 5e-324,
     "below_limit": 9.999e15,
-    "integral_float": 123456789012.0,
+    "integral_float": 1234567890123456.0,
     "max_int": 2**63 - 1,
     "min_int": -(2**63),
     "past_2_53": 2**53 + 1,
@@ -253,7 +253,7 @@ async def test_json_values_round_trip_identically(storage: SessionStorage, via: 
     assert {k: type(v) for k, v in loaded.state.items()} == {k: type(v) for k, v in VALUES.items()}
 
 
-async def test_merge_keeps_every_digit_of_a_float(db: DataFlow, storage: SessionStorage) -> None:
+async def test_merge_keeps_every_digit_of_a_float(storage: SessionStorage) -> None:
     await storage.save(make(session_id="s"))
     assert await storage.merge_state("s", {"x": 123456789.12345679}, None, T0, T0)
     [stored] = await storage.list_by_user("u", include_expired=True, now=T0)
