@@ -15,12 +15,18 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
+import sqlalchemy as sa
+from sqlalchemy.schema import CreateIndex, DropIndex
+
 from bench.targets import Target, connect_raw
 from dataflow import DataFlow
 from dataflow.models import Kind
 from dataflow.values import dump_json
 
-__all__ = ["analyze", "bulk_load"]
+__all__ = ["REBUILD_ABOVE", "analyze", "bulk_load"]
+
+#: Loads of more rows than this drop and rebuild the secondary indexes.
+REBUILD_ABOVE = 50_000
 
 _PG_BATCH = 50_000
 _MYSQL_BATCH = 50_000  # rows per transaction
@@ -79,41 +85,81 @@ def _insert_head(db: DataFlow, table: str, columns: list[str]) -> str:
     return f"INSERT INTO {_quote(db, table)} ({names}) VALUES "  # noqa: S608
 
 
+async def _ddl(target: Target, conn: Any, sql: str) -> None:
+    if target.name == "postgresql":
+        await conn.execute(sql)
+    elif target.name == "mysql":
+        async with conn.cursor() as cur:
+            await cur.execute(sql)
+    else:
+        conn.execute(sql)
+
+
+def _indexes(db: DataFlow, model: str) -> list[sa.Index]:
+    st = db._state(model)
+    return [ix for t in (st.table, *st.tables.sides.values()) for ix in t.indexes]
+
+
 async def bulk_load(
-    db: DataFlow, target: Target, model: str, rows: Iterable[dict[str, Any]]
+    db: DataFlow,
+    target: Target,
+    model: str,
+    rows: Iterable[dict[str, Any]],
+    *,
+    rebuild_indexes: bool = False,
 ) -> float:
-    """Insert ``rows`` into ``model``'s tables (created first); return the seconds taken."""
+    """Insert ``rows`` into ``model``'s tables (created first); return the seconds taken.
+
+    With ``rebuild_indexes`` the secondary indexes are dropped first and built
+    again after the load (much faster than maintaining them row by row); the
+    time includes the rebuild.
+    """
     await db.initialize()
     table, columns, encode, sides = _encoder(db, model)
     t0 = time.perf_counter()
     conn = await connect_raw(
         target, {"postgresql": "asyncpg", "mysql": "asyncmy"}.get(target.name, "sqlite3")
     )
+    dialect = db.dialect.sa_dialect
+    indexes = _indexes(db, model) if rebuild_indexes else []
     try:
-        batch_size = {"postgresql": _PG_BATCH, "mysql": _MYSQL_BATCH}.get(
-            target.name, _SQLITE_BATCH
-        )
-        for batch in _batches(rows, batch_size):
-            main = [encode(r) for r in batch]
-            side = {name: _side_rows(batch, f) for f, name in sides.items()}
-            if target.name == "postgresql":
-                await conn.copy_records_to_table(table, records=main, columns=columns)
-                for name, srows in side.items():
-                    await conn.copy_records_to_table(
-                        name, records=srows, columns=["owner_id", "value"]
-                    )
-            elif target.name == "mysql":
-                await _mysql_insert(db, conn, table, columns, main)
-                for name, srows in side.items():
-                    await _mysql_insert(db, conn, name, ["owner_id", "value"], srows)
-            else:
-                _sqlite_insert(db, conn, table, columns, main, side)
+        for ix in indexes:
+            await _ddl(target, conn, str(DropIndex(ix).compile(dialect=dialect)))
+        await _load(db, target, conn, rows, table, columns, encode, sides)
+        for ix in indexes:
+            await _ddl(target, conn, str(CreateIndex(ix).compile(dialect=dialect)))
     finally:
         if target.name == "postgresql":
             await conn.close()
         else:
             conn.close()
     return time.perf_counter() - t0
+
+
+async def _load(
+    db: DataFlow,
+    target: Target,
+    conn: Any,
+    rows: Iterable[dict[str, Any]],
+    table: str,
+    columns: list[str],
+    encode: Callable[[dict[str, Any]], tuple[Any, ...]],
+    sides: dict[str, str],
+) -> None:
+    batch_size = {"postgresql": _PG_BATCH, "mysql": _MYSQL_BATCH}.get(target.name, _SQLITE_BATCH)
+    for batch in _batches(rows, batch_size):
+        main = [encode(r) for r in batch]
+        side = {name: _side_rows(batch, f) for f, name in sides.items()}
+        if target.name == "postgresql":
+            await conn.copy_records_to_table(table, records=main, columns=columns)
+            for name, srows in side.items():
+                await conn.copy_records_to_table(name, records=srows, columns=["owner_id", "value"])
+        elif target.name == "mysql":
+            await _mysql_insert(db, conn, table, columns, main)
+            for name, srows in side.items():
+                await _mysql_insert(db, conn, name, ["owner_id", "value"], srows)
+        else:
+            _sqlite_insert(db, conn, table, columns, main, side)
 
 
 async def _mysql_insert(

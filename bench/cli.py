@@ -14,7 +14,7 @@ from typing import Any
 
 from bench.machine import machine_info
 from bench.report import write_results
-from bench.targets import ALL_DATABASES, prepare_target
+from bench.targets import ALL_DATABASES, drop_target, prepare_target
 
 __all__ = ["Options", "main", "parse_args"]
 
@@ -158,7 +158,10 @@ async def run(opts: Options) -> dict[str, Any]:
             target = await prepare_target(name, Path(tmp))
             if not target.reachable:
                 log(f"{name}: UNREACHABLE, not measured ({target.error})")
-            results["databases"][name] = await bench_database(target, opts)
+            try:
+                results["databases"][name] = await bench_database(target, opts)
+            finally:
+                await drop_target(target)
             write_results(results, opts.out)  # partial results survive an interrupted run
     results["total_seconds"] = round(time.perf_counter() - started, 1)
     return results

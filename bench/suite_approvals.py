@@ -13,7 +13,7 @@ import dataclasses
 from datetime import datetime, timedelta
 from typing import Any
 
-from bench.bulk import analyze, bulk_load
+from bench.bulk import REBUILD_ABOVE, analyze, bulk_load
 from bench.runner import Op
 from bench.suite import HOT_ROWS, now
 from bench.targets import Target
@@ -102,7 +102,11 @@ class ApprovalSuite:
         if rows <= start:
             return 0.0
         seconds = await bulk_load(
-            self.db, self.target, REQUEST_MODEL, (request_row(k, base) for k in range(start, rows))
+            self.db,
+            self.target,
+            REQUEST_MODEL,
+            (request_row(k, base) for k in range(start, rows)),
+            rebuild_indexes=rows - start > REBUILD_ABOVE,
         )
         self.rows = rows
         st = self.db._state(REQUEST_MODEL)

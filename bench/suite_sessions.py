@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from bench.bulk import analyze, bulk_load
+from bench.bulk import REBUILD_ABOVE, analyze, bulk_load
 from bench.runner import Op
 from bench.suite import HOT_ROWS, now
 from bench.targets import Target
@@ -78,7 +78,11 @@ class SessionSuite:
         if rows <= start:
             return 0.0
         seconds = await bulk_load(
-            self.db, self.target, SESSION_MODEL, (session_row(k, base) for k in range(start, rows))
+            self.db,
+            self.target,
+            SESSION_MODEL,
+            (session_row(k, base) for k in range(start, rows)),
+            rebuild_indexes=rows - start > REBUILD_ABOVE,
         )
         self.rows = rows
         await analyze(self.target, [self.db._state(SESSION_MODEL).table.name])

@@ -9,6 +9,7 @@ a temporary directory.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sqlite3
 import warnings
@@ -28,6 +29,7 @@ from bench.capture import (
 __all__ = [
     "ALL_DATABASES",
     "BENCH_DB",
+    "drop_target",
     "Target",
     "open_replayer",
     "open_replayers",
@@ -35,7 +37,9 @@ __all__ = [
 ]
 
 ALL_DATABASES = ("sqlite", "postgresql", "mysql")
-BENCH_DB = "dataflow_bench"
+BENCH_PREFIX = "dataflow_bench"
+#: One database per run, so two runs (or a run and the tests) never share tables.
+BENCH_DB = f"{BENCH_PREFIX}_{os.getpid()}"
 PG_ADMIN = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 MYSQL_ADMIN = os.environ.get("BENCH_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
 _TIMEOUT = 5.0
@@ -75,41 +79,87 @@ def _params(url: str, default_port: int) -> dict[str, Any]:
     }
 
 
-async def _prepare_postgres(t: Target) -> None:
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _stale(names: list[str]) -> list[str]:
+    """Bench databases left by runs whose process is gone (killed before clean-up)."""
+    prefix = BENCH_PREFIX + "_"
+    pids = {n: n.removeprefix(prefix) for n in names if n.startswith(prefix)}
+    return [n for n, pid in pids.items() if pid.isdigit() and not _alive(int(pid))]
+
+
+async def _pg_admin(sql: str | None = None) -> tuple[Any, list[str]]:
     import asyncpg
 
     p = _params(PG_ADMIN, 5432)
     admin_db = urlsplit(PG_ADMIN).path.lstrip("/") or "postgres"
     conn = await asyncpg.connect(database=admin_db, timeout=_TIMEOUT, **p)
     try:
-        t.server_version = str(await conn.fetchval("SELECT version()"))
-        await conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
-        await conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
+        if sql is not None:
+            await conn.execute(sql)
+        rows = await conn.fetch(
+            "SELECT datname FROM pg_database WHERE datname LIKE $1", BENCH_PREFIX + "%"
+        )
+        return str(await conn.fetchval("SELECT version()")), [r[0] for r in rows]
     finally:
         await conn.close()
+
+
+async def _prepare_postgres(t: Target) -> None:
+    t.server_version, existing = await _pg_admin()
+    for name in [*_stale(existing), BENCH_DB]:
+        await _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await _pg_admin(f'CREATE DATABASE "{BENCH_DB}"')
+    p = _params(PG_ADMIN, 5432)
     t.params = {**p, "database": BENCH_DB}
     auth = p["user"] + (f":{p['password']}" if p["password"] else "")
     t.url = f"postgresql://{auth}@{p['host']}:{p['port']}/{BENCH_DB}"
 
 
-async def _prepare_mysql(t: Target) -> None:
+async def _mysql_admin(*statements: str) -> tuple[str, list[str]]:
     import asyncmy
 
-    p = _params(MYSQL_ADMIN, 3306)
-    conn = await asyncmy.connect(connect_timeout=_TIMEOUT, **p)
+    conn = await asyncmy.connect(connect_timeout=_TIMEOUT, **_params(MYSQL_ADMIN, 3306))
     try:
         async with conn.cursor() as cur:
-            await cur.execute("SELECT VERSION()")
-            t.server_version = str((await cur.fetchone())[0])
             with warnings.catch_warnings():  # "database doesn't exist" is expected
                 warnings.simplefilter("ignore")
-                await cur.execute(f"DROP DATABASE IF EXISTS `{BENCH_DB}`")
-            await cur.execute(f"CREATE DATABASE `{BENCH_DB}` CHARACTER SET utf8mb4")
+                for sql in statements:
+                    await cur.execute(sql)
+            await cur.execute("SELECT VERSION()")
+            version = str((await cur.fetchone())[0])
+            await cur.execute("SHOW DATABASES")
+            names = [str(r[0]) for r in await cur.fetchall()]
     finally:
         conn.close()
+    return version, [n for n in names if n.startswith(BENCH_PREFIX)]
+
+
+async def _prepare_mysql(t: Target) -> None:
+    t.server_version, existing = await _mysql_admin()
+    drops = [f"DROP DATABASE IF EXISTS `{n}`" for n in [*_stale(existing), BENCH_DB]]
+    await _mysql_admin(*drops, f"CREATE DATABASE `{BENCH_DB}` CHARACTER SET utf8mb4")
+    p = _params(MYSQL_ADMIN, 3306)
     t.params = {**p, "database": BENCH_DB}
     auth = p["user"] + (f":{p['password']}" if p["password"] else "")
     t.url = f"mysql://{auth}@{p['host']}:{p['port']}/{BENCH_DB}"
+
+
+async def drop_target(t: Target) -> None:
+    """Drop the run's bench database (best effort; SQLite's file goes with its directory)."""
+    with contextlib.suppress(Exception):
+        if t.reachable and t.name == "postgresql":
+            await _pg_admin(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
+        elif t.reachable and t.name == "mysql":
+            await _mysql_admin(f"DROP DATABASE IF EXISTS `{BENCH_DB}`")
 
 
 async def prepare_target(name: str, workdir: Path) -> Target:
