@@ -379,3 +379,63 @@ async def test_new_manager_on_reopened_database_acts_on_old_requests(db_url: str
         assert (await new.verify_audit()).ok
     finally:
         await second.close()
+
+
+async def _listening_connections(db: DataFlow) -> int:
+    if db.dialect_name != "postgresql":
+        return 0
+    import asyncpg
+
+    conn = await asyncpg.connect(db.url.replace("postgresql://", "postgres://"))
+    try:
+        return int(
+            await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND query LIKE 'LISTEN %'"
+            )
+        )
+    finally:
+        await conn.close()
+
+
+async def test_many_waiters_share_one_listener(db: DataFlow) -> None:
+    manager = ExternalAgentApprovalManager(storage_backend=ExternalAgentApprovalStorage(db))
+    manager.add_requirement("agent-1", custom("lead-456"))
+    ids = [await manager.request_approval("agent-1", "user-1", {}) for _ in range(20)]
+    waits = [asyncio.create_task(manager.wait_for_approval(i, timeout=WAIT_LIMIT)) for i in ids]
+    await asyncio.sleep(0.3)
+    expected = 1 if db.dialect.supports_notify else 0
+    assert await _listening_connections(db) == expected
+    for i, request_id in enumerate(ids):
+        if i % 2:
+            await manager.approve_request(request_id, "lead-456")
+        else:
+            await manager.reject_request(request_id, "lead-456", "no")
+    assert await asyncio.gather(*waits) == [bool(i % 2) for i in range(len(ids))]
+    for _ in range(WAIT_LIMIT * 20):  # the listener closes after the last waiter leaves
+        if not await _listening_connections(db):
+            break
+        await asyncio.sleep(0.05)
+    assert await _listening_connections(db) == 0
+
+
+async def test_waiters_poll_when_notifications_fail(
+    db: DataFlow, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from kaizen.governance import approval_manager
+
+    def broken_listen(channel: str) -> Any:
+        raise ConnectionError("listener down")
+
+    monkeypatch.setattr(db, "listen", broken_listen)
+    monkeypatch.setattr(approval_manager, "_RECHECK_SECONDS", 0.1)
+    manager = ExternalAgentApprovalManager(storage_backend=ExternalAgentApprovalStorage(db))
+    manager.add_requirement("agent-1", custom("lead-456"))
+    request_id = await manager.request_approval("agent-1", "user-1", {})
+    with caplog.at_level(logging.WARNING, logger="kaizen.governance"):
+        task = asyncio.create_task(manager.wait_for_approval(request_id, timeout=WAIT_LIMIT))
+        await asyncio.sleep(0.2)
+        await manager.approve_request(request_id, "lead-456")
+        assert await task is True
+    if db.dialect.supports_notify:
+        assert "approval notifications stopped" in caplog.text

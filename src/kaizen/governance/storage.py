@@ -22,7 +22,7 @@ from kaizen.governance._schema import (
     request_row,
 )
 from kaizen.governance._verify import verify_all, verify_one
-from kaizen.governance._waiting import Waiter, backoff_waiter, queue_waiter
+from kaizen.governance._waiting import ANY, Notifications, Waiter, backoff_waiter
 from kaizen.governance.audit import GENESIS, canonical, make_event
 from kaizen.governance.errors import ApprovalNotFoundError
 from kaizen.governance.models import (
@@ -62,6 +62,7 @@ class ExternalAgentApprovalStorage:
     def __init__(self, db: DataFlow) -> None:
         self.db = db
         self._req, self._aud = register(db)
+        self._notifications = Notifications(db, CHANNEL) if db.dialect.supports_notify else None
 
     # -- the spec's methods ------------------------------------------------
 
@@ -292,7 +293,7 @@ class ExternalAgentApprovalStorage:
             if events:
                 audit = [audit_row(e, canonical(e.details)) for e in events]
                 await tx.insert_many(self._aud, audit)
-                await tx.notify(CHANNEL, "*")
+                await tx.notify(CHANNEL, ANY)
         return len(events)
 
     # -- audit -------------------------------------------------------------
@@ -319,14 +320,15 @@ class ExternalAgentApprovalStorage:
     async def watch(self, request_id: str) -> AsyncIterator[Waiter]:
         """Yield ``wait(seconds)``, returning early when ``request_id`` may have changed.
 
-        PostgreSQL listens for the NOTIFY each decision sends in its transaction;
-        other databases sleep with exponential backoff (50 ms doubling to 1 s)
+        PostgreSQL listens for the NOTIFY each decision sends in its transaction
+        (one listening connection per storage and event loop, shared by all
+        waiters); other databases sleep with exponential backoff (50 ms doubling to 1 s)
         and the caller re-reads the request.
         """
         check_id("request id", request_id)
-        if self.db.dialect.supports_notify:
-            async with self.db.listen(CHANNEL) as queue:
-                yield queue_waiter(queue, request_id)
+        if self._notifications is not None:
+            async with self._notifications.subscribe(request_id) as wait:
+                yield wait
         else:
             yield backoff_waiter()
 
