@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -126,6 +127,7 @@ async def _merged(
 
 
 MERGES: list[tuple[dict[str, Any] | None, dict[str, Any]]] = [
+    ({"f": 0.1 + 0.2, "big": 2**63 - 1}, {"g": 1 / 3, "h": 1e-300, "i": -(2**63)}),
     ({"a": 1, "b": {"x": 1, "y": 2}}, {"b": {"z": 3}, "c": [1, 2]}),
     ({"a": 1, "b": 2}, {"a": None}),
     ({"keep": True, "n": 0}, {"flag": False, "t": True, "f": 1.5, "i": 2**53 + 1}),
@@ -166,6 +168,19 @@ async def test_merge_touches_only_matching_rows_and_counts_them(db: DataFlow) ->
     # Merging a value a row already holds still counts that row.
     again = await db.update_where("Doc", {"id": "d1"}, {}, merge={"data": {"hit": 1}})
     assert again == 1
+
+
+async def test_concurrent_merges_into_one_record_lose_nothing(db: DataFlow) -> None:
+    _doc_model(db)
+    await db.insert("Doc", {"id": "a", "data": {"start": 0}})
+
+    async def merge(i: int) -> int:
+        return await db.update_where("Doc", {"id": "a"}, {}, merge={"data": {f"k{i}": i}})
+
+    assert await asyncio.gather(*(merge(i) for i in range(20))) == [1] * 20
+    got = await db.get("Doc", "a")
+    assert got is not None
+    assert got["data"] == {"start": 0, **{f"k{i}": i for i in range(20)}}
 
 
 async def test_merge_together_with_plain_values(db: DataFlow) -> None:
