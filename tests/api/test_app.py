@@ -76,7 +76,7 @@ async def test_openapi_documents_every_api_route(client: httpx.AsyncClient) -> N
     documented = {(path, method) for path, ops in doc["paths"].items() for method in ops}
     assert routes == documented
     decide = doc["paths"]["/api/approvals/{request_id}/approve"]["post"]["responses"]
-    assert set(decide) == {"200", "401", "403", "404", "409", "422"}
+    assert set(decide) == {"200", "401", "403", "404", "409", "422", "503"}
     schemas = doc["components"]["schemas"]
 
     def refs(node: Any) -> list[str]:

@@ -24,7 +24,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
         403: "The authenticated user is not an approver of this request.",
         404: "Unknown id.",
         409: "The request was already decided (or timed out).",
-        422: "Invalid query parameters or body.",
+        422: "Invalid or unknown query parameters, or an invalid body.",
         503: "The database is unreachable.",
     }
     return {str(s): _json(_ref("Error"), text[s]) for s in statuses}
@@ -127,22 +127,23 @@ _SCHEMAS: dict[str, Any] = {
 }
 
 
+def _op(
+    summary: str, params: list[dict[str, Any]], ok: dict[str, Any], *errors: int
+) -> dict[str, Any]:
+    """One operation; every API call may also fail with 401, 422 (query) and 503."""
+    codes = sorted({401, 422, 503, *errors})
+    return {"summary": summary, "parameters": params, "responses": {"200": ok, **_errors(*codes)}}
+
+
 def _decision(summary: str, body: dict[str, Any] | None) -> dict[str, Any]:
-    op: dict[str, Any] = {
-        "summary": summary,
-        "description": "The approver is the authenticated user; the body never names one.",
-        "parameters": [_ID],
-        "responses": {
-            "200": _json(_ref("Approval"), "The decided request."),
-            **_errors(401, 403, 404, 409, 422),
-        },
-    }
+    op = _op(summary, [_ID], _json(_ref("Approval"), "The decided request."), 403, 404, 409)
+    op["description"] = "The approver is the authenticated user; the body never names one."
     if body is not None:
         op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
     return op
 
 
-def _paths() -> dict[str, Any]:
+def _approval_paths() -> dict[str, Any]:
     status = _param(
         "status", {"type": "string", "enum": list(STATUSES)}, "Only this status (default: all)."
     )
@@ -152,11 +153,36 @@ def _paths() -> dict[str, Any]:
         {"type": "string"},
         "Only pending requests for this external agent (with ``approver``: any status).",
     )
+    root = "/api/approvals/{request_id}"
+    return {
+        "/api/approvals": {
+            "get": _op(
+                "List approval requests, newest first",
+                [status, approver, agent, *_PAGE],
+                _json(_ref("ApprovalList"), "A page of requests."),
+            )
+        },
+        root: {"get": _op("One approval request", [_ID], _json(_ref("Approval"), "It."), 404)},
+        f"{root}/approve": {"post": _decision("Approve a pending request", None)},
+        f"{root}/reject": {"post": _decision("Reject a pending request", _ref("RejectBody"))},
+        f"{root}/audit": {
+            "get": _op(
+                "The request's audit trail, oldest first (kept after deletion)",
+                [_ID],
+                _json(_ref("AuditTrail"), "The events."),
+                404,
+            )
+        },
+    }
+
+
+def _other_paths() -> dict[str, Any]:
     user = _param("user", {"type": "string"}, "Only this user's sessions.")
     expired = _param(
         "include_expired", {"type": "boolean", "default": False}, "Include expired sessions."
     )
     sid = _param("session_id", {"type": "string"}, "Session id.", "path")
+    me = {"type": "object", "properties": {"user": {"type": "string"}}}
     return {
         "/healthz": {
             "get": {
@@ -165,67 +191,16 @@ def _paths() -> dict[str, Any]:
                 "responses": {"200": {"description": "Database reachable."}, **_errors(503)},
             }
         },
-        "/api/me": {
-            "get": {
-                "summary": "The authenticated user",
-                "responses": {
-                    "200": _json(
-                        {"type": "object", "properties": {"user": {"type": "string"}}},
-                        "Who the token belongs to.",
-                    ),
-                    **_errors(401),
-                },
-            }
-        },
-        "/api/approvals": {
-            "get": {
-                "summary": "List approval requests, newest first",
-                "parameters": [status, approver, agent, *_PAGE],
-                "responses": {
-                    "200": _json(_ref("ApprovalList"), "A page of requests."),
-                    **_errors(401, 422),
-                },
-            }
-        },
-        "/api/approvals/{request_id}": {
-            "get": {
-                "summary": "One approval request",
-                "parameters": [_ID],
-                "responses": {"200": _json(_ref("Approval"), "The request."), **_errors(401, 404)},
-            }
-        },
-        "/api/approvals/{request_id}/approve": {
-            "post": _decision("Approve a pending request", None)
-        },
-        "/api/approvals/{request_id}/reject": {
-            "post": _decision("Reject a pending request", _ref("RejectBody"))
-        },
-        "/api/approvals/{request_id}/audit": {
-            "get": {
-                "summary": "The request's audit trail, oldest first",
-                "parameters": [_ID],
-                "responses": {"200": _json(_ref("AuditTrail"), "The events."), **_errors(401, 404)},
-            }
-        },
+        "/api/me": {"get": _op("The authenticated user", [], _json(me, "Whose token it is."))},
         "/api/sessions": {
-            "get": {
-                "summary": "List sessions (read-only)",
-                "parameters": [user, expired, *_PAGE],
-                "responses": {
-                    "200": _json(_ref("SessionList"), "A page of sessions."),
-                    **_errors(401, 422),
-                },
-            }
+            "get": _op(
+                "List sessions (read-only)",
+                [user, expired, *_PAGE],
+                _json(_ref("SessionList"), "A page of sessions."),
+            )
         },
         "/api/sessions/{session_id}": {
-            "get": {
-                "summary": "One session (read-only)",
-                "parameters": [sid],
-                "responses": {
-                    "200": _json({"type": "object"}, "The session."),
-                    **_errors(401, 404),
-                },
-            }
+            "get": _op("One session (read-only)", [sid], _json({"type": "object"}, "It."), 404)
         },
     }
 
@@ -239,7 +214,7 @@ def openapi_document(base_url: str | None = None) -> dict[str, Any]:
             "version": __version__,
             "description": "Decide external-agent approval requests; read sessions.",
         },
-        "paths": _paths(),
+        "paths": {**_other_paths(), **_approval_paths()},
         "components": {
             "schemas": _SCHEMAS,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},

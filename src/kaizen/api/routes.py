@@ -79,7 +79,9 @@ def _approval_json(request: Request, approval: dict[str, Any]) -> dict[str, Any]
 
 async def me(request: Request) -> JSONResponse:
     """``GET /api/me``: who the token belongs to."""
-    return JSONResponse({"user": authenticate(request)})
+    user = authenticate(request)
+    query(request, ())
+    return JSONResponse({"user": user})
 
 
 async def list_approvals(request: Request) -> JSONResponse:
