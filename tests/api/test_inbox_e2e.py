@@ -178,6 +178,26 @@ def _stored(db_url: str, ids: dict[str, str]) -> dict[str, Any]:
     return result
 
 
+def _assert_database_and_audit_agree(stored: dict[str, Any]) -> None:
+    """Each request's status and decider match its last audit event; all chains verify."""
+    assert stored["verify"]["ok"], stored["verify"]
+    expectations = {
+        "copilot-deploy": ("approved", "lead-456", None),
+        "copilot-billing": ("rejected", "lead-456", REASON),
+        "copilot-wiki": ("approved", "admin-1", None),
+        "copilot-other": ("pending", None, None),
+    }
+    for agent, (status, by, reason) in expectations.items():
+        approval, events = stored[agent]
+        assert (status_of(approval), approval["approved_by"]) == (status, by), agent
+        assert approval["rejection_reason"] == reason
+        names = [(e["event"], e["actor"]) for e in events]
+        first = ("requested", approval["requested_by"])
+        assert names == ([first] if by is None else [first, (status, by)]), agent
+    billing_events = stored["copilot-billing"][1]
+    assert billing_events[-1]["details"] == {"reason": REASON}
+
+
 def test_inbox_sign_in_approve_reject_and_live_updates(
     chromium_path: str, server: str, db_url: str, tmp_path: Path
 ) -> None:
@@ -203,20 +223,4 @@ def test_inbox_sign_in_approve_reject_and_live_updates(
         assert page.evaluate("window.__sameDocument") is True
         assert page.evaluate("document.getElementById('empty').hidden") is False
 
-    stored = _stored(db_url, ids)
-    assert stored["verify"]["ok"], stored["verify"]
-    expectations = {
-        "copilot-deploy": ("approved", "lead-456", None),
-        "copilot-billing": ("rejected", "lead-456", REASON),
-        "copilot-wiki": ("approved", "admin-1", None),
-        "copilot-other": ("pending", None, None),
-    }
-    for agent, (status, by, reason) in expectations.items():
-        approval, events = stored[agent]
-        assert (status_of(approval), approval["approved_by"]) == (status, by), agent
-        assert approval["rejection_reason"] == reason
-        names = [(e["event"], e["actor"]) for e in events]
-        first = ("requested", approval["requested_by"])
-        assert names == ([first] if by is None else [first, (status, by)]), agent
-    billing_events = stored["copilot-billing"][1]
-    assert billing_events[-1]["details"] == {"reason": REASON}
+    _assert_database_and_audit_agree(_stored(db_url, ids))

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from importlib import resources
 from typing import TYPE_CHECKING
 
@@ -54,6 +55,26 @@ def _static_routes() -> list[BaseRoute]:
     return routes
 
 
+def _lifespan(
+    kaizen_or_url: Kaizen | str, base_url: str | None
+) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
+    """Open the database for the app's lifetime when given a URL; else only publish it."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if not isinstance(kaizen_or_url, str):
+            app.state.kaizen = kaizen_or_url
+            yield
+            return
+        from kaizen.service import Kaizen
+
+        async with Kaizen.open(kaizen_or_url, base_url=base_url) as kaizen:
+            app.state.kaizen = kaizen
+            yield
+
+    return lifespan
+
+
 def create_app(
     kaizen_or_url: Kaizen | str,
     *,
@@ -83,20 +104,12 @@ def create_app(
     async def openapi(request: Request) -> JSONResponse:
         return JSONResponse(document)
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        if not isinstance(kaizen_or_url, str):
-            app.state.kaizen = kaizen_or_url
-            yield
-            return
-        from kaizen.service import Kaizen
-
-        async with Kaizen.open(kaizen_or_url, base_url=base_url) as kaizen:
-            app.state.kaizen = kaizen
-            yield
-
     routes = [*api_routes(), Route("/openapi.json", openapi, methods=["GET"]), *_static_routes()]
-    app = Starlette(routes=routes, exception_handlers=exception_handlers(), lifespan=lifespan)
+    app = Starlette(
+        routes=routes,
+        exception_handlers=exception_handlers(),
+        lifespan=_lifespan(kaizen_or_url, base_url),
+    )
     app.state.tokens = store
     app.state.base_url = base_url
     if not isinstance(kaizen_or_url, str):
