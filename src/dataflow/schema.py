@@ -176,9 +176,13 @@ async def _apply(
     for column in missing:
         ddl = CreateColumn(column).compile(dialect=dialect.sa_dialect)
         await conn.execute(f"ALTER TABLE {_quote(dialect, table.name)} ADD COLUMN {ddl}", [])
+    existing = await dialect.index_names(conn, table.name)
+    created = False
     for index in table.indexes:
-        await conn.execute(*_sql(dialect, CreateIndex(index, if_not_exists=True)))
-    return bool(missing)
+        if str(index.name).lower() not in existing:
+            await conn.execute(*_sql(dialect, CreateIndex(index)))
+            created = True
+    return bool(missing) or created
 
 
 def _check_addable(table: str, column: sa.Column[Any]) -> None:

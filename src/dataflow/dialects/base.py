@@ -103,6 +103,10 @@ class Dialect(ABC):
         """Stored columns of ``table`` as ``{name: lowercase type}``; None if absent."""
 
     @abstractmethod
+    async def index_names(self, conn: Connection, table: str) -> set[str]:
+        """Lowercase names of the indexes stored on ``table``."""
+
+    @abstractmethod
     def schema_lock(self, conn: Connection) -> contextlib.AbstractAsyncContextManager[None]:
         """Serialize schema changes across processes (inside ``conn``'s transaction)."""
 

@@ -206,6 +206,14 @@ class MySQLDialect(Dialect):
         )
         return {r[0].lower(): r[1].lower() for r in rows} or None
 
+    async def index_names(self, conn: Any, table: str) -> set[str]:
+        rows = await conn.fetch(
+            "SELECT DISTINCT index_name FROM information_schema.statistics "
+            "WHERE table_schema = DATABASE() AND table_name = %s",
+            [table],
+        )
+        return {r[0].lower() for r in rows}
+
     @contextlib.asynccontextmanager
     async def schema_lock(self, conn: Any) -> AsyncIterator[None]:
         # DDL commits implicitly in MySQL, so a named lock (not the transaction) serializes it.

@@ -190,6 +190,14 @@ class PostgreSQLDialect(Dialect):
         )
         return {r[0].lower(): r[1].lower() for r in rows} or None
 
+    async def index_names(self, conn: Any, table: str) -> set[str]:
+        rows = await conn.fetch(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() "
+            "AND tablename = $1",
+            [table],
+        )
+        return {r[0].lower() for r in rows}
+
     @contextlib.asynccontextmanager
     async def schema_lock(self, conn: Any) -> AsyncIterator[None]:
         await conn.execute("SELECT pg_advisory_xact_lock($1)", [_SCHEMA_LOCK_KEY])

@@ -221,6 +221,10 @@ class SQLiteDialect(Dialect):
         rows = await conn.fetch("SELECT name, type FROM pragma_table_info(?)", [table])
         return {r[0].lower(): r[1].lower() for r in rows} or None
 
+    async def index_names(self, conn: Any, table: str) -> set[str]:
+        rows = await conn.fetch("SELECT name FROM pragma_index_list(?)", [table])
+        return {r[0].lower() for r in rows}
+
     def schema_lock(self, conn: Any) -> contextlib.AbstractAsyncContextManager[None]:
         # BEGIN IMMEDIATE already holds the database's write lock.
         return contextlib.nullcontext()
