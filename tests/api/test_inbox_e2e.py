@@ -133,11 +133,20 @@ def _item(request_id: str) -> str:
 
 def _sign_in(page: Page, url: str) -> None:
     page.navigate(url)
-    page.wait_for("document.activeElement && document.activeElement.id === 'token'", "focus")
+    focused = "document.activeElement && document.activeElement.id === 'token'"
+    page.wait_for(focused, "focus on the token field")
+    page.type_text("not-a-token")
+    page.press("Enter")
+    page.wait_for(
+        "document.getElementById('error').textContent.includes('not accepted')", "the 401 alert"
+    )
+    assert page.evaluate("sessionStorage.length") == 0
+    page.wait_for(focused, "focus back on the token field")
     page.type_text(TOKENS["lead-456"])
     page.press("Enter")
     page.wait_for("document.getElementById('user-name').textContent === 'lead-456'", "sign-in")
     page.wait_for("document.querySelectorAll('#requests > li').length === 3", "3 requests")
+    assert page.evaluate("document.getElementById('error').hidden") is True
 
 
 def _approve(page: Page, request_id: str) -> None:

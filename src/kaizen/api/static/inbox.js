@@ -9,7 +9,8 @@ const $ = (id) => document.getElementById(id);
 let user = null;
 let pollTimer = null;
 let serial = 0;
-const mine = new Set(); // ids this page decided: not announced as "decided elsewhere"
+let refreshSeq = 0; // only the latest refresh may render: older responses may be stale
+const mine = new Set(); // ids this page is deciding or decided: not "decided elsewhere"
 
 class ApiError extends Error {
   constructor(status, code, message) {
@@ -127,19 +128,17 @@ async function decide(item, id, action, body) {
   const buttons = item.querySelectorAll("button");
   buttons.forEach((b) => { b.disabled = true; });
   showError("");
+  mine.add(id);
   try {
     await api(`/api/approvals/${encodeURIComponent(id)}/${action}`, { method: "POST", body: body || {} });
-    mine.add(id);
     const agent = item.querySelector(".agent").textContent;
     removeItem(item);
     announce(`${action === "approve" ? "Approved" : "Rejected"} the request for ${agent}.`);
   } catch (error) {
     buttons.forEach((b) => { b.disabled = false; });
     if (error.status === 401) return signOut("Your token is no longer accepted; please sign in again.");
-    if (error.status === 409 || error.status === 404) {
-      removeItem(item);
-      mine.add(id);
-    }
+    if (error.status === 409 || error.status === 404) removeItem(item);
+    else mine.delete(id);
     showError(error.message);
   }
   refresh();
@@ -186,12 +185,15 @@ function render(approvals) {
 async function refresh() {
   window.clearTimeout(pollTimer);
   if (!user) return;
+  const seq = ++refreshSeq;
   try {
     const query = new URLSearchParams({ status: "pending", approver: user, limit: "500" });
     const page = await api(`/api/approvals?${query}`);
+    if (seq !== refreshSeq) return; // superseded (a decision, sign-out or newer poll)
     render(page.items);
     if ($("error").dataset.kind === "poll") { showError(""); delete $("error").dataset.kind; }
   } catch (error) {
+    if (seq !== refreshSeq) return;
     if (error.status === 401) return signOut("Your token is no longer accepted; please sign in again.");
     showError(`Could not refresh the list: ${error.message}`);
     $("error").dataset.kind = "poll";
@@ -222,6 +224,7 @@ async function signIn(token) {
 
 function signOut(message) {
   window.clearTimeout(pollTimer);
+  refreshSeq++;
   sessionStorage.removeItem(TOKEN_KEY);
   user = null;
   mine.clear();
