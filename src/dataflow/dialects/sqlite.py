@@ -48,10 +48,12 @@ def _decode_dt(value: str) -> datetime:
 
 
 def _is_busy(exc: BaseException) -> bool:
-    return (
-        isinstance(exc, sqlite3.OperationalError)
-        and getattr(exc, "sqlite_errorcode", None) in _BUSY
-    )
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
+    # sqlite_errorcode is the extended code (e.g. SQLITE_BUSY_RECOVERY, SQLITE_BUSY_SNAPSHOT
+    # while another process opens the WAL): its low byte is the primary code.
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(code, int) and code & 0xFF in _BUSY
 
 
 class _Connection:
