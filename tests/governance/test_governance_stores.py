@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -186,6 +187,11 @@ class FlakyStore:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
+    async def timeout_overdue(self, *args: Any, **kwargs: Any) -> int:
+        if self.failures:
+            raise self.failures.pop(0)
+        return int(await self.inner.timeout_overdue(*args, **kwargs))
+
     async def decide(self, *args: Any, **kwargs: Any) -> bool:
         if self.failures:
             failure = self.failures.pop(0)
@@ -245,3 +251,55 @@ def test_directory_ignores_duplicates() -> None:
     manager.add_org_admin("admin")
     manager.add_requirement("a", custom("c"))
     assert manager.approvers.org_admins == ["admin"]
+
+
+async def test_swept_requests_keep_a_verifiable_chain(
+    storage: ExternalAgentApprovalStorage, db: DataFlow, make_request: MakeRequest
+) -> None:
+    past = utcnow() - timedelta(minutes=1)
+    for i in range(4):
+        await storage.save(make_request(id=f"s{i}", deadline_at=past))
+    assert await storage.timeout_overdue() == 4
+    events = await storage.events("s0")
+    assert [e.event for e in events] == ["requested", "timed_out"]
+    assert events[1].details["sweep"].startswith("swept:")
+    assert (await storage.verify_audit()).ok
+    # Changes after a sweep chain onto the timed_out event.
+    swept = await storage.load("s1")
+    assert swept is not None
+    swept.approval_reason = "reviewed later"
+    await storage.update(swept)
+    assert await storage.delete("s2")
+    assert (await storage.verify_audit()).ok
+    assert [e.event for e in await storage.events("s1")] == ["requested", "timed_out", "updated"]
+    # A forged head, or a removed timed_out event, is caught.
+    await db.update_where("ApprovalRequestRecord", {"id": "s3"}, {"audit_head": "swept:forged"})
+    await db.delete_where("ApprovalAuditRecord", {"request_id": "s0", "seq": 1})
+    problems = {(p.request_id, p.message) for p in (await storage.verify_audit()).problems}
+    assert problems == {
+        ("s3", "latest event does not match the request row"),
+        ("s0", "events after seq 0 are missing"),
+    }
+
+
+async def test_sweeps_retry_deadlock_victims(any_manager: ExternalAgentApprovalManager) -> None:
+    any_manager.add_requirement("fast", custom("lead-456", timeout=0.001))
+    await any_manager.request_approval("fast", "user-1", {})
+    await asyncio.sleep(0.05)  # past its deadline
+    inner = any_manager._store
+    any_manager._store = FlakyStore(inner, [ConcurrencyError("deadlock")] * 2)  # type: ignore[assignment]
+    assert await any_manager.timeout_pending_approvals() == 1
+    any_manager._store = FlakyStore(inner, [ConcurrencyError("deadlock")] * 3)  # type: ignore[assignment]
+    with pytest.raises(ConcurrencyError):
+        await any_manager.timeout_pending_approvals()
+
+
+async def test_a_sweep_that_finds_its_batch_taken_counts_nothing(
+    storage: ExternalAgentApprovalStorage, db: DataFlow, make_request: MakeRequest
+) -> None:
+    past = utcnow() - timedelta(minutes=1)
+    await storage.save(make_request(id="t", deadline_at=past))
+    stale = await db.select("ApprovalRequestRecord", {"id": "t"})
+    assert await storage.timeout_overdue() == 1
+    assert await storage._expire(stale, utcnow()) == 0  # another sweeper's batch, read before
+    assert [e.event for e in await storage.events("t")] == ["requested", "timed_out"]

@@ -310,7 +310,13 @@ class ExternalAgentApprovalManager:
         Returns:
             How many requests this call timed out.
         """
-        count = await self._store.timeout_overdue(utcnow())
+        for attempt in range(_ATTEMPTS):
+            try:
+                count = await self._store.timeout_overdue(utcnow())
+                break
+            except ConcurrencyError:  # a deadlock victim: rolled back, so safe to repeat
+                if attempt == _ATTEMPTS - 1:
+                    raise
         if count:
             logger.info("timed out %d approval requests", count)
         return count

@@ -8,6 +8,7 @@ one transaction together with its audit event.
 from __future__ import annotations
 
 import contextlib
+import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,7 +24,7 @@ from kaizen.governance._schema import (
 )
 from kaizen.governance._verify import verify_all, verify_one
 from kaizen.governance._waiting import ANY, Notifications, Waiter, backoff_waiter
-from kaizen.governance.audit import GENESIS, canonical, make_event
+from kaizen.governance.audit import GENESIS, SWEPT, canonical, make_event
 from kaizen.governance.errors import ApprovalNotFoundError
 from kaizen.governance.models import (
     ApprovalStatus,
@@ -105,14 +106,9 @@ class ExternalAgentApprovalStorage:
         changed = row["status"] != request.status.value
         name = EVENT_NAMES[request.status] if changed else "updated"
         actor = request.approved_by or "system"
+        prev = await self._prev_hash(row)
         event = make_event(
-            request.id,
-            row["audit_seq"] + 1,
-            name,
-            actor,
-            utcnow(),
-            _content(request),
-            row["audit_head"],
+            request.id, row["audit_seq"] + 1, name, actor, utcnow(), _content(request), prev
         )
         values = {**request_row(request), "audit_seq": event.seq, "audit_head": event.hash}
         where = {"id": request.id, "audit_seq": row["audit_seq"]}
@@ -134,14 +130,9 @@ class ExternalAgentApprovalStorage:
             row = await self.db.get(self._req, request_id)
             if row is None:
                 return False
+            prev = await self._prev_hash(row)
             event = make_event(
-                request_id,
-                row["audit_seq"] + 1,
-                "deleted",
-                "system",
-                utcnow(),
-                {},
-                row["audit_head"],
+                request_id, row["audit_seq"] + 1, "deleted", "system", utcnow(), {}, prev
             )
             async with self.db.transaction() as tx:
                 if await tx.delete_where(
@@ -227,7 +218,7 @@ class ExternalAgentApprovalStorage:
         assert row is not None
         now = utcnow()
         details = {"reason": reason} if reason is not None else {}
-        seq, head = row["audit_seq"], row["audit_head"]
+        seq, head = row["audit_seq"], await self._prev_hash(row)
         event = make_event(request_id, seq + 1, EVENT_NAMES[to_status], actor, now, details, head)
         values = _decision_values(to_status, actor, reason, event)
         where: dict[str, Any] = {"id": request_id, "status": from_status.value, "audit_seq": seq}
@@ -260,8 +251,11 @@ class ExternalAgentApprovalStorage:
     async def timeout_overdue(self, now: datetime | None = None, *, batch_size: int = _PAGE) -> int:
         """Move every pending request whose deadline is not after ``now`` to TIMEOUT.
 
-        Race-safe: each row flips by its own conditional UPDATE (still pending,
-        same audit seq), so concurrent sweepers never both count a row.
+        Set-based and race-safe: each batch of overdue requests is claimed by one
+        conditional UPDATE (still pending, still overdue, same audit seq) that
+        tags the rows with this sweep's token; the rows carrying the token are
+        exactly the ones this call moved, so concurrent sweepers never count a
+        row twice. Their ``timed_out`` events are written in the same transaction.
 
         Returns:
             How many requests this call timed out.
@@ -280,21 +274,39 @@ class ExternalAgentApprovalStorage:
             previous = ids
 
     async def _expire(self, rows: list[dict[str, Any]], now: datetime) -> int:
-        timeout, events = ApprovalStatus.TIMEOUT, []
+        token = f"{SWEPT}{uuid.uuid4().hex}"
+        by_seq: dict[int, list[str]] = {}
+        for row in rows:
+            by_seq.setdefault(row["audit_seq"], []).append(row["id"])
+        values = {"status": ApprovalStatus.TIMEOUT.value, "approved_at": now, "audit_head": token}
         async with self.db.transaction() as tx:
-            for row in rows:
-                details = {"deadline_at": row["deadline_at"].isoformat()}
-                seq, head = row["audit_seq"], row["audit_head"]
-                event = make_event(row["id"], seq + 1, "timed_out", "system", now, details, head)
-                where = {"id": row["id"], "status": ApprovalStatus.PENDING.value, "audit_seq": seq}
-                values = _decision_values(timeout, "system", None, event)
-                if await tx.update_where(self._req, where, values):
-                    events.append(event)
-            if events:
-                audit = [audit_row(e, canonical(e.details)) for e in events]
-                await tx.insert_many(self._aud, audit)
-                await tx.notify(CHANNEL, ANY)
+            for seq, ids in by_seq.items():  # one statement per seq: almost always one
+                where = {
+                    "id": {"$in": ids},
+                    "status": ApprovalStatus.PENDING.value,
+                    "deadline_at": {"$lte": now},
+                    "audit_seq": seq,
+                }
+                await tx.update_where(self._req, where, {**values, "audit_seq": seq + 1})
+            won = await tx.select(
+                self._req, {"id": {"$in": [r["id"] for r in rows]}, "audit_head": token}
+            )
+            if not won:
+                return 0
+            # A claimed row's seq was unchanged, so its head before the claim is the one read.
+            heads = {r["id"]: r["audit_head"] for r in rows}
+            events = [_timeout_event(r, heads[r["id"]], token, now) for r in won]
+            await tx.insert_many(self._aud, [audit_row(e, canonical(e.details)) for e in events])
+            await tx.notify(CHANNEL, ANY)
         return len(events)
+
+    async def _prev_hash(self, row: dict[str, Any]) -> str:
+        """Hash of the row's latest event (read back when a sweep left its token instead)."""
+        head: str = row["audit_head"]
+        if not head.startswith(SWEPT):
+            return head
+        last = await self.db.select(self._aud, {"request_id": row["id"], "seq": row["audit_seq"]})
+        return str(last[0]["hash"]) if last else head
 
     # -- audit -------------------------------------------------------------
 
@@ -363,6 +375,11 @@ def _decision_values(
     if reason is not None:
         values["rejection_reason"] = reason
     return values
+
+
+def _timeout_event(row: dict[str, Any], prev: str, token: str, now: datetime) -> AuditEvent:
+    details = {"deadline_at": row["deadline_at"].isoformat(), "sweep": token}
+    return make_event(row["id"], row["audit_seq"], "timed_out", "system", now, details, prev)
 
 
 def _content(request: ExternalAgentApprovalRequest) -> dict[str, Any]:
