@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import runpy
 from pathlib import Path
 
 import pytest
@@ -85,3 +86,13 @@ def test_hash_helper_reads_stdin(
     monkeypatch.setattr("sys.stdin", io.StringIO("\n"))
     assert main() == 2
     assert "error" in capsys.readouterr().err
+
+
+def test_python_m_kaizen_api_prints_the_hash(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO("s3cret\n"))
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_module("kaizen.api", run_name="__main__")
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == hash_token("s3cret")

@@ -4,7 +4,7 @@ Configure tokens with a JSON or TOML file of ``{"<sha256 hex of token>": "user-i
 (:func:`load_token_file`), or with the ``KAIZEN_API_TOKENS`` environment variable
 holding ``user=token`` pairs separated by commas or whitespace, hashed as they are
 read (:func:`tokens_from_env`). Print the hash of a token with
-``python -m kaizen.api.auth`` (reads the token from stdin, so it stays out of the
+``python -m kaizen.api`` (reads the token from stdin, so it stays out of the
 shell history).
 """
 
@@ -147,7 +147,3 @@ def main() -> int:
         sys.stderr.write(f"error: {exc}\n")
         return 2
     return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())

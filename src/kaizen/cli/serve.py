@@ -28,7 +28,7 @@ def register(subparsers: Any) -> None:
             "Serve the HTTP approvals API (/api/...), its OpenAPI document (/openapi.json) "
             f"and the approver inbox (/). Tokens come from --tokens FILE, ${TOKENS_FILE_VAR} "
             f"or ${ENV_VAR} (user=token pairs); files map sha256 hex digests of tokens to "
-            "user ids (print one with: python -m kaizen.api.auth < token.txt)."
+            "user ids (print one with: python -m kaizen.api < token.txt)."
         ),
     )
     parser.add_argument(

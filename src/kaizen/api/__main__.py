@@ -1,0 +1,5 @@
+"""``python -m kaizen.api``: print the sha256 hex digest of the token read from stdin."""
+
+from kaizen.api.auth import main
+
+raise SystemExit(main())
