@@ -14,6 +14,7 @@ from dataflow import ConcurrencyError, DataFlow, DuplicateKeyError, ValidationEr
 from dataflow.values import utcnow
 from kaizen.governance import (
     AlreadyDecidedError,
+    ApprovalNotFoundError,
     ApprovalStatus,
     ExternalAgentApprovalManager,
     ExternalAgentApprovalRequest,
@@ -303,3 +304,29 @@ async def test_a_sweep_that_finds_its_batch_taken_counts_nothing(
     assert await storage.timeout_overdue() == 1
     assert await storage._expire(stale, utcnow()) == 0  # another sweeper's batch, read before
     assert [e.event for e in await storage.events("t")] == ["requested", "timed_out"]
+
+
+async def test_update_and_agent_listing(store: Store, make_request: MakeRequest) -> None:
+    await store.save(make_request(id="u1"))
+    await store.save(make_request(id="u2", external_agent_id="agent-2"))
+    request = await store.load("u1")
+    assert request is not None
+    request.status, request.approved_by = APPROVED, "lead-456"
+    await store.update(request)
+    request.approval_reason = "edited"
+    await store.update(request)
+    assert [e.event for e in await store.events("u1")] == ["requested", "approved", "updated"]
+    assert await store.list_pending_for_agent("agent-1") == []
+    assert [r.id for r in await store.list_pending_for_agent("agent-2")] == ["u2"]
+    with pytest.raises(ApprovalNotFoundError):
+        await store.update(make_request(id="missing"))
+    assert (await store.verify_audit()).ok
+
+
+async def test_statuses_may_be_given_by_value(store: Store, make_request: MakeRequest) -> None:
+    await store.save(make_request(id="v", approvers=["lead"]))
+    assert await store.count_by_status("pending") == 1  # type: ignore[arg-type]
+    assert [r.id for r in await store.list_by_status("pending")] == ["v"]  # type: ignore[arg-type]
+    assert [r.id for r in await store.list_by_approver("lead", "pending")] == ["v"]  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="unknown approval status"):
+        await store.count_by_status("maybe")  # type: ignore[arg-type]

@@ -18,11 +18,13 @@ from typing import Any
 from dataflow.errors import DuplicateKeyError
 from dataflow.values import utcnow
 from kaizen.governance.audit import GENESIS, canonical, make_event, verify_chain
+from kaizen.governance.errors import ApprovalNotFoundError
 from kaizen.governance.models import (
     ApprovalStatus,
     AuditEvent,
     AuditReport,
     ExternalAgentApprovalRequest,
+    as_status,
 )
 
 __all__ = ["InMemoryApprovalStore"]
@@ -65,6 +67,22 @@ class InMemoryApprovalStore:
         self._append(request.id, "requested", request.requested_by, details)
         return request.id
 
+    async def update(self, request: ExternalAgentApprovalRequest) -> None:
+        """Overwrite a stored request with ``request``'s fields and audit the change.
+
+        Raises:
+            ApprovalNotFoundError: No such request.
+        """
+        request.validate()
+        stored = self._requests.get(request.id)
+        if stored is None:
+            raise ApprovalNotFoundError(request.id)
+        name = _EVENT_NAMES[request.status] if stored.status is not request.status else "updated"
+        self._requests[request.id] = copy.deepcopy(request)
+        self._append(
+            request.id, name, request.approved_by or "system", {"status": request.status.value}
+        )
+
     async def load(self, request_id: str) -> ExternalAgentApprovalRequest | None:
         """A copy of the request, or None."""
         found = self._requests.get(request_id)
@@ -88,8 +106,20 @@ class InMemoryApprovalStore:
         self, approver_id: str, status: ApprovalStatus | None = None, limit: int = 100
     ) -> list[ExternalAgentApprovalRequest]:
         """Requests ``approver_id`` may decide, newest first."""
+        wanted = None if status is None else as_status(status)
         found = self._newest_first(
-            lambda r: approver_id in r.approvers and (status is None or r.status is status)
+            lambda r: approver_id in r.approvers and (wanted is None or r.status is wanted)
+        )
+        return found[:limit]
+
+    async def list_pending_for_agent(
+        self, external_agent_id: str, limit: int = 100
+    ) -> list[ExternalAgentApprovalRequest]:
+        """Pending requests for one external agent, newest first."""
+        found = self._newest_first(
+            lambda r: (
+                r.external_agent_id == external_agent_id and r.status is ApprovalStatus.PENDING
+            )
         )
         return found[:limit]
 
@@ -97,11 +127,13 @@ class InMemoryApprovalStore:
         self, status: ApprovalStatus, limit: int = 100, offset: int = 0
     ) -> list[ExternalAgentApprovalRequest]:
         """Requests with ``status``, newest first."""
-        return self._newest_first(lambda r: r.status is status)[offset : offset + limit]
+        wanted = as_status(status)
+        return self._newest_first(lambda r: r.status is wanted)[offset : offset + limit]
 
     async def count_by_status(self, status: ApprovalStatus) -> int:
         """How many requests have ``status``."""
-        return sum(1 for r in self._requests.values() if r.status is status)
+        wanted = as_status(status)
+        return sum(1 for r in self._requests.values() if r.status is wanted)
 
     async def decide(
         self,

@@ -19,6 +19,7 @@ __all__ = [
     "AuditProblem",
     "AuditReport",
     "ExternalAgentApprovalRequest",
+    "as_status",
     "check_id",
 ]
 
@@ -152,6 +153,18 @@ class ExternalAgentApprovalRequest:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, datetime) or value.utcoffset() is None):
                 raise ValidationError(f"{name} must be a timezone-aware datetime")
+
+
+def as_status(value: ApprovalStatus | str) -> ApprovalStatus:
+    """``value`` as an :class:`ApprovalStatus` (its string value is accepted too).
+
+    Raises:
+        ValidationError: Not a status.
+    """
+    try:
+        return ApprovalStatus(value)
+    except ValueError:
+        raise ValidationError(f"unknown approval status {value!r}") from None
 
 
 def check_id(what: str, value: Any) -> str:

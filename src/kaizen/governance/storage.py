@@ -31,6 +31,7 @@ from kaizen.governance.models import (
     AuditEvent,
     AuditReport,
     ExternalAgentApprovalRequest,
+    as_status,
     check_id,
 )
 
@@ -147,7 +148,11 @@ class ExternalAgentApprovalStorage:
     ) -> list[ExternalAgentApprovalRequest]:
         """Requests with ``status``, newest first (ties broken by id)."""
         rows = await self.db.select(
-            self._req, {"status": status.value}, order_by="-created_at", limit=limit, offset=offset
+            self._req,
+            {"status": as_status(status).value},
+            order_by="-created_at",
+            limit=limit,
+            offset=offset,
         )
         return [request_from_row(r) for r in rows]
 
@@ -157,7 +162,7 @@ class ExternalAgentApprovalStorage:
         """Requests ``approver_id`` may decide (exact id match, indexed), newest first."""
         filt: dict[str, Any] = {"approvers_json": {"$contains": approver_id}}
         if status is not None:
-            filt["status"] = status.value
+            filt["status"] = as_status(status).value
         rows = await self.db.select(self._req, filt, order_by="-created_at", limit=limit)
         return [request_from_row(r) for r in rows]
 
@@ -171,7 +176,7 @@ class ExternalAgentApprovalStorage:
 
     async def count_by_status(self, status: ApprovalStatus) -> int:
         """How many requests have ``status``."""
-        return await self.db.count(self._req, {"status": status.value})
+        return await self.db.count(self._req, {"status": as_status(status).value})
 
     async def get_expired_pending_requests(
         self, timeout_seconds: int = 3600, limit: int = 100
