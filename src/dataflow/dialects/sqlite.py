@@ -196,6 +196,8 @@ class SQLiteDialect(Dialect):
             raw.execute("PRAGMA journal_mode = WAL")
             raw.execute("PRAGMA synchronous = NORMAL")
             raw.execute("PRAGMA foreign_keys = ON")
+            # LIKE is case-sensitive on PostgreSQL and MySQL (binary collation): here too.
+            raw.execute("PRAGMA case_sensitive_like = ON")
             raw.execute("PRAGMA busy_timeout = 0")
         except BaseException:
             raw.close()
