@@ -220,7 +220,16 @@ class Operations:
             stmt = sa.select(*st.columns)
             if where is not None:
                 stmt = stmt.where(where)
-            keys = [st.table.c[n].desc() if d else st.table.c[n].asc() for n, d in order]
+            fields = st.model.fields
+            keys = [
+                key
+                for n, d in order
+                for key in (
+                    self.dialect.order_nullable(st.table.c[n], d)
+                    if fields[n].nullable
+                    else [st.table.c[n].desc() if d else st.table.c[n].asc()]
+                )
+            ]
             if order and "id" not in (n for n, _ in order):
                 keys.append(st.table.c.id.desc() if order[-1][1] else st.table.c.id.asc())
             stmt = stmt.order_by(*keys)

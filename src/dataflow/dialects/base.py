@@ -125,6 +125,10 @@ class Dialect(ABC):
         """Native JSON-array membership test (only with ``native_membership_index``)."""
         raise NotImplementedError  # pragma: no cover
 
+    def order_nullable(self, column: Any, desc: bool) -> list[Any]:
+        """ORDER BY keys for a nullable column: NULL sorts as the largest value everywhere."""
+        return [column.desc().nulls_first() if desc else column.asc().nulls_last()]
+
     def limit_delete(self, stmt: Any, table: sa.Table, where: Any, limit: Any) -> Any:
         """Restrict a DELETE to at most ``limit`` rows (oldest ids first)."""
         import sqlalchemy as sa

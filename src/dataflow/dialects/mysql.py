@@ -233,6 +233,11 @@ class MySQLDialect(Dialect):
         )
         return stmt.on_duplicate_key_update({n: stmt.inserted[n] for n in update_columns})
 
+    def order_nullable(self, column: Any, desc: bool) -> list[Any]:
+        # No NULLS FIRST/LAST in MySQL: sort on "IS NULL" first (NULL as the largest value).
+        is_null = column.is_(None)
+        return [is_null.desc(), column.desc()] if desc else [is_null.asc(), column.asc()]
+
     def json_merge(self, column: Any, doc: Any, paths: Sequence[Any]) -> Any:
         args: list[Any] = [sa.func.coalesce(column, sa.func.json_object())]
         for path in paths:
