@@ -306,3 +306,25 @@ async def test_contains_needs_a_membership_index(db: DataFlow) -> None:
     await db.insert(Bag, {"id": "a", "items": ["x"]})
     with pytest.raises(ValidationError, match="items"):
         await db.select(Bag, {"items": {"$contains": "x"}})
+
+
+async def test_like_is_case_sensitive_on_every_database(db: DataFlow) -> None:
+    _person(db)
+    await db.insert_many(
+        "Person", [{"id": "a", "name": "MiXeD", "age": 1}, {"id": "b", "name": "mixed", "age": 1}]
+    )
+    assert await _ids(db, {"name": {"$like": "mixed"}}) == ["b"]
+    assert await _ids(db, {"name": {"$like": "Mi%"}}) == ["a"]
+    assert await _ids(db, {"name": {"$like": "%XeD"}}) == ["a"]
+
+
+async def test_nulls_sort_the_same_on_every_database(db: DataFlow) -> None:
+    await _seeded(db)  # score: p1 1.5, p2 None, p3 3.0, p4 2.5
+
+    async def order(order_by: Any) -> list[str]:
+        return [r["id"] for r in await db.select("Person", order_by=order_by)]
+
+    # NULL sorts as the largest value, as in PostgreSQL.
+    assert await order("score") == ["p1", "p4", "p3", "p2"]
+    assert await order("-score") == ["p2", "p3", "p4", "p1"]
+    assert await order(["nick", "id"]) == ["p1", "p3", "p2", "p4"]
