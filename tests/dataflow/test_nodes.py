@@ -278,3 +278,23 @@ async def test_nodes_of_two_models_are_independent(db: DataFlow) -> None:
     assert await db.nodes["OtherCountNode"].execute() == 1
     assert (await db.nodes["OtherReadNode"].execute(id="a"))["value"] == 1
     assert await _run(db, "Count") == 1
+
+
+async def test_update_with_unchanged_values_still_finds_the_record(db: DataFlow) -> None:
+    # MySQL reports changed rows unless asked for matched rows: a no-op update must not
+    # look like a missing record.
+    _thing(db)
+    await _run(db, "Create", id="a", name="same", rank=1)
+    updated = await _run(db, "Update", id="a", fields={"name": "same", "rank": 1})
+    assert (updated["name"], updated["rank"]) == ("same", 1)
+    assert (await _run(db, "Update", id="a", fields={}))["id"] == "a"
+    assert await db.update("Thing", "a", {"rank": 1}) is not None
+
+
+async def test_bulk_create_of_many_records(db: DataFlow) -> None:
+    _thing(db)
+    records = [{"id": f"r{i:05d}", "name": "n" * (i % 50), "rank": i} for i in range(3000)]
+    assert await _run(db, "BulkCreate", records=records) == 3000
+    assert await _run(db, "Count", filter={"rank": {"$gte": 1500}}) == 1500
+    last = await _run(db, "List", order_by="-rank", limit=1)
+    assert last[0]["id"] == "r02999"

@@ -216,3 +216,24 @@ async def test_update_versioned_needs_a_versioned_model(db: DataFlow) -> None:
     await db.insert("Account", {"id": "a", "balance": 1})
     with pytest.raises(ValidationError, match="versioned"):
         await db.update_versioned("Account", "a", 1, {"balance": 2})
+
+
+async def test_failed_writes_leave_no_membership_rows(db: DataFlow) -> None:
+    from dataflow import Index
+
+    @db.model(indexes=[Index("tags", membership=True)])
+    class Card:
+        id: str
+        tags: list
+
+    await db.insert(Card, {"id": "taken", "tags": ["old"]})
+    with pytest.raises(DuplicateKeyError):
+        await db.insert_many(Card, [{"id": "new", "tags": ["ghost"]}, {"id": "taken", "tags": []}])
+    with pytest.raises(RuntimeError):
+        async with db.transaction() as tx:
+            await tx.insert(Card, {"id": "tx", "tags": ["ghost"]})
+            await tx.update(Card, "taken", {"tags": ["ghost"]})
+            raise RuntimeError("roll back")
+    assert await db.select(Card, {"tags": {"$contains": "ghost"}}) == []
+    assert [r["id"] for r in await db.select(Card, {"tags": {"$contains": "old"}})] == ["taken"]
+    assert await db.count(Card) == 1
