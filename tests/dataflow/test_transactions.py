@@ -237,3 +237,25 @@ async def test_failed_writes_leave_no_membership_rows(db: DataFlow) -> None:
     assert await db.select(Card, {"tags": {"$contains": "ghost"}}) == []
     assert [r["id"] for r in await db.select(Card, {"tags": {"$contains": "old"}})] == ["taken"]
     assert await db.count(Card) == 1
+
+
+async def test_concurrent_first_use_and_same_id_races(db: DataFlow) -> None:
+    _account(db)
+
+    # Many tasks using a model for the first time at once: one schema set-up, all succeed.
+    await asyncio.gather(*(db.insert("Account", {"id": f"f{i}", "balance": i}) for i in range(20)))
+    assert await db.count("Account") == 20
+
+    async def create(i: int) -> str:
+        try:
+            await db.insert("Account", {"id": "same", "balance": i})
+        except DuplicateKeyError:
+            return "duplicate"
+        return "created"
+
+    results = await asyncio.gather(*(create(i) for i in range(10)))
+    assert sorted(results) == ["created"] + ["duplicate"] * 9
+
+    upserts = [db.upsert("Account", {"id": "up", "balance": i}) for i in range(10)]
+    await asyncio.gather(*upserts)
+    assert await db.count("Account", {"id": "up"}) == 1
