@@ -204,7 +204,7 @@ class FlakyStore:
 
 async def _flaky_manager(any_manager: ExternalAgentApprovalManager, failures: list[Any]) -> str:
     request_id = await any_manager.request_approval("agent-1", "user-1", {})
-    any_manager._store = FlakyStore(any_manager._store, failures)  # type: ignore[assignment]
+    any_manager._store = FlakyStore(any_manager._store, failures)
     return request_id
 
 
@@ -288,9 +288,9 @@ async def test_sweeps_retry_deadlock_victims(any_manager: ExternalAgentApprovalM
     await any_manager.request_approval("fast", "user-1", {})
     await asyncio.sleep(0.05)  # past its deadline
     inner = any_manager._store
-    any_manager._store = FlakyStore(inner, [ConcurrencyError("deadlock")] * 2)  # type: ignore[assignment]
+    any_manager._store = FlakyStore(inner, [ConcurrencyError("deadlock")] * 2)
     assert await any_manager.timeout_pending_approvals() == 1
-    any_manager._store = FlakyStore(inner, [ConcurrencyError("deadlock")] * 3)  # type: ignore[assignment]
+    any_manager._store = FlakyStore(inner, [ConcurrencyError("deadlock")] * 3)
     with pytest.raises(ConcurrencyError):
         await any_manager.timeout_pending_approvals()
 

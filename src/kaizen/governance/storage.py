@@ -50,8 +50,12 @@ _PAGE = 200
 
 
 class ExternalAgentApprovalStorage:
-    """Approval requests in table ``external_agent_approval_request``, audit in
-    ``external_agent_approval_audit``.
+    """Approval requests and their audit trail, stored through DataFlow.
+
+    Requests live in table ``external_agent_approval_request`` (the spec's
+    columns plus ``deadline_at``, ``audit_seq``, ``audit_head``), audit events
+    in ``external_agent_approval_audit``. Indexed: status, agent, deadline and
+    approver membership (GIN on PostgreSQL, an indexed side table elsewhere).
 
     Args:
         db: The DataFlow database; the two models are registered on it once.
@@ -113,7 +117,7 @@ class ExternalAgentApprovalStorage:
         )
         values = {**request_row(request), "audit_seq": event.seq, "audit_head": event.hash}
         where = {"id": request.id, "audit_seq": row["audit_seq"]}
-        if not await self._append(where, values, event):
+        if not await self._append(where, values, event, notify=request.id):
             raise ConcurrencyError(f"approval request {request.id!r} was changed concurrently")
 
     async def load(self, request_id: str) -> ExternalAgentApprovalRequest | None:
