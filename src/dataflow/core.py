@@ -261,6 +261,8 @@ class DataFlow(Operations):
             if loop is current:
                 await backend.close()
         await self.dialect.close()
+        # Tables are checked again on reuse: an in-memory SQLite database is gone now.
+        self._ensured.clear()
 
     async def __aenter__(self) -> DataFlow:
         return self
