@@ -273,3 +273,23 @@ def test_url_spellings_are_accepted(url: str) -> None:
 def test_bad_urls_and_options_raise_configuration_error(url: str, options: dict[str, int]) -> None:
     with pytest.raises(ConfigurationError):
         DataFlow(url, **options)
+
+
+def test_in_memory_database_is_usable_again_after_close() -> None:
+    db = DataFlow("sqlite:///:memory:")
+    _declare(db)
+
+    async def first() -> None:
+        await db.insert("Thing", {"id": "a"})
+        assert await db.count("Thing") == 1
+        await db.close()
+
+    async def second() -> None:
+        # Closing discarded the in-memory data, but the handle works again.
+        assert await db.count("Thing") == 0
+        await db.insert("Thing", {"id": "b"})
+        assert await db.count("Thing") == 1
+        await db.close()
+
+    asyncio.run(first())
+    asyncio.run(second())
