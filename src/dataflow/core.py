@@ -223,6 +223,25 @@ class DataFlow(Operations):
                     raise err from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
+    async def ping(self) -> None:
+        """Check that the database answers (one trivial query).
+
+        Raises:
+            ConnectionLostError: It does not.
+        """
+        backend: Backend | None = None
+        try:
+            backend = await self._backend()
+            async with backend.acquire() as conn:
+                await conn.fetch("SELECT 1", [])
+        except Exception as exc:
+            err = translate_error(self.dialect, exc)
+            if backend is not None and isinstance(err, ConnectionLostError):
+                backend.discard_idle()
+            if err is None or err is exc:
+                raise
+            raise err from exc
+
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
         """Run several operations atomically: committed on clean exit, else rolled back.

@@ -38,6 +38,7 @@ __all__ = [
     "cleanup_sessions",
     "get_approval",
     "get_session",
+    "health",
     "list_approvals",
     "list_sessions",
     "maintain_once",
@@ -119,6 +120,16 @@ def _status(value: str | None) -> ApprovalStatus | None:
         raise ValidationError(
             f"unknown status {value!r}; use one of {', '.join(STATUSES)}"
         ) from None
+
+
+async def health(k: Kaizen) -> dict[str, str]:
+    """``{"status": "ok", "database": <dialect>}`` when the database answers.
+
+    Raises:
+        ConnectionLostError: It does not.
+    """
+    await k.db.ping()
+    return {"status": "ok", "database": k.db.dialect_name}
 
 
 async def list_approvals(

@@ -129,3 +129,13 @@ async def test_many_concurrent_operations_share_a_small_pool(db_url: str) -> Non
         assert counts == list(range(40))
     finally:
         await db.close()
+
+
+async def test_ping_answers_or_raises_connection_lost(db_url: str) -> None:
+    async with DataFlow(db_url) as db:
+        await db.ping()
+    down = DataFlow("postgresql://user:s3cret@127.0.0.1:1/nowhere", connect_timeout=2)
+    with pytest.raises(ConnectionLostError) as exc:
+        await down.ping()
+    assert "s3cret" not in str(exc.value)
+    await down.close()
