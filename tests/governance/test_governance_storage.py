@@ -196,7 +196,10 @@ async def test_list_by_approver_matches_exactly(
         "_",
         "l_ad",
         "le%",
+        f"{approver} ",
     ]
+    if approver.swapcase() != approver:
+        decoys.append(approver.swapcase())
     for i, decoy in enumerate(decoys):
         await storage.save(make_request(id=f"decoy-{i}", approvers=[decoy]))
     await storage.save(make_request(id="mine-1", approvers=["someone", approver]))
