@@ -171,7 +171,14 @@ class PostgreSQLDialect(Dialect):
         )
 
     async def _open(self) -> _Connection:
-        return _Connection(await self._connect())
+        try:
+            return _Connection(await self._connect())
+        except asyncpg.PostgresError as exc:
+            # The server answered but refused a session for now (database not accepting
+            # connections, too many clients, starting up): the database is unreachable.
+            if (getattr(exc, "sqlstate", "") or "")[:2] in ("53", "55", "57"):
+                raise self.connection_error(exc) from exc
+            raise
 
     @staticmethod
     async def _close(conn: _Connection) -> None:
