@@ -14,7 +14,8 @@ from df_support import RawDB
 
 from dataflow import ConnectionLostError, DataFlow
 
-pytestmark = pytest.mark.parametrize("db_url", ["postgresql", "mysql"], indirect=True)
+BOTH = pytest.mark.parametrize("db_url", ["postgresql", "mysql"], indirect=True)
+POSTGRESQL = pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 
 
 async def _others(raw: RawDB) -> list[int]:
@@ -57,6 +58,7 @@ def _thing(db: DataFlow) -> type:
     return Thing
 
 
+@BOTH
 async def test_the_next_read_after_a_killed_connection_succeeds(db: DataFlow, raw: RawDB) -> None:
     _thing(db)
     await db.insert("Thing", {"id": "a", "n": 1})
@@ -76,6 +78,7 @@ async def test_the_next_read_after_a_killed_connection_succeeds(db: DataFlow, ra
     assert await db.count("Thing") == 2
 
 
+@BOTH
 async def test_a_write_on_a_killed_connection_raises_and_is_not_duplicated(
     db: DataFlow, raw: RawDB
 ) -> None:
@@ -91,6 +94,7 @@ async def test_a_write_on_a_killed_connection_raises_and_is_not_duplicated(
     assert await db.count("Thing", {"id": "b"}) == 1
 
 
+@BOTH
 async def test_every_kind_of_write_on_a_killed_connection(db: DataFlow, raw: RawDB) -> None:
     _thing(db)
     await db.insert("Thing", {"id": "a", "n": 1})
@@ -110,6 +114,7 @@ async def test_every_kind_of_write_on_a_killed_connection(db: DataFlow, raw: Raw
         assert [(r["id"], r["n"]) for r in rows] == [("a", 1)]
 
 
+@BOTH
 async def test_a_transaction_on_a_killed_connection(db: DataFlow, raw: RawDB) -> None:
     _thing(db)
     await db.insert("Thing", {"id": "a", "n": 1})
@@ -125,6 +130,7 @@ async def test_a_transaction_on_a_killed_connection(db: DataFlow, raw: RawDB) ->
     assert await db.count("Thing") == 2
 
 
+@BOTH
 async def test_several_pooled_connections_killed_at_once(db: DataFlow, raw: RawDB) -> None:
     _thing(db)
     await db.insert_many("Thing", [{"id": str(i), "n": i} for i in range(20)])
@@ -134,3 +140,31 @@ async def test_several_pooled_connections_killed_at_once(db: DataFlow, raw: RawD
     assert killed >= 1
     results = await asyncio.gather(*(db.get("Thing", str(i)) for i in range(20)))
     assert [r["n"] for r in results if r is not None] == list(range(20))
+
+
+@POSTGRESQL
+async def test_the_pool_recovers_once_the_database_accepts_connections_again(
+    db: DataFlow, raw: RawDB, db_url: str
+) -> None:
+    # PostgreSQL can refuse new connections to one database: "the server is down" for us.
+    import asyncpg
+
+    _thing(db)
+    await db.insert("Thing", {"id": "a"})
+    name = await raw.scalar("SELECT current_database()")
+    admin = await asyncpg.connect(db_url.rsplit("/", 1)[0] + "/postgres", timeout=5)
+    try:
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        try:
+            await _kill_pooled(raw)
+            with pytest.raises(ConnectionLostError):
+                await db.count("Thing")
+            with pytest.raises(ConnectionLostError):
+                await db.insert("Thing", {"id": "b"})
+        finally:
+            await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+    finally:
+        await admin.close()
+    assert await db.count("Thing") == 1
+    await db.insert("Thing", {"id": "b"})
+    assert await db.count("Thing") == 2
