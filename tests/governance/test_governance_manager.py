@@ -256,8 +256,12 @@ async def test_deciding_after_the_deadline_times_out(
 
 
 async def test_wait_returns_true_when_approved_meanwhile(
-    any_manager: ExternalAgentApprovalManager,
+    any_manager: ExternalAgentApprovalManager, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from kaizen.governance import approval_manager
+
+    # No periodic re-read: the waiter must be woken by the decision (NOTIFY, event or backoff).
+    monkeypatch.setattr(approval_manager, "_RECHECK_SECONDS", 3600.0)
     request_id = await any_manager.request_approval("agent-1", "user-1", {})
 
     async def approve_soon() -> None:
@@ -265,7 +269,9 @@ async def test_wait_returns_true_when_approved_meanwhile(
         await any_manager.approve_request(request_id, "lead-456")
 
     task = asyncio.create_task(approve_soon())
-    assert await any_manager.wait_for_approval(request_id, timeout=WAIT_LIMIT) is True
+    # The wait itself would last an hour; only being woken ends it before the hang guard.
+    waiting = any_manager.wait_for_approval(request_id, timeout=3600)
+    assert await asyncio.wait_for(waiting, WAIT_LIMIT) is True
     await task
 
 

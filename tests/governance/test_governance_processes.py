@@ -23,7 +23,8 @@ REQUESTS = 50
 
 async def test_create_in_a_approve_in_b_wait_in_c(db_url: str) -> None:
     [request_id] = await run_worker(db_url, "create", count=1, approvers=["lead-456"])
-    waiter = await Worker.start(db_url, "wait", id=request_id, timeout=120)
+    # Waits up to an hour: only being woken by the decision ends it before the hang guard.
+    waiter = await Worker.start(db_url, "wait", id=request_id, timeout=3600, recheck=3600)
     await waiter.expect("waiting")
     assert await run_worker(db_url, "approve", id=request_id, approver="lead-456") == "approved"
     assert await waiter.result() is True
