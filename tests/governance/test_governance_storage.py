@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from dataflow import DataFlow, DuplicateKeyError, ValidationError
+from dataflow import ConfigurationError, DataFlow, DuplicateKeyError, ValidationError
 from dataflow.values import utcnow
 from kaizen.governance import (
     ApprovalNotFoundError,
@@ -272,3 +272,12 @@ async def test_storage_registers_models_once(db: DataFlow, make_request: MakeReq
     request = make_request()
     await one.save(request)
     assert await two.load(request.id) == request
+
+
+async def test_a_foreign_model_of_the_same_name_is_refused(db: DataFlow) -> None:
+    @db.model
+    class ApprovalRequestRecord:
+        id: str
+
+    with pytest.raises(ConfigurationError, match="taken"):
+        ExternalAgentApprovalStorage(db)

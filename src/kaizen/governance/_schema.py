@@ -6,7 +6,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from dataflow import DataFlow, Index
+from dataflow import ConfigurationError, DataFlow, Index
 from kaizen.governance.models import ApprovalStatus, AuditEvent, ExternalAgentApprovalRequest
 
 __all__ = [
@@ -71,13 +71,19 @@ _AUDIT_INDEXES = [Index("request_id", "seq", unique=True)]
 
 def register(db: DataFlow) -> tuple[str, str]:
     """Register both models on ``db`` once; return their model names."""
-    names = (ApprovalRequestRecord.__name__, ApprovalAuditRecord.__name__)
     models = db.models
-    if names[0] not in models:
-        db.model(table=REQUEST_TABLE, indexes=_REQUEST_INDEXES)(ApprovalRequestRecord)
-    if names[1] not in models:
-        db.model(table=AUDIT_TABLE, indexes=_AUDIT_INDEXES)(ApprovalAuditRecord)
-    return names
+    for cls, table, indexes in (
+        (ApprovalRequestRecord, REQUEST_TABLE, _REQUEST_INDEXES),
+        (ApprovalAuditRecord, AUDIT_TABLE, _AUDIT_INDEXES),
+    ):
+        found = models.get(cls.__name__)
+        if found is None:
+            db.model(table=table, indexes=indexes)(cls)
+        elif found is not cls:
+            raise ConfigurationError(
+                f"model name {cls.__name__!r} is taken on this DataFlow by another class"
+            )
+    return ApprovalRequestRecord.__name__, ApprovalAuditRecord.__name__
 
 
 def request_row(request: ExternalAgentApprovalRequest) -> dict[str, Any]:
