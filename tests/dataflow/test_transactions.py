@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
 from dataflow import (
     ConcurrencyError,
     DataFlow,
+    DataFlowError,
     DuplicateKeyError,
     NotFoundError,
     ValidationError,
@@ -259,3 +261,22 @@ async def test_concurrent_first_use_and_same_id_races(db: DataFlow) -> None:
     upserts = [db.upsert("Account", {"id": "up", "balance": i}) for i in range(10)]
     await asyncio.gather(*upserts)
     assert await db.count("Account", {"id": "up"}) == 1
+
+
+async def test_using_db_inside_its_own_sqlite_transaction_raises_instead_of_hanging(
+    tmp_path: Path,
+) -> None:
+    db = DataFlow(f"sqlite:///{tmp_path / 'tx.db'}")
+
+    @db.model
+    class Box:
+        id: str
+
+    try:
+        async with db.transaction() as tx:
+            await tx.insert(Box, {"id": "a"})
+            with pytest.raises(DataFlowError, match="use tx"):
+                await db.get(Box, "a")
+        assert await db.get(Box, "a") is not None
+    finally:
+        await db.close()

@@ -94,35 +94,55 @@ class SQLiteBackend(Backend):
     def __init__(self, conn: _Connection) -> None:
         self.conn = conn
         self._lock = asyncio.Lock()
+        self._holder: asyncio.Task[Any] | None = None
+
+    def _check_reentry(self) -> None:
+        # Waiting for the lock our own task holds would wait forever.
+        if self._holder is not None and self._holder is asyncio.current_task():
+            raise DataFlowError(
+                "this task is inside `async with db.transaction() as tx:`; "
+                "use tx (not db) for operations in the block"
+            )
 
     @contextlib.asynccontextmanager
     async def acquire(self) -> AsyncIterator[Any]:
+        self._check_reentry()
         async with self._lock:
             yield self.conn
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Any]:
+        self._check_reentry()
         async with self._lock:
-            conn = self.conn
-            # IMMEDIATE takes the write lock up front: no deadlock on lock upgrade.
-            await conn.execute("BEGIN IMMEDIATE", ())
+            self._holder = asyncio.current_task()
             try:
-                yield conn
-            except BaseException:
-                conn.raw.rollback()
-                raise
-            try:
-                await conn.execute("COMMIT", ())
-            except BaseException:
-                conn.raw.rollback()
-                raise
+                async with self._begin() as conn:
+                    yield conn
+            finally:
+                self._holder = None
+
+    @contextlib.asynccontextmanager
+    async def _begin(self) -> AsyncIterator[Any]:
+        conn = self.conn
+        # IMMEDIATE takes the write lock up front: no deadlock on lock upgrade.
+        await conn.execute("BEGIN IMMEDIATE", ())
+        try:
+            yield conn
+        except BaseException:
+            conn.raw.rollback()
+            raise
+        try:
+            await conn.execute("COMMIT", ())
+        except BaseException:
+            conn.raw.rollback()
+            raise
 
     async def close(self) -> None:
         """The connection belongs to the dialect, which closes it."""
 
 
 class SQLiteDialect(Dialect):
-    """SQLite: WAL journal, busy timeout, JSON as TEXT, timestamps as ISO-8601 UTC text."""
+    """SQLite: WAL journal, busy timeout, JSON text, timestamps as ISO-8601 UTC text."""
 
     name = "sqlite"
     # SQLite's JSON functions re-print floats with 15 significant digits, so a
