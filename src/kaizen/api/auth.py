@@ -19,6 +19,8 @@ import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from dataflow.errors import ConfigurationError
+
 __all__ = [
     "ENV_VAR",
     "TokenConfigError",
@@ -33,7 +35,7 @@ ENV_VAR = "KAIZEN_API_TOKENS"
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
-class TokenConfigError(ValueError):
+class TokenConfigError(ConfigurationError, ValueError):
     """The token configuration (file or environment) is unusable."""
 
 
