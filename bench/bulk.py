@@ -206,7 +206,9 @@ async def analyze(target: Target, tables: Sequence[str]) -> None:
         conn = await connect_raw(target, "asyncpg")
         try:
             for t in tables:
-                await conn.execute(f'ANALYZE "{t}"')
+                # VACUUM also sets the visibility map, which index-only scans need;
+                # autovacuum does both after a large insert.
+                await conn.execute(f'VACUUM ANALYZE "{t}"')
         finally:
             await conn.close()
     elif target.name == "mysql":

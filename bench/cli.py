@@ -76,7 +76,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         "--scale", type=int, help="rows per table for the scale part (default 1000000; quick 5000)"
     )
     p.add_argument(
-        "--scale-calls", type=int, help="calls per operation at scale (default 200; quick 10)"
+        "--scale-calls", type=int, help="calls per operation at scale (default 100; quick 10)"
     )
     p.add_argument(
         "--base-rows",
@@ -104,7 +104,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
             parts=parts,
             calls=a.calls or (30 if a.quick else 2000),
             scale=a.scale if a.scale is not None else (5000 if a.quick else 1_000_000),
-            scale_calls=a.scale_calls or (10 if a.quick else 200),
+            scale_calls=a.scale_calls or (10 if a.quick else 100),
             base_rows=a.base_rows,
             concurrency_calls=a.concurrency_calls or (100 if a.quick else 2000),
             wakeup_rounds=a.wakeup_rounds or (3 if a.quick else 20),

@@ -39,8 +39,6 @@ MIX = {
     "list_pending_for_agent": 5,
 }
 
-Step = Callable[[Any], Awaitable[Any]]
-
 
 def _plan(proc: int, calls: int, salt: str) -> list[tuple[str, Any]]:
     rng = random.Random(proc * 1000 + len(salt))
@@ -61,20 +59,20 @@ class _Load:
         self.sessions = SessionSuite(self.db, target)
         self.new_request, self.new_session = new_request, new_session
         self.rows = max(1, fixture_rows)
-
-    def call(self, kind: str, key: str) -> Step:
         a, s = self.approvals, self.sessions
-        n = zlib.crc32(key.encode()) % self.rows
-        steps: dict[str, Step] = {
-            "session_load": lambda k: s.storage.load(f"sess-{n:08d}"),
-            "session_merge": lambda k: s.manager.update_session_state_async(k, {"n": 1}, "api"),
-            "approval_load": lambda k: a.storage.load(f"req-{n:08d}"),
-            "session_save": lambda k: s.storage.save(self.new_session(k)),
-            "approval_save": lambda k: a.storage.save(self.new_request(k)),
-            "approve": lambda k: a.manager.approve_request(k, "lead-bench"),
-            "list_pending_for_agent": lambda k: a.storage.list_pending_for_agent("agent-hot"),
+        # (key, fixture row) -> the call; reads pick a fixture row from the key.
+        self.steps: dict[str, Callable[[str, int], Awaitable[Any]]] = {
+            "session_load": lambda k, n: s.storage.load(f"sess-{n:08d}"),
+            "session_merge": lambda k, n: s.manager.update_session_state_async(k, {"n": 1}, "api"),
+            "approval_load": lambda k, n: a.storage.load(f"req-{n:08d}"),
+            "session_save": lambda k, n: s.storage.save(new_session(k)),
+            "approval_save": lambda k, n: a.storage.save(new_request(k)),
+            "approve": lambda k, n: a.manager.approve_request(k, "lead-bench"),
+            "list_pending_for_agent": lambda k, n: a.storage.list_pending_for_agent("agent-hot"),
         }
-        return steps[kind]
+
+    async def run(self, kind: str, key: str) -> None:
+        await self.steps[kind](key, zlib.crc32(key.encode()) % self.rows)
 
     async def setup(self, kind: str, key: str) -> None:
         if kind == "session_merge":
@@ -155,7 +153,7 @@ async def _child_main(
         await load.setup(kind, key)
 
     async def ours(item: tuple[str, str]) -> None:
-        await load.call(*item)(item[1])
+        await load.run(*item)
 
     result: dict[str, Any] = {"ours": await _window(barrier, ours_plan, ours)}
     for kind, key in ours_plan:
@@ -167,7 +165,7 @@ async def _child_main(
         for kind, key in raw_plan:
             await load.setup(kind, key)
             rec.take()
-            await load.call(kind, key)(key)
+            await load.run(kind, key)
             recorded.append(rec.take())
             await load.teardown(kind, key)
     for kind, key in raw_plan:

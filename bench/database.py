@@ -115,10 +115,20 @@ async def bench_database(target: Target, opts: Options) -> dict[str, Any]:
     if "sessions" in opts.groups:
         suites.append(SessionSuite(db, target))
     replayers = await open_replayers(target)
+    laps: dict[str, float] = {}
+    out["part_seconds"] = laps
+    clock = [time.perf_counter()]
+
+    def lap(part: str) -> None:
+        now = time.perf_counter()
+        laps[part] = round(now - clock[0], 1)
+        clock[0] = now
+
     try:
         for s in suites:
             await s.populate(opts.base_rows)
         out["base_rows"] = opts.base_rows
+        lap("populate")
         base: list[OpResult] = []
         if "ops" in opts.parts:
             for s in suites:
@@ -126,6 +136,7 @@ async def bench_database(target: Target, opts: Options) -> dict[str, Any]:
                     db, target, s, s.ops(), replayers, opts.calls, opts, opts.op_budget
                 )
             out["ops"] = [r.as_dict() for r in base]
+            lap("ops")
         if "concurrency" in opts.parts:
             from bench.concurrency import run_concurrency
 
@@ -133,18 +144,22 @@ async def bench_database(target: Target, opts: Options) -> dict[str, Any]:
                 run_concurrency, target, opts.concurrency_calls, opts.base_rows
             )
             out["concurrency"] = await _guarded(f"{target.name} concurrency", coro)
+            lap("concurrency")
         if "wakeup" in opts.parts and "approvals" in opts.groups:
             from bench.wakeup import run_wakeup
 
             coro = run_wakeup(db, target, opts.wakeup_rounds)
             out["wakeup"] = await _guarded(f"{target.name} wake-up", coro)
+            lap("wakeup")
         if "rss" in opts.parts:
             from bench.process import measure_rss
 
             coro = asyncio.to_thread(measure_rss, target.url, opts.rss_saves)
             out["rss"] = await _guarded(f"{target.name} RSS", coro)
+            lap("rss")
         if "scale" in opts.parts and opts.scale > opts.base_rows:
             out["scale"] = await _scale(db, target, suites, replayers, opts)
+            lap("scale")
     finally:
         for r in replayers:
             await r.close()
@@ -161,8 +176,8 @@ async def _scale(
     opts: Options,
 ) -> dict[str, Any]:
     # The same operations with the same number of calls at both sizes.
-    calls = opts.scale_calls * 2  # scale operations have weight 0.5 (cleanup 0.25)
-    budget = opts.op_budget / 3
+    calls = opts.scale_calls * 4  # scale operations have weight 0.25 (cleanup 0.125)
+    budget = opts.op_budget / 4
     base: list[OpResult] = []
     for s in suites:
         base += await _measure(db, target, s, s.scale_ops(), replayers, calls, opts, budget)

@@ -202,22 +202,22 @@ class ApprovalSuite:
     def scale_ops(self) -> list[Op]:
         s = self.storage
         return [
-            Op("list_by_status", lambda i: s.list_by_status(_PENDING, limit=100), weight=0.5),
+            Op("list_by_status", lambda i: s.list_by_status(_PENDING, limit=100), weight=0.25),
             Op(
                 "list_by_approver",
                 lambda i: s.list_by_approver("lead-hot", _PENDING, limit=100),
-                weight=0.5,
+                weight=0.25,
                 note="pending, the approver's inbox",
             ),
             Op(
                 "list_pending_for_agent",
                 lambda i: s.list_pending_for_agent("agent-hot", limit=100),
-                weight=0.5,
+                weight=0.25,
             ),
-            Op("count_by_status", lambda i: s.count_by_status(_PENDING), weight=0.5),
+            Op("count_by_status", lambda i: s.count_by_status(_PENDING), weight=0.25),
             Op(
                 "get_expired_pending_requests",
                 lambda i: s.get_expired_pending_requests(3600, limit=100),
-                weight=0.5,
+                weight=0.25,
             ),
         ]

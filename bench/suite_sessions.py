@@ -133,16 +133,16 @@ class SessionSuite:
             await self.db.delete_where(SESSION_MODEL, {"id": {"$in": ids}})
 
         return [
-            Op("list_active", lambda i: s.list_active(limit=100), weight=0.5),
-            Op("list_by_user", lambda i: s.list_by_user("user-hot", limit=100), weight=0.5),
-            Op("count_active", lambda i: s.count_active(), weight=0.5),
+            Op("list_active", lambda i: s.list_active(limit=100), weight=0.25),
+            Op("list_by_user", lambda i: s.list_by_user("user-hot", limit=100), weight=0.25),
+            Op("count_active", lambda i: s.count_active(), weight=0.25),
             Op(
                 "cleanup_expired",
                 lambda ids: s.cleanup_expired(limit=1000),
                 make=lambda i: [f"exp-{i}-{j}" for j in range(CLEANUP_BATCH)],
                 setup=plant,
                 teardown=unplant,
-                weight=0.25,
+                weight=0.125,
                 note=f"limit=1000, {CLEANUP_BATCH} expired sessions present",
             ),
         ]

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import sqlite3
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -128,17 +128,20 @@ async def _mysql_admin(*statements: str) -> tuple[str, list[str]]:
     import asyncmy
 
     conn = await asyncmy.connect(connect_timeout=_TIMEOUT, **_params(MYSQL_ADMIN, 3306))
+    # asyncmy logs server warnings; "database doesn't exist" after IF EXISTS is expected.
+    log = logging.getLogger("asyncmy")
+    level = log.level
     try:
+        log.setLevel(logging.ERROR)
         async with conn.cursor() as cur:
-            with warnings.catch_warnings():  # "database doesn't exist" is expected
-                warnings.simplefilter("ignore")
-                for sql in statements:
-                    await cur.execute(sql)
+            for sql in statements:
+                await cur.execute(sql)
             await cur.execute("SELECT VERSION()")
             version = str((await cur.fetchone())[0])
             await cur.execute("SHOW DATABASES")
             names = [str(r[0]) for r in await cur.fetchall()]
     finally:
+        log.setLevel(level)
         conn.close()
     return version, [n for n in names if n.startswith(BENCH_PREFIX)]
 
