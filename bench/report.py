@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from bench.goals import check_goals
+
 __all__ = ["markdown", "write_results"]
 
 
@@ -131,14 +133,37 @@ def markdown(results: dict[str, Any]) -> str:
                 f"(drivers imported: {imp['drivers_imported'] or 'none'})",
                 "",
             ]
+    lines += _goals(results)
     for name, d in results["databases"].items():
         lines += _database(name, d)
     return "\n".join(lines).rstrip() + "\n"
 
 
+def _goals(results: dict[str, Any]) -> list[str]:
+    goals = results.get("goals") or []
+    missing = [n for n, d in results["databases"].items() if not d.get("reachable")]
+    if not goals and not missing:
+        return []
+    lines = ["## Targets (issue 5)", ""]
+    if missing:
+        lines += [f"**Not measured (unreachable): {', '.join(missing)}**", ""]
+    met = sum(1 for g in goals if g["met"])
+    lines += [f"{met} of {len(goals)} met.", ""]
+    lines += ["| target | database | value | limit | met |", "|---|---|---:|---:|---|"]
+    for g in goals:
+        value = g["value"]
+        shown = f"{value:.2f}" if isinstance(value, int | float) else "-"
+        verdict = {True: "yes", False: "**no**", None: "-"}[g["met"]]
+        lines.append(
+            f"| {g['target']} | {g['database'] or '-'} | {shown} | {g['limit']} | {verdict} |"
+        )
+    return [*lines, ""]
+
+
 def write_results(results: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
     """Write ``latest.json`` and ``latest.md`` atomically; return their paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    results["goals"] = check_goals(results)
     paths = (out_dir / "latest.json", out_dir / "latest.md")
     texts = (json.dumps(results, indent=2, default=str) + "\n", markdown(results))
     for path, text in zip(paths, texts, strict=True):

@@ -60,5 +60,9 @@ def test_quick_run_writes_results(tmp_path: Path) -> None:
     assert "approvals.list_by_status" in scale["vs_base"]
     assert "sessions.cleanup_expired" in scale["vs_base"]
 
+    goals = results["goals"]
+    assert goals and {"target", "database", "value", "limit", "met"} <= set(goals[0])
+    assert any(g["database"] == "sqlite" and "p50 at 1,500 rows" in g["target"] for g in goals)
+
     table = (tmp_path / "latest.md").read_text()
-    assert "## sqlite" in table and "unreachable" in table
+    assert "## sqlite" in table and "## Targets" in table and "unreachable" in table
