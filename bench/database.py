@@ -13,6 +13,7 @@ import traceback
 from typing import TYPE_CHECKING, Any
 
 from bench.capture import Replayer
+from bench.explain import explain
 from bench.runner import OpResult, run_op
 from bench.suite_approvals import ApprovalSuite
 from bench.suite_sessions import SessionSuite
@@ -188,6 +189,8 @@ async def _scale(
     results: list[OpResult] = []
     for s in suites:
         results += await _measure(db, target, s, s.scale_ops(), replayers, calls, opts, budget)
+    for r in (*base, *results):
+        r.plans = await explain(target, r.sample)
     return {
         "rows": opts.scale,
         "load_seconds": load,

@@ -68,7 +68,7 @@ def _database(name: str, d: dict[str, Any]) -> list[str]:
         for key, v in scale.get("vs_base", {}).items():
             cells = [key, _ms(v["base_p50_ms"]), _ms(v["scale_p50_ms"]), _ratio(v["ratio"])]
             lines.append("| " + " | ".join(cells) + " |")
-        lines.append("")
+        lines += ["", *_slow_plans(scale)]
     for title, key in (
         ("Concurrency", "concurrency"),
         ("Wake-up latency", "wakeup"),
@@ -77,6 +77,20 @@ def _database(name: str, d: dict[str, Any]) -> list[str]:
         part = d.get(key)
         if part:
             lines += [f"### {title}", "", _part(key, part), ""]
+    return lines
+
+
+def _slow_plans(scale: dict[str, Any]) -> list[str]:
+    """Query plans at scale of the operations that grew more than 2x."""
+    slow = {k for k, v in scale.get("vs_base", {}).items() if (v.get("ratio") or 0) > 2}
+    lines = []
+    for op in scale["ops"]:
+        if f"{op['group']}.{op['op']}" in slow and op.get("plans"):
+            lines += [f"Plan of {op['group']}.{op['op']} at scale:", "", "```"]
+            for p in op["plans"]:
+                lines += [p["sql"], *p["plan"], ""]
+            lines[-1] = "```"
+            lines.append("")
     return lines
 
 

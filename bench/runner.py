@@ -85,6 +85,8 @@ class OpResult:
     mismatches: int = 0  # replays whose row counts differed from the capture
     error: str | None = None
     note: str = ""
+    sample: list[Stmt] = field(default_factory=list)  # one captured call's statements
+    plans: list[dict[str, Any]] = field(default_factory=list)
 
     def ratios(self) -> dict[str, float]:
         if self.ours is None:
@@ -102,6 +104,7 @@ class OpResult:
             "replay_mismatches": self.mismatches,
             "error": self.error,
             "note": self.note,
+            **({"plans": self.plans} if self.plans else {}),
         }
 
 
@@ -169,6 +172,7 @@ async def run_op(
         result.note = "; ".join(filter(None, [result.note, cut]))
     recorded = await _capture(db, op, n, ids)
     result.statements = sum(len(s) for _, s in recorded) / max(1, len(recorded))
+    result.sample = recorded[0][1] if recorded else []
     for r in replayers:  # warm the raw connections' statement caches
         for arg, stmts in recorded[: max(1, min(warm, 5, int(budget / 20 / per_call)))]:
             await _maybe(op.setup, arg)
