@@ -205,6 +205,19 @@ class SQLiteDialect(Dialect):
             return DataFlowError
         return None
 
+    def _enable_wal(self, raw: sqlite3.Connection) -> None:
+        """Switch to WAL, retrying: the switch reports "locked" at once, without
+        waiting, while another process is opening or switching the same file."""
+        deadline = time.monotonic() + self.busy_timeout
+        while True:
+            try:
+                raw.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(0.005)
+
     def _open(self) -> sqlite3.Connection:
         if self.path != ":memory:":
             parent = os.path.dirname(os.path.abspath(self.path))
@@ -213,7 +226,7 @@ class SQLiteDialect(Dialect):
         try:
             # Setup runs in a worker thread, so SQLite may wait here itself.
             raw.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-            raw.execute("PRAGMA journal_mode = WAL")
+            self._enable_wal(raw)
             raw.execute("PRAGMA synchronous = NORMAL")
             raw.execute("PRAGMA foreign_keys = ON")
             # LIKE is case-sensitive on PostgreSQL and MySQL (binary collation): here too.
