@@ -120,6 +120,11 @@ class ModelInfo:
         managed = {*AUTO_FIELDS, VERSION_FIELD} if self.versioned else set(AUTO_FIELDS)
         return tuple(n for n in self.fields if n not in managed)
 
+    @property
+    def insertable(self) -> tuple[str, ...]:
+        """Fields an insert may set: the writable ones and ``created_at`` (for imports)."""
+        return (*self.writable, "created_at")
+
     def side_table(self, field_name: str) -> str:
         """Name of the membership side table of a JSON list field."""
         return f"{self.table}__{field_name}"

@@ -277,7 +277,7 @@ class Operations:
     ) -> tuple[dict[str, Any], list[Any]]:
         if not isinstance(values, Mapping):
             raise ValidationError(f"a {st.name} record must be a dict, got {type(values).__name__}")
-        st.codec.check_keys(values, st.model.writable)
+        st.codec.check_keys(values, st.model.insertable)
         record: dict[str, Any] = {}
         for name, f in st.model.fields.items():
             if name in values:
@@ -303,6 +303,8 @@ class Operations:
 
     async def insert(self, model: ModelRef, values: Mapping[str, Any]) -> dict[str, Any]:
         """Insert one record; fill defaults and timestamps; return it.
+
+        ``created_at`` may be given (e.g. when importing); ``updated_at`` is always now.
 
         Raises:
             ValidationError: Unknown, managed or missing fields, or bad values.

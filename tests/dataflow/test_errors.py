@@ -119,7 +119,6 @@ async def test_bad_values_on_every_write_path_write_nothing(db: DataFlow) -> Non
 
 REFUSED_RECORDS: list[dict[str, Any]] = [
     {"id": "a", "name": "n", "ghost": 1},
-    {"id": "a", "name": "n", "created_at": datetime.now(UTC)},
     {"id": "a", "name": "n", "updated_at": datetime.now(UTC)},
     {"id": "a"},  # a required field missing
     {"name": "n"},  # no id
@@ -136,6 +135,18 @@ async def test_unknown_managed_or_missing_fields_are_refused(db: DataFlow) -> No
             await db.nodes["ThingCreateNode"].execute(**record)
         with pytest.raises(ValidationError):
             await db.insert_many("Thing", [record])
+    assert await db.count("Thing") == 1
+
+
+async def test_an_insert_may_set_created_at_but_not_updated_at(db: DataFlow) -> None:
+    _thing(db)
+    then = datetime(2020, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    stored = await db.insert("Thing", {"id": "old", "name": "n", "created_at": then})
+    assert stored["created_at"] == then and stored["updated_at"] > then
+    got = await db.get("Thing", "old")
+    assert got is not None and got["created_at"] == then
+    with pytest.raises(ValidationError, match="created_at"):
+        await db.insert("Thing", {"id": "bad", "name": "n", "created_at": "yesterday"})
     assert await db.count("Thing") == 1
 
 
