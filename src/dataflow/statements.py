@@ -1,0 +1,142 @@
+"""Statement shapes compiled once, and models as bound to one DataFlow."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
+
+import sqlalchemy as sa
+
+from dataflow.dialects.base import Dialect
+from dataflow.errors import ValidationError
+from dataflow.filters import FilterCompiler
+from dataflow.models import Kind, ModelInfo
+from dataflow.schema import ModelTables
+from dataflow.values import Codec, dump_json
+
+__all__ = ["Compiled", "Filter", "ModelRef", "ModelState", "OrderBy", "Statements"]
+
+Filter = Mapping[str, Any]
+OrderBy = str | Sequence[str] | Sequence[tuple[str, str]] | None
+ModelRef = type | str
+
+
+class Compiled(NamedTuple):
+    """SQL text of one statement shape and how to order its values."""
+
+    sql: str
+    names: tuple[str, ...]
+    defaults: dict[str, Any]
+
+    def args(self, params: Mapping[str, Any]) -> list[Any]:
+        """Positional driver arguments for ``params``."""
+        return [params[n] if n in params else self.defaults[n] for n in self.names]
+
+
+class Statements:
+    """Compiled statements of one dialect, keyed by shape."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self._dialect = dialect
+        self._cache: dict[Any, Compiled] = {}
+
+    def get(self, key: Any, build: Callable[[], Any]) -> Compiled:
+        """The compiled statement for ``key``, building it on first use."""
+        compiled = self._cache.get(key)
+        if compiled is None:
+            compiled = self._cache[key] = self.compile(build())
+        return compiled
+
+    def compile(self, stmt: Any) -> Compiled:
+        """Compile a SQLAlchemy statement for the dialect."""
+        c = stmt.compile(dialect=self._dialect.sa_dialect)
+        names = tuple(c.positiontup or ())
+        return Compiled(
+            str(c), names, {n: c.params[n] for n in names if c.params.get(n) is not None}
+        )
+
+
+class ModelState:
+    """A model as bound to one DataFlow: tables, codec, filters."""
+
+    def __init__(self, model: ModelInfo, tables: ModelTables, dialect: Dialect) -> None:
+        self.model = model
+        self.name = model.name
+        self.tables = tables
+        self.table = tables.main
+        self.codec = Codec(model, dialect)
+        self.filters = FilterCompiler(model, self.codec, self._membership)
+        self._dialect = dialect
+        self.columns = [self.table.c[n] for n in model.fields]
+
+    def _membership(self, field: str, element: Any) -> tuple[Callable[[Any], Any], Any]:
+        encoded = dump_json(element, f"$contains on {field!r}")
+        if field in self.tables.native_membership:
+            col = self.table.c[field]
+            return (lambda b: self._dialect.json_contains(col, b)), self._dialect.membership_value(
+                encoded
+            )
+        side = self.tables.sides.get(field)
+        if side is None:
+            raise ValidationError(
+                f"$contains on {self.name}.{field} needs Index({field!r}, membership=True)"
+            )
+        return (
+            lambda b: self.table.c.id.in_(sa.select(side.c.owner_id).where(side.c.value == b))
+        ), encoded
+
+
+def order_keys(state: ModelState, order_by: OrderBy) -> tuple[tuple[str, bool], ...]:
+    if order_by is None:
+        return ()
+    items: Sequence[Any] = [order_by] if isinstance(order_by, str) else order_by
+    result = []
+    for item in items:
+        if isinstance(item, tuple):
+            name, direction = item
+            if direction not in ("asc", "desc"):
+                raise ValidationError(f"order direction must be 'asc' or 'desc', got {direction!r}")
+            desc = direction == "desc"
+        elif isinstance(item, str):
+            desc, name = item.startswith("-"), item.lstrip("-")
+        else:
+            raise ValidationError(f"bad order_by item {item!r}")
+        if name not in state.model.fields:
+            raise ValidationError(f"unknown field {name!r} in order_by for model {state.name}")
+        result.append((name, desc))
+    return tuple(result)
+
+
+def check_count(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValidationError(f"{name} must be a non-negative int, got {value!r}")
+    return value
+
+
+def check_merge(
+    st: ModelState, values: Mapping[str, Any], merge: Mapping[str, Mapping[str, Any]] | None
+) -> dict[str, Mapping[str, Any]]:
+    """Validate merge targets; drop empty updates (they change nothing)."""
+    for name, updates in (merge or {}).items():
+        f = st.model.fields.get(name)
+        if f is None or f.kind is not Kind.JSON or f.is_list or name in values:
+            raise ValidationError(
+                f"merge target {name!r} must be a dict field of {st.name} not also set"
+            )
+        if not isinstance(updates, Mapping) or not all(isinstance(k, str) for k in updates):
+            raise ValidationError(f"merge into {name!r} takes a dict with str keys")
+        dump_json(dict(updates), f"merge into {name!r}")
+    return {n: u for n, u in (merge or {}).items() if u}
+
+
+def side_delete(side: sa.Table) -> Any:
+    return sa.delete(side).where(side.c.owner_id == sa.bindparam("o"))
+
+
+def side_insert(side: sa.Table) -> Any:
+    return sa.insert(side).values(owner_id=sa.bindparam("o"), value=sa.bindparam("v"))
+
+
+def aware(value: Any) -> Any:
+    return value.astimezone(UTC) if isinstance(value, datetime) else value
