@@ -1,0 +1,30 @@
+"""The README's DataFlow example runs as written (on SQLite, in a temporary directory)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_the_dataflow_example_runs(tmp_path: Path) -> None:
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+    example = next(b for b in blocks if "escape_like" in b)
+    example += (
+        "\nasync def check() -> None:\n"
+        "    async with DataFlow('sqlite:///app.db') as again:\n"
+        "        again.model(indexes=[Index('status'), Index('tags', membership=True)])(Task)\n"
+        "        row = await again.get(Task, 't1')\n"
+        "        assert row['status'] == 'done' and row['meta'] == {'seen': True}, row\n"
+        "asyncio.run(check())\nprint('ok')\n"
+    )
+    script = tmp_path / "example.py"
+    script.write_text(example, encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
