@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -344,3 +346,27 @@ async def test_naive_datetimes_are_rejected_and_nothing_written(db: DataFlow) ->
         await db.update_where("Event", {}, {"maybe": naive})
     got = await db.get("Event", "c")
     assert got is not None and got["maybe"] is None
+
+
+async def test_sqlite_reads_timestamps_written_by_other_tools_as_utc(tmp_path: Path) -> None:
+    path = tmp_path / "foreign.db"
+    async with DataFlow(f"sqlite:///{path}") as db:
+
+        @db.model
+        class Stamp:
+            id: str
+            at: datetime
+
+        await db.insert(Stamp, {"id": "ours", "at": datetime(2026, 1, 1, tzinfo=UTC)})
+        conn = sqlite3.connect(path)
+        with conn:
+            conn.execute("UPDATE stamp SET id = 'naive', at = '2026-01-01 10:00:00'")
+            conn.execute(
+                "INSERT INTO stamp SELECT 'offset', '2026-01-01T12:00:00+02:00', "
+                "created_at, updated_at FROM stamp"
+            )
+        conn.close()
+        naive, offset = await db.get(Stamp, "naive"), await db.get(Stamp, "offset")
+        assert naive is not None and offset is not None
+        assert naive["at"] == offset["at"] == datetime(2026, 1, 1, 10, tzinfo=UTC)
+        assert naive["at"].tzinfo is UTC and offset["at"].tzinfo is UTC

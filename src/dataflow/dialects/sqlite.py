@@ -44,7 +44,10 @@ def _encode_dt(value: datetime) -> str:
 
 
 def _decode_dt(value: str) -> datetime:
-    return datetime.fromisoformat(value).astimezone(UTC)
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is UTC:  # what we write
+        return parsed
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def _is_busy(exc: BaseException) -> bool:
