@@ -162,8 +162,17 @@ class DataFlow(Operations):
         loop = asyncio.get_running_loop()
         backend = self._backends.get(loop)
         if backend is None:
+            self._abandon_closed_loops()
             backend = self._backends[loop] = await self.dialect.open_backend()
         return backend
+
+    def _abandon_closed_loops(self) -> None:
+        """Drop the connections of event loops that have been closed (e.g. an earlier
+        ``asyncio.run()``): they cannot be used or closed the usual way any more."""
+        for loop, backend in list(self._backends.items()):
+            if loop.is_closed():
+                backend.abandon()
+                del self._backends[loop]
 
     async def initialize(self) -> None:
         """Create or extend the tables of every registered model now (else: on first use)."""
@@ -273,6 +282,7 @@ class DataFlow(Operations):
 
     async def close(self) -> None:
         """Close every connection. Idempotent; the handle reconnects if used again."""
+        self._abandon_closed_loops()
         backends = list(self._backends.items())
         self._backends = weakref.WeakKeyDictionary()
         current = asyncio.get_running_loop()

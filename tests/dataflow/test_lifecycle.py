@@ -186,7 +186,6 @@ async def test_close_leaves_no_server_connection(db_url: str, raw: RawDB) -> Non
     assert await _our_connections(raw) == 0
 
 
-@pytest.mark.xfail(strict=True, reason="close() only closes the running loop's connections")
 @pytest.mark.parametrize("db_url", ["postgresql", "mysql"], indirect=True)
 def test_close_releases_connections_of_an_earlier_event_loop(db_url: str) -> None:
     async def counted() -> int:

@@ -59,6 +59,9 @@ class Backend(ABC):
     def discard_idle(self) -> None:  # noqa: B027 - optional hook
         """Drop idle connections after a connection loss (they are likely dead too)."""
 
+    def abandon(self) -> None:  # noqa: B027 - optional hook
+        """Drop every connection without the event loop, which has been closed."""
+
 
 class Dialect(ABC):
     """Everything that differs between databases, behind one small surface."""
@@ -241,6 +244,15 @@ class Pool:
                 waiter.set_result(None)
                 return
 
+    def abandon(self, kill: Callable[[Any], None]) -> None:
+        """Kill every idle connection synchronously (their event loop is closed)."""
+        self._closed = True
+        idle, self._idle = self._idle, []
+        self._size -= len(idle)
+        for conn in idle:
+            with contextlib.suppress(Exception):
+                kill(conn)
+
     def discard_idle(self) -> None:
         """Close every idle connection."""
         idle, self._idle = self._idle, []
@@ -273,9 +285,15 @@ class Pool:
 class PooledBackend(Backend):
     """A backend over :class:`Pool` for drivers with real network connections."""
 
-    def __init__(self, pool: Pool, is_lost: Callable[[BaseException], bool]) -> None:
+    def __init__(
+        self,
+        pool: Pool,
+        is_lost: Callable[[BaseException], bool],
+        kill: Callable[[Any], None],
+    ) -> None:
         self.pool = pool
         self._is_lost = is_lost
+        self._kill = kill
 
     @contextlib.asynccontextmanager
     async def acquire(self) -> AsyncIterator[Any]:
@@ -303,6 +321,9 @@ class PooledBackend(Backend):
 
     def discard_idle(self) -> None:
         self.pool.discard_idle()
+
+    def abandon(self) -> None:
+        self.pool.abandon(self._kill)
 
     async def close(self) -> None:
         await self.pool.close()

@@ -9,6 +9,7 @@ an UPDATE reports the rows it matched, like the other databases.
 from __future__ import annotations
 
 import contextlib
+import socket
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -97,6 +98,15 @@ class _Connection:
 
     async def rollback(self) -> None:
         await self.raw.rollback()
+
+
+def _kill(conn: _Connection) -> None:
+    # asyncmy's close() needs the (closed) event loop: shut the socket down instead,
+    # which ends the server's session at once.
+    transport = getattr(conn.raw, "_transport", None)
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is not None:
+        sock.shutdown(socket.SHUT_RDWR)
 
 
 class MySQLDialect(Dialect):
@@ -194,7 +204,7 @@ class MySQLDialect(Dialect):
         conn.raw.close()
 
     async def open_backend(self) -> Backend:
-        return PooledBackend(Pool(self._open, self._close, self.pool_size), _is_lost)
+        return PooledBackend(Pool(self._open, self._close, self.pool_size), _is_lost, _kill)
 
     # -- schema ------------------------------------------------------------
 

@@ -86,6 +86,13 @@ def _is_lost(exc: BaseException) -> bool:
     )
 
 
+def _kill(conn: _Connection) -> None:
+    # Aborts the socket; asyncpg then fails to schedule its callback on the closed
+    # loop, which is harmless here.
+    with contextlib.suppress(RuntimeError):
+        conn.raw.terminate()
+
+
 class PostgreSQLDialect(Dialect):
     """PostgreSQL: JSONB, timestamptz, GIN membership indexes, LISTEN/NOTIFY."""
 
@@ -185,7 +192,7 @@ class PostgreSQLDialect(Dialect):
         await conn.raw.close(timeout=2)
 
     async def open_backend(self) -> Backend:
-        return PooledBackend(Pool(self._open, self._close, self.pool_size), _is_lost)
+        return PooledBackend(Pool(self._open, self._close, self.pool_size), _is_lost, _kill)
 
     # -- schema ------------------------------------------------------------
 
