@@ -138,6 +138,10 @@ class Replayer(Protocol):
         """Run ``stmts`` in order; return each one's result size (as :class:`Stmt`)."""
         ...
 
+    async def recover(self) -> None:
+        """After a failed replay: roll back a transaction it left open."""
+        ...
+
     async def close(self) -> None:
         """Close the connection."""
         ...
@@ -170,6 +174,10 @@ class AsyncpgReplayer:
                 await conn.execute(s.sql)
                 out.append(-1)
         return out
+
+    async def recover(self) -> None:
+        if self.conn.is_in_transaction():
+            await self.conn.execute("ROLLBACK")
 
     async def close(self) -> None:
         await self.conn.close(timeout=2)
@@ -206,6 +214,9 @@ class AsyncmyReplayer:
                     out.append(-1)
         return out
 
+    async def recover(self) -> None:
+        await self.conn.rollback()
+
     async def close(self) -> None:
         self.conn.close()
 
@@ -231,6 +242,10 @@ class AiosqliteReplayer:
                 out.append(cur.rowcount if s.method == "execute" else -1)
         return out
 
+    async def recover(self) -> None:
+        if self.conn.in_transaction:
+            await self.conn.rollback()
+
     async def close(self) -> None:
         await self.conn.close()
 
@@ -254,6 +269,10 @@ class SQLite3Replayer:
             else:
                 out.append(conn.execute(s.sql, s.args).rowcount)
         return out
+
+    async def recover(self) -> None:
+        if self.conn.in_transaction:
+            self.conn.rollback()
 
     async def close(self) -> None:
         self.conn.close()

@@ -85,7 +85,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         help="rows per table for the operations (default 1000)",
     )
     p.add_argument(
-        "--concurrency-calls", type=int, help="calls per process (default 2000; quick 100)"
+        "--concurrency-calls", type=int, help="calls per process (default 3000; quick 150)"
     )
     p.add_argument("--wakeup-rounds", type=int, help="wake-ups measured (default 20; quick 3)")
     p.add_argument(
@@ -106,7 +106,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
             scale=a.scale if a.scale is not None else (5000 if a.quick else 1_000_000),
             scale_calls=a.scale_calls or (10 if a.quick else 100),
             base_rows=a.base_rows,
-            concurrency_calls=a.concurrency_calls or (100 if a.quick else 2000),
+            concurrency_calls=a.concurrency_calls or (150 if a.quick else 3000),
             wakeup_rounds=a.wakeup_rounds or (3 if a.quick else 20),
             import_repeats=3 if a.quick else 5,
             rss_saves=100 if a.quick else 1000,

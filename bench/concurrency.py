@@ -1,13 +1,15 @@
 """Concurrent mixed load: 2 processes x 32 tasks, ours against the raw driver.
 
-Each process builds the same mix of calls (loads, saves, state merges, decisions,
-lists) with its own ids. For our side it puts every call's starting state in
-place, waits at a barrier for the other process, then runs the calls from 32
-tasks and times each. For the raw side it first records each call's
+Each process builds the same mix of calls (loads, saves, state merges,
+decisions, lists) with its own ids. For our side it puts every call's starting
+state in place, waits at a barrier for the other process, then runs the calls
+from 32 tasks and times each. For the raw side it first records each call's
 statements (untimed, undoing it afterwards), restores the starting states, and
 replays the recordings from 32 tasks over as many raw connections as our pool
-holds (one for SQLite, like ours). Throughput is all calls over the window
-from the first start to the last finish.
+holds (one for SQLite, like ours). The sides alternate in three rounds, so a
+burst of load from elsewhere on the machine does not land on one side only.
+Throughput is all calls over the summed windows, each from the first start to
+the last finish of a round.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import multiprocessing as mp
+import queue
 import random
 import time
 import zlib
@@ -29,6 +32,8 @@ __all__ = ["run_concurrency"]
 TASKS = 32
 PROCESSES = 2
 POOL_SIZE = 10  # DataFlow's default pool for PostgreSQL/MySQL
+ROUNDS = 3  # alternating windows of ours and raw
+_TIMEOUT = 300  # seconds a worker may take before the part is reported failed
 MIX = {
     "session_load": 30,
     "session_merge": 20,
@@ -140,55 +145,72 @@ async def _window(
     return {"start": start, "end": end, "lat": lat, "errors": errors[0]}
 
 
-async def _child_main(
-    target: Target, proc: int, calls: int, fixture_rows: int, barrier: Any
-) -> dict[str, Any]:
-    from bench.capture import Recorder
-    from bench.targets import open_replayer
-
-    load = _Load(target, fixture_rows)
-    await load.db.initialize()
-    ours_plan = _plan(proc, calls, "co")
-    for kind, key in ours_plan:
+async def _ours_round(load: _Load, barrier: Any, plan: list[tuple[str, str]]) -> dict[str, Any]:
+    for kind, key in plan:
         await load.setup(kind, key)
 
     async def ours(item: tuple[str, str]) -> None:
         await load.run(*item)
 
-    result: dict[str, Any] = {"ours": await _window(barrier, ours_plan, ours)}
-    for kind, key in ours_plan:
+    window = await _window(barrier, plan, ours)
+    for kind, key in plan:
         await load.teardown(kind, key)
+    return window
 
-    raw_plan = _plan(proc, calls, "cr")
+
+async def _raw_round(
+    load: _Load, barrier: Any, plan: list[tuple[str, str]], pool: _FifoPool
+) -> dict[str, Any]:
+    from bench.capture import Recorder
+
     recorded = []
     async with Recorder(load.db) as rec:
-        for kind, key in raw_plan:
+        for kind, key in plan:
             await load.setup(kind, key)
             rec.take()
             await load.run(kind, key)
             recorded.append(rec.take())
             await load.teardown(kind, key)
-    for kind, key in raw_plan:
+    for kind, key in plan:
         await load.setup(kind, key)
-    size = 1 if target.name == "sqlite" else POOL_SIZE
-    driver = target.raw_drivers[0]
-    pool = _FifoPool([await open_replayer(target, driver) for _ in range(size)])
     mismatches = [0]
 
     async def raw(stmts: Any) -> None:
         r = await pool.get()
         try:
             counts = await r.replay(stmts)
+        except BaseException:
+            await r.recover()  # never hand on a connection inside a transaction
+            raise
         finally:
             pool.put(r)
         if counts != [s.result for s in stmts]:
             mismatches[0] += 1
 
-    result["raw"] = await _window(barrier, recorded, raw)
-    result["raw"]["driver"] = driver
-    result["raw"]["mismatches"] = mismatches[0]
-    for kind, key in raw_plan:
+    window = await _window(barrier, recorded, raw)
+    window["mismatches"] = mismatches[0]
+    for kind, key in plan:
         await load.teardown(kind, key)
+    return window
+
+
+async def _child_main(
+    target: Target, proc: int, calls: int, fixture_rows: int, barrier: Any
+) -> dict[str, Any]:
+    from bench.targets import open_replayer
+
+    load = _Load(target, fixture_rows)
+    await load.db.initialize()
+    size = 1 if target.name == "sqlite" else POOL_SIZE
+    pool = _FifoPool([await open_replayer(target, target.raw_drivers[0]) for _ in range(size)])
+    per_round = max(1, calls // ROUNDS)
+    result: dict[str, list[dict[str, Any]]] = {"ours": [], "raw": []}
+    # Alternate the sides so a burst of load from elsewhere does not land on one.
+    for rnd in range(ROUNDS):
+        result["ours"].append(await _ours_round(load, barrier, _plan(proc, per_round, f"o{rnd}-")))
+        result["raw"].append(
+            await _raw_round(load, barrier, _plan(proc, per_round, f"r{rnd}-"), pool)
+        )
     for r in pool.idle:
         await r.close()
     await load.db.close()
@@ -205,24 +227,27 @@ def _child(
         out.put({"error": f"{type(exc).__name__}: {exc}"})
 
 
-def _summary(parts: list[dict[str, Any]]) -> dict[str, Any]:
-    lat = [x for p in parts for x in p["lat"]]
-    window = max(p["end"] for p in parts) - min(p["start"] for p in parts)
+def _summary(procs: list[list[dict[str, Any]]]) -> dict[str, Any]:
+    """Both processes' windows, round by round: all calls over the summed windows."""
+    lat = [x for windows in procs for w in windows for x in w["lat"]]
+    seconds = 0.0
+    for same_round in zip(*procs, strict=True):
+        seconds += max(w["end"] for w in same_round) - min(w["start"] for w in same_round)
     stats = Stats.of(lat)
     return {
         "calls": len(lat),
-        "seconds": round(window, 3),
-        "throughput_per_s": round(len(lat) / window, 1) if window > 0 else None,
+        "seconds": round(seconds, 3),
+        "throughput_per_s": round(len(lat) / seconds, 1) if seconds > 0 else None,
         "p50_ms": stats.p50,
         "p95_ms": stats.p95,
-        "errors": sum(p["errors"] for p in parts),
+        "errors": sum(w["errors"] for windows in procs for w in windows),
     }
 
 
 def run_concurrency(target: Target, calls: int, fixture_rows: int) -> dict[str, Any]:
     """Run the mixed load in two processes; return throughput and latency per side."""
     ctx = mp.get_context("spawn")
-    barrier = ctx.Barrier(PROCESSES, timeout=600)
+    barrier = ctx.Barrier(PROCESSES, timeout=_TIMEOUT)
     out = ctx.Queue()
     procs = [
         ctx.Process(target=_child, args=(target, p, calls, fixture_rows, barrier, out))
@@ -230,9 +255,15 @@ def run_concurrency(target: Target, calls: int, fixture_rows: int) -> dict[str, 
     ]
     for p in procs:
         p.start()
-    parts = [out.get(timeout=1800) for _ in procs]
-    for p in procs:
-        p.join(timeout=60)
+    try:
+        parts = [out.get(timeout=_TIMEOUT) for _ in procs]
+    except queue.Empty:
+        return {"error": f"no result within {_TIMEOUT} s (a worker hung or died)"}
+    finally:
+        for p in procs:
+            p.join(timeout=30)
+            if p.is_alive():
+                p.kill()
     errors = [p["error"] for p in parts if "error" in p]
     if errors:
         return {"error": "; ".join(errors)}
@@ -243,8 +274,9 @@ def run_concurrency(target: Target, calls: int, fixture_rows: int) -> dict[str, 
         "tasks_per_process": TASKS,
         "mix": MIX,
         "ours": ours,
-        "raw": {"driver": parts[0]["raw"]["driver"], **raw},
-        "replay_mismatches": sum(p["raw"]["mismatches"] for p in parts),
+        "rounds": ROUNDS,
+        "raw": {"driver": target.raw_drivers[0], **raw},
+        "replay_mismatches": sum(w["mismatches"] for p in parts for w in p["raw"]),
         "throughput_ratio": (
             ours["throughput_per_s"] / raw["throughput_per_s"]
             if ours["throughput_per_s"] and raw["throughput_per_s"]

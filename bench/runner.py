@@ -176,7 +176,11 @@ async def run_op(
     for r in replayers:  # warm the raw connections' statement caches
         for arg, stmts in recorded[: max(1, min(warm, 5, int(budget / 20 / per_call)))]:
             await _maybe(op.setup, arg)
-            await r.replay(stmts)
+            try:
+                await r.replay(stmts)
+            except BaseException:
+                await r.recover()
+                raise
             await _maybe(op.teardown, arg)
 
     ours: list[int] = []
@@ -192,7 +196,11 @@ async def run_op(
                 dt, _ = await _timed(op.call, arg)
                 ours.append(dt)
             else:
-                dt, counts = await _timed(side.replay, stmts)
+                try:
+                    dt, counts = await _timed(side.replay, stmts)
+                except BaseException:
+                    await side.recover()
+                    raise
                 raw[side.name].append(dt)
                 if counts != [s.result for s in stmts]:
                     result.mismatches += 1
