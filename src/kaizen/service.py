@@ -240,29 +240,24 @@ async def list_sessions(
     limit: int = 100,
     offset: int = 0,
 ) -> list[dict[str, Any]]:
-    """Sessions, most recently accessed first.
-
-    ``include_expired`` (with ``user``) also lists that user's expired sessions
-    that cleanup has not deleted yet.
-    """
+    """Sessions, most recently accessed first (expired ones too with ``include_expired``)."""
     if limit < 0 or offset < 0:
         raise ValidationError("limit and offset must not be negative")
     store = k.session_storage
     if user is not None:
-        found = await store.list_by_user(user, include_expired, limit=limit + offset)
-        found = found[offset:]
+        found = await store.list_by_user(user, include_expired, limit, offset=offset)
     else:
-        found = await store.list_active(limit=limit, offset=offset)
+        found = await store.list_active(limit, offset, include_expired=include_expired)
     return [session_dict(s) for s in found]
 
 
 async def get_session(k: Kaizen, session_id: str) -> dict[str, Any]:
-    """One live session.
+    """One session, expired or not (until cleanup deletes it).
 
     Raises:
-        SessionNotFoundError: No live session has this id.
+        SessionNotFoundError: No session has this id.
     """
-    session = await k.session_storage.load(session_id)
+    session = await k.session_storage.load(session_id, include_expired=True)
     if session is None:
         raise SessionNotFoundError(f"no session {session_id!r}")
     return session_dict(session)

@@ -9,12 +9,14 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from kaizen import service
 from kaizen.cli import main
+from kaizen.integrations.nexus import CrossChannelSession
 
 KAIZEN = [sys.executable, "-m", "kaizen.cli"]
 
@@ -137,10 +139,24 @@ def test_sweep_and_audit_verify(db_url: str, capsys: pytest.CaptureFixture[str])
     assert code == 8 and json.loads(out)["ok"] is False
 
 
+def _expired_session(url: str) -> str:
+    async def go() -> str:
+        async with service.Kaizen.open(url) as k:
+            past = datetime.now(UTC) - timedelta(hours=2)
+            old = CrossChannelSession(user_id="user-2", created_at=past, ttl=timedelta(hours=1))
+            return await k.session_storage.save(old)
+
+    return asyncio.run(go())
+
+
 def test_sessions_commands(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     *_ids, session_id = _seed(db_url)
+    expired_id = _expired_session(db_url)
     code, out, _ = run(capsys, "--db", db_url, "sessions", "list")
-    assert code == 0 and session_id in out
+    assert code == 0 and session_id in out and expired_id not in out
+    code, out, _ = run(capsys, "--db", db_url, "sessions", "list", "--all", "--json")
+    listed = {s["session_id"]: s["expired"] for s in json.loads(out)}
+    assert listed == {session_id: False, expired_id: True}
     code, out, _ = run(capsys, "--db", db_url, "sessions", "list", "--user", "user-1", "--json")
     assert [s["session_id"] for s in json.loads(out)] == [session_id]
     code, out, _ = run(capsys, "--db", db_url, "sessions", "list", "--user", "nobody", "--all")
@@ -148,10 +164,12 @@ def test_sessions_commands(db_url: str, capsys: pytest.CaptureFixture[str]) -> N
     code, out, _ = run(capsys, "--db", db_url, "sessions", "show", session_id, "--json")
     shown = json.loads(out)
     assert shown["state"] == {"k": 1} and "api" in shown["channel_activity"]
+    code, out, _ = run(capsys, "--db", db_url, "sessions", "show", expired_id, "--json")
+    assert code == 0 and json.loads(out)["expired"] is True
     code, _, err = run(capsys, "--db", db_url, "sessions", "show", "nope")
     assert code == 3 and "nope" in err
     code, out, _ = run(capsys, "--db", db_url, "sessions", "cleanup")
-    assert code == 0 and "deleted 0 expired session(s)" in out
+    assert code == 0 and "deleted 1 expired session(s)" in out
     code, out, _ = run(capsys, "--db", db_url, "sessions", "cleanup", "--json")
     assert json.loads(out) == {"deleted": 0}
 

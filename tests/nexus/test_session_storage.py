@@ -372,3 +372,17 @@ async def _mysql_indexes(url: Any, table: str) -> set[tuple[str, ...]]:
     finally:
         conn.close()
     return {tuple(cols) for cols in found.values()}
+
+
+async def test_expired_sessions_can_be_listed_and_loaded_on_request(
+    storage: SessionStorage,
+) -> None:
+    await storage.save(make(session_id="old", minutes=1))
+    await storage.save(make(session_id="new", at=T0 + timedelta(minutes=5)))
+    later = T0 + timedelta(minutes=10)
+    assert [s.session_id for s in await storage.list_active(now=later)] == ["new"]
+    everything = await storage.list_active(now=later, include_expired=True)
+    assert [s.session_id for s in everything] == ["new", "old"]
+    assert await storage.load("old", now=later) is None
+    expired = await storage.load("old", now=later, include_expired=True)
+    assert expired is not None and expired.is_expired(later)

@@ -47,12 +47,12 @@ def register(commands: Any) -> None:
 
     p = sub.add_parser("list", help="list live sessions, most recently accessed first")
     p.add_argument("--user", help="only this user's sessions")
-    p.add_argument("--all", action="store_true", help="with --user: include expired sessions")
+    p.add_argument("--all", action="store_true", help="include expired sessions")
     p.add_argument("--limit", type=int, default=100)
     p.add_argument("--json", action="store_true", help="print JSON for scripts")
     p.set_defaults(handler=_list)
 
-    p = sub.add_parser("show", help="show one live session")
+    p = sub.add_parser("show", help="show one session")
     p.add_argument("id")
     p.add_argument("--json", action="store_true", help="print JSON for scripts")
     p.set_defaults(handler=_show)

@@ -150,18 +150,20 @@ class SessionStorage:
             raise SessionNotFoundError(f"session {session_id!r} is not stored")
 
     async def load(
-        self, session_id: str, *, now: datetime | None = None
+        self, session_id: str, *, now: datetime | None = None, include_expired: bool = False
     ) -> CrossChannelSession | None:
         """Return a live session.
 
         Args:
             session_id: The session's id.
             now: The time expiry is judged at (default: the current UTC time).
+            include_expired: Also return it when expired but not yet cleaned up.
 
         Returns:
             The stored session, or None if it is absent or expired at ``now``.
         """
-        rows = await self.db.select(_MODEL, {"id": session_id, **_live(now)}, limit=1)
+        where = {"id": session_id} if include_expired else {"id": session_id, **_live(now)}
+        rows = await self.db.select(_MODEL, where, limit=1)
         return _session(rows[0]) if rows else None
 
     async def delete(self, session_id: str) -> bool:
@@ -169,7 +171,12 @@ class SessionStorage:
         return await self.db.delete(_MODEL, session_id)
 
     async def list_active(
-        self, limit: int = 100, offset: int = 0, *, now: datetime | None = None
+        self,
+        limit: int = 100,
+        offset: int = 0,
+        *,
+        now: datetime | None = None,
+        include_expired: bool = False,
     ) -> list[CrossChannelSession]:
         """Return live sessions, most recently accessed first (ties: higher id first).
 
@@ -177,12 +184,14 @@ class SessionStorage:
             limit: At most this many sessions.
             offset: Skip this many first (pages are stable: the order is total).
             now: The time expiry is judged at (default: the current UTC time).
+            include_expired: Also return expired sessions not yet cleaned up.
 
         Returns:
             The sessions of the page.
         """
+        where = {} if include_expired else _live(now)
         rows = await self.db.select(
-            _MODEL, _live(now), order_by=_NEWEST_FIRST, limit=limit, offset=offset
+            _MODEL, where, order_by=_NEWEST_FIRST, limit=limit, offset=offset
         )
         return [_session(r) for r in rows]
 
