@@ -23,7 +23,15 @@ if TYPE_CHECKING:
     from dataflow.models import Kind
     from dataflow.urls import DatabaseURL
 
-__all__ = ["Backend", "Connection", "Converter", "Dialect", "Pool", "translate_error"]
+__all__ = [
+    "Backend",
+    "Connection",
+    "Converter",
+    "Dialect",
+    "Pool",
+    "PooledDialect",
+    "translate_error",
+]
 
 Converter = Callable[[Any], Any]
 
@@ -101,13 +109,19 @@ class Dialect(ABC):
     async def open_backend(self) -> Backend:
         """Open connections for the running event loop (lazily where possible)."""
 
-    @abstractmethod
+    #: Query of ``(column name, data type)`` rows of the table named by its one parameter.
+    columns_sql: str
+    #: Query of the index names of the table named by its one parameter.
+    indexes_sql: str
+
     async def table_columns(self, conn: Connection, table: str) -> dict[str, str] | None:
         """Stored columns of ``table`` as ``{name: lowercase type}``; None if absent."""
+        rows = await conn.fetch(self.columns_sql, [table])
+        return {r[0].lower(): r[1].lower() for r in rows} or None
 
-    @abstractmethod
     async def index_names(self, conn: Connection, table: str) -> set[str]:
         """Lowercase names of the indexes stored on ``table``."""
+        return {r[0].lower() for r in await conn.fetch(self.indexes_sql, [table])}
 
     @abstractmethod
     def schema_lock(self, conn: Connection) -> contextlib.AbstractAsyncContextManager[None]:
@@ -280,6 +294,37 @@ class Pool:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 waiter.set_exception(ConnectionLostError("the database handle is closed"))
+
+
+class PooledDialect(Dialect):
+    """A dialect of a network database: its connections live in a :class:`Pool`."""
+
+    OPTIONS = frozenset({"pool_size", "connect_timeout"})
+
+    def __init__(self, url: DatabaseURL, options: dict[str, Any]) -> None:
+        super().__init__(url, options)
+        self.pool_size = int(options.get("pool_size", 10))
+        self.connect_timeout = float(options.get("connect_timeout", 10))
+
+    @abstractmethod
+    async def _open(self) -> Any:
+        """Open one connection (a :class:`Connection` with begin/commit/rollback)."""
+
+    @abstractmethod
+    async def _close(self, conn: Any) -> None:
+        """Close one connection."""
+
+    @abstractmethod
+    def _is_lost(self, exc: BaseException) -> bool:
+        """Whether ``exc`` means the connection is gone."""
+
+    @abstractmethod
+    def _kill(self, conn: Any) -> None:
+        """Shut a connection down without its (closed) event loop."""
+
+    async def open_backend(self) -> Backend:
+        pool = Pool(self._open, self._close, self.pool_size)
+        return PooledBackend(pool, self._is_lost, self._kill)
 
 
 class PooledBackend(Backend):

@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql as sa_mysql
 
-from dataflow.dialects.base import Backend, Dialect, Pool, PooledBackend
+from dataflow.dialects.base import PooledDialect
 from dataflow.errors import (
     ConcurrencyError,
     ConfigurationError,
@@ -109,11 +109,18 @@ def _kill(conn: _Connection) -> None:
         sock.shutdown(socket.SHUT_RDWR)
 
 
-class MySQLDialect(Dialect):
+class MySQLDialect(PooledDialect):
     """MySQL/MariaDB: JSON, DATETIME(6) in UTC, side-table membership indexes."""
 
     name = "mysql"
-    OPTIONS = frozenset({"pool_size", "connect_timeout"})
+    columns_sql = (
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_schema = DATABASE() AND table_name = %s"
+    )
+    indexes_sql = (
+        "SELECT DISTINCT index_name FROM information_schema.statistics "
+        "WHERE table_schema = DATABASE() AND table_name = %s"
+    )
 
     def __init__(self, url: Any, options: dict[str, Any]) -> None:
         super().__init__(url, options)
@@ -122,8 +129,6 @@ class MySQLDialect(Dialect):
         if url.driver not in (None, "asyncmy", "aiomysql", "pymysql", "mysqldb"):
             raise ConfigurationError(f"unsupported MySQL driver {url.driver!r}; asyncmy is used")
         self.sa_dialect = sa_mysql.asyncmy.dialect()
-        self.pool_size = int(options.get("pool_size", 10))
-        self.connect_timeout = float(options.get("connect_timeout", 10))
 
     # -- types -------------------------------------------------------------
 
@@ -199,30 +204,16 @@ class MySQLDialect(Dialect):
         )
         return _Connection(raw)
 
-    @staticmethod
-    async def _close(conn: _Connection) -> None:
+    async def _close(self, conn: _Connection) -> None:
         conn.raw.close()
 
-    async def open_backend(self) -> Backend:
-        return PooledBackend(Pool(self._open, self._close, self.pool_size), _is_lost, _kill)
+    def _is_lost(self, exc: BaseException) -> bool:
+        return _is_lost(exc)
+
+    def _kill(self, conn: _Connection) -> None:
+        _kill(conn)
 
     # -- schema ------------------------------------------------------------
-
-    async def table_columns(self, conn: Any, table: str) -> dict[str, str] | None:
-        rows = await conn.fetch(
-            "SELECT column_name, data_type FROM information_schema.columns "
-            "WHERE table_schema = DATABASE() AND table_name = %s",
-            [table],
-        )
-        return {r[0].lower(): r[1].lower() for r in rows} or None
-
-    async def index_names(self, conn: Any, table: str) -> set[str]:
-        rows = await conn.fetch(
-            "SELECT DISTINCT index_name FROM information_schema.statistics "
-            "WHERE table_schema = DATABASE() AND table_name = %s",
-            [table],
-        )
-        return {r[0].lower() for r in rows}
 
     @contextlib.asynccontextmanager
     async def schema_lock(self, conn: Any) -> AsyncIterator[None]:

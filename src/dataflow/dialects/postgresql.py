@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as sa_pg
 
-from dataflow.dialects.base import Backend, Dialect, Pool, PooledBackend
+from dataflow.dialects.base import PooledDialect
 from dataflow.errors import (
     ConcurrencyError,
     ConfigurationError,
@@ -93,10 +93,17 @@ def _kill(conn: _Connection) -> None:
         conn.raw.terminate()
 
 
-class PostgreSQLDialect(Dialect):
+class PostgreSQLDialect(PooledDialect):
     """PostgreSQL: JSONB, timestamptz, GIN membership indexes, LISTEN/NOTIFY."""
 
     name = "postgresql"
+    columns_sql = (
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_schema = current_schema() AND table_name = $1"
+    )
+    indexes_sql = (
+        "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() AND tablename = $1"
+    )
     native_membership_index = True
     supports_notify = True
     OPTIONS = frozenset({"pool_size", "connect_timeout", "statement_cache_size"})
@@ -112,8 +119,6 @@ class PostgreSQLDialect(Dialect):
                 f"unsupported PostgreSQL driver {url.driver!r}; asyncpg is used"
             )
         self.sa_dialect = sa_pg.asyncpg.dialect()  # type: ignore[no-untyped-call]
-        self.pool_size = int(options.get("pool_size", 10))
-        self.connect_timeout = float(options.get("connect_timeout", 10))
         self.cache_size = int(options.get("statement_cache_size", 512))
 
     # -- types -------------------------------------------------------------
@@ -187,30 +192,16 @@ class PostgreSQLDialect(Dialect):
                 raise self.connection_error(exc) from exc
             raise
 
-    @staticmethod
-    async def _close(conn: _Connection) -> None:
+    async def _close(self, conn: _Connection) -> None:
         await conn.raw.close(timeout=2)
 
-    async def open_backend(self) -> Backend:
-        return PooledBackend(Pool(self._open, self._close, self.pool_size), _is_lost, _kill)
+    def _is_lost(self, exc: BaseException) -> bool:
+        return _is_lost(exc)
+
+    def _kill(self, conn: _Connection) -> None:
+        _kill(conn)
 
     # -- schema ------------------------------------------------------------
-
-    async def table_columns(self, conn: Any, table: str) -> dict[str, str] | None:
-        rows = await conn.fetch(
-            "SELECT column_name, data_type FROM information_schema.columns "
-            "WHERE table_schema = current_schema() AND table_name = $1",
-            [table],
-        )
-        return {r[0].lower(): r[1].lower() for r in rows} or None
-
-    async def index_names(self, conn: Any, table: str) -> set[str]:
-        rows = await conn.fetch(
-            "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() "
-            "AND tablename = $1",
-            [table],
-        )
-        return {r[0].lower() for r in rows}
 
     @contextlib.asynccontextmanager
     async def schema_lock(self, conn: Any) -> AsyncIterator[None]:

@@ -148,6 +148,8 @@ class SQLiteDialect(Dialect):
     """SQLite: WAL journal, busy timeout, JSON text, timestamps as ISO-8601 UTC text."""
 
     name = "sqlite"
+    columns_sql = "SELECT name, type FROM pragma_table_info(?)"
+    indexes_sql = "SELECT name FROM pragma_index_list(?)"
     # SQLite's JSON functions re-print floats with 15 significant digits, so a
     # merge in SQL would alter stored numbers; merges run row by row instead,
     # atomic under the transaction's write lock.
@@ -256,14 +258,6 @@ class SQLiteDialect(Dialect):
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.raw.close()
-
-    async def table_columns(self, conn: Any, table: str) -> dict[str, str] | None:
-        rows = await conn.fetch("SELECT name, type FROM pragma_table_info(?)", [table])
-        return {r[0].lower(): r[1].lower() for r in rows} or None
-
-    async def index_names(self, conn: Any, table: str) -> set[str]:
-        rows = await conn.fetch("SELECT name FROM pragma_index_list(?)", [table])
-        return {r[0].lower() for r in rows}
 
     def schema_lock(self, conn: Any) -> contextlib.AbstractAsyncContextManager[None]:
         # BEGIN IMMEDIATE already holds the database's write lock.
