@@ -238,16 +238,13 @@ class DataFlow(Operations):
         Raises:
             ConnectionLostError: It does not.
         """
-        backend: Backend | None = None
+        backend = await self._backend()
         try:
-            backend = await self._backend()
             async with backend.acquire() as conn:
                 await conn.fetch("SELECT 1", [])
         except Exception as exc:
-            err = translate_error(self.dialect, exc)
-            if backend is not None and isinstance(err, ConnectionLostError):
-                backend.discard_idle()
-            if err is None or err is exc:
+            err = self._translated(backend, exc)
+            if err is exc:
                 raise
             raise err from exc
 
