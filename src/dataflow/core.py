@@ -217,11 +217,7 @@ class DataFlow(Operations):
         backend = await self._backend()
         for attempt in (0, 1):
             try:
-                if atomic:
-                    async with backend.transaction() as conn:
-                        return await fn(conn)
-                async with backend.acquire() as conn:
-                    return await fn(conn)
+                return await backend.run(fn, atomic=atomic)
             except Exception as exc:
                 err = self._translated(backend, exc)
                 # A read after a dropped connection is retried once on a fresh one;

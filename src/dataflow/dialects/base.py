@@ -13,7 +13,7 @@ import contextlib
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from dataflow.errors import ConnectionLostError, DataFlowError
 
@@ -34,6 +34,7 @@ __all__ = [
 ]
 
 Converter = Callable[[Any], Any]
+T = TypeVar("T")
 
 
 class Connection(Protocol):
@@ -63,6 +64,12 @@ class Backend(ABC):
     @abstractmethod
     async def close(self) -> None:
         """Close every connection; idempotent."""
+
+    async def run(self, fn: Callable[[Any], Awaitable[T]], *, atomic: bool) -> T:
+        """Run ``fn`` on a borrowed connection (inside a transaction when ``atomic``)."""
+        borrow = self.transaction() if atomic else self.acquire()
+        async with borrow as conn:
+            return await fn(conn)
 
     def discard_idle(self) -> None:  # noqa: B027 - optional hook
         """Drop idle connections after a connection loss (they are likely dead too)."""
@@ -339,6 +346,20 @@ class PooledBackend(Backend):
         self.pool = pool
         self._is_lost = is_lost
         self._kill = kill
+
+    async def run(self, fn: Callable[[Any], Awaitable[T]], *, atomic: bool) -> T:
+        if atomic:
+            return await super().run(fn, atomic=True)
+        # The hot path: one statement on a pooled connection, without a context manager.
+        conn = await self.pool.get()
+        broken = False
+        try:
+            return await fn(conn)
+        except BaseException as exc:
+            broken = self._is_lost(exc) or isinstance(exc, asyncio.CancelledError)
+            raise
+        finally:
+            self.pool.put(conn, broken=broken)
 
     @contextlib.asynccontextmanager
     async def acquire(self) -> AsyncIterator[Any]:

@@ -15,7 +15,7 @@ import contextlib
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -106,6 +106,13 @@ class SQLiteBackend(Backend):
                 "this task is inside `async with db.transaction() as tx:`; "
                 "use tx (not db) for operations in the block"
             )
+
+    async def run(self, fn: Callable[[Any], Awaitable[T]], *, atomic: bool) -> T:
+        if atomic:
+            return await super().run(fn, atomic=True)
+        self._check_reentry()
+        async with self._lock:
+            return await fn(self.conn)
 
     @contextlib.asynccontextmanager
     async def acquire(self) -> AsyncIterator[Any]:
