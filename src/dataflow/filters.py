@@ -12,6 +12,7 @@ collect values, in the same order.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
 
 from dataflow.errors import ValidationError
@@ -25,6 +26,8 @@ OPERATORS = frozenset(
 )
 _COMPARE = {"$lt": "__lt__", "$lte": "__le__", "$gt": "__gt__", "$gte": "__ge__"}
 LIKE_ESCAPE = "\\"
+_PLAIN = frozenset({str, int, float, bool, datetime})
+_SIMPLE_SHAPES = {op: ((op,),) for op in ("$eq", "$ne", "$lt", "$lte", "$gt", "$gte")}
 
 
 def escape_like(text: str) -> str:
@@ -74,7 +77,22 @@ class FilterCompiler:
             raise ValidationError(f"a filter must be a dict, got {type(filt).__name__}")
         shapes: list[Any] = []
         clauses: list[Any] = []
+        fields = self.model.fields
         for key, cond in filt.items():
+            f = fields.get(key) if not build and type(key) is str else None
+            if f is not None and f.kind is not Kind.JSON:
+                # Fast paths of the commonest conditions, {"field": value} and
+                # {"field": {"$gt": value}}: same shapes and values as the general path.
+                if type(cond) in _PLAIN:
+                    values.append(self.codec.encode_scalar(f, cond))
+                    shapes.append((key, _SIMPLE_SHAPES["$eq"]))
+                    continue
+                if type(cond) is dict and len(cond) == 1:
+                    op, operand = next(iter(cond.items()))
+                    if op in _SIMPLE_SHAPES and type(operand) in _PLAIN:
+                        values.append(self.codec.encode_scalar(f, operand))
+                        shapes.append((key, _SIMPLE_SHAPES[op]))
+                        continue
             if key in ("$and", "$or"):
                 shape, clause = self._combine(key, cond, table, values, build)
             elif isinstance(key, str) and key.startswith("$"):
@@ -114,13 +132,15 @@ class FilterCompiler:
         if f is None:
             raise ValidationError(f"unknown field {name!r} in filter for model {self.model.name}")
         if (
-            isinstance(cond, Mapping)
-            and cond
-            and all(isinstance(k, str) and k.startswith("$") for k in cond)
+            type(cond) in _PLAIN
+            or cond is None
+            or not isinstance(cond, Mapping)
+            or not cond
+            or not all(isinstance(k, str) and k.startswith("$") for k in cond)
         ):
-            ops = list(cond.items())
-        else:
             ops = [("$eq", cond)]
+        else:
+            ops = list(cond.items())
         shapes = []
         clauses = []
         for op, operand in ops:
