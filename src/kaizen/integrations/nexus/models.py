@@ -89,6 +89,17 @@ class CrossChannelSession:
         self.state = check_json_object(self.state, "state")
         self.channel_activity = check_channel_activity(self.channel_activity)
 
+    @classmethod
+    def _restore(cls, **fields: Any) -> CrossChannelSession:
+        """Rebuild a session from a stored row without validating it again.
+
+        Storage only holds sessions that were validated when written, and loads are
+        on every request path: re-checking a deep state on each one is wasted work.
+        """
+        session = cls.__new__(cls)
+        session.__dict__.update(fields)
+        return session
+
     def is_expired(self, now: datetime | None = None) -> bool:
         """Whether the session has expired (at ``now``, default: the current time)."""
         current = utcnow() if now is None else check_time(now, "now")

@@ -86,7 +86,7 @@ def _row(session: CrossChannelSession) -> dict[str, Any]:
 
 def _session(row: dict[str, Any]) -> CrossChannelSession:
     activity = row["channel_activity_json"] or {}
-    return CrossChannelSession(
+    return CrossChannelSession._restore(
         session_id=row["id"],
         user_id=row["user_id"],
         created_at=row["session_created_at"],
