@@ -154,12 +154,15 @@ class Dialect(ABC):
         return [column.desc().nulls_first() if desc else column.asc().nulls_last()]
 
     def limit_delete(self, stmt: Any, table: sa.Table, where: Any, limit: Any) -> Any:
-        """Restrict a DELETE to at most ``limit`` rows (oldest ids first)."""
+        """Restrict a DELETE to at most ``limit`` matching rows, in no particular order.
+
+        No ORDER BY on purpose: it lets the database find the rows through the
+        filter's index instead of walking the primary key.
+        """
         import sqlalchemy as sa
 
-        # The derived table lets MySQL accept a LIMIT inside IN (...).
-        inner = sa.select(table.c.id).where(where).order_by(table.c.id).limit(limit).subquery()
-        return stmt.where(table.c.id.in_(sa.select(inner.c.id)))
+        inner = sa.select(table.c.id).where(where).limit(limit).scalar_subquery()
+        return stmt.where(table.c.id.in_(inner))
 
     def membership_index(self, table: sa.Table, column: str, name: str) -> Any:
         """Declare a native membership index (only with ``native_membership_index``)."""

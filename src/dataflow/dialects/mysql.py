@@ -239,6 +239,13 @@ class MySQLDialect(PooledDialect):
         is_null = column.is_(None)
         return [is_null.desc(), column.desc()] if desc else [is_null.asc(), column.asc()]
 
+    def limit_delete(self, stmt: Any, table: sa.Table, where: Any, limit: Any) -> Any:
+        # MySQL refuses LIMIT inside IN (...), and MariaDB scans the whole table for
+        # an IN over a derived table; a join with the limited derived table
+        # (DELETE ... USING) reads only the rows found through the filter's index.
+        picked = sa.select(table.c.id).where(where).limit(limit).subquery("picked")
+        return stmt.where(table.c.id == picked.c.id)
+
     def json_merge(self, column: Any, doc: Any, paths: Sequence[Any]) -> Any:
         args: list[Any] = [sa.func.coalesce(column, sa.func.json_object())]
         for path in paths:
