@@ -8,6 +8,7 @@ types when the table is built.
 from __future__ import annotations
 
 import enum
+import functools
 import re
 import types
 import typing
@@ -114,16 +115,16 @@ class ModelInfo:
     versioned: bool = False
     membership: tuple[str, ...] = field(default=())
 
-    @property
-    def writable(self) -> tuple[str, ...]:
+    @functools.cached_property
+    def writable(self) -> frozenset[str]:
         """Fields a caller may set (everything but the managed columns)."""
         managed = {*AUTO_FIELDS, VERSION_FIELD} if self.versioned else set(AUTO_FIELDS)
-        return tuple(n for n in self.fields if n not in managed)
+        return frozenset(n for n in self.fields if n not in managed)
 
-    @property
-    def insertable(self) -> tuple[str, ...]:
+    @functools.cached_property
+    def insertable(self) -> frozenset[str]:
         """Fields an insert may set: the writable ones and ``created_at`` (for imports)."""
-        return (*self.writable, "created_at")
+        return self.writable | {"created_at"}
 
     def side_table(self, field_name: str) -> str:
         """Name of the membership side table of a JSON list field."""

@@ -122,7 +122,7 @@ class Codec:
             for name, dec, v in zip(self.columns, self._decoders, row, strict=True)
         }
 
-    def check_keys(self, values: Mapping[str, Any], allowed: Sequence[str]) -> None:
+    def check_keys(self, values: Mapping[str, Any], allowed: frozenset[str]) -> None:
         """Refuse unknown or managed fields in a write."""
         for key in values:
             if key not in allowed:
