@@ -22,10 +22,14 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+# One encoder for every call: json.dumps() with options builds a new one each time.
+_ENCODER = json.JSONEncoder(allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+
+
 def dump_json(value: Any, where: str) -> str:
     """Serialize ``value`` as compact JSON, refusing NaN/Infinity and foreign types."""
     try:
-        return json.dumps(value, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+        return _ENCODER.encode(value)
     except (TypeError, ValueError) as exc:
         raise ValidationError(f"{where}: value is not JSON-serializable ({exc})") from exc
 
@@ -90,6 +94,7 @@ class Codec:
         self.model = model
         self.columns = tuple(model.fields)
         self._enc = {n: dialect.encoder(f.kind) for n, f in model.fields.items()}
+        self._fields = {n: (f, _CHECKS[f.kind], self._enc[n]) for n, f in model.fields.items()}
         decoders = []
         for f in model.fields.values():
             dec = dialect.decoder(f.kind)
@@ -100,13 +105,12 @@ class Codec:
 
     def encode(self, name: str, value: Any) -> Any:
         """Validate one field value and convert it for the driver."""
-        f = self.model.fields[name]
+        f, check, enc = self._fields[name]
         if value is None:
             if not f.nullable:
                 raise ValidationError(f"field {name!r} of {self.model.name} cannot be None")
             return None
-        value = _CHECKS[f.kind](f, value)
-        enc = self._enc[name]
+        value = check(f, value)
         return value if enc is None else enc(value)
 
     def encode_scalar(self, f: FieldInfo, value: Any) -> Any:
