@@ -244,22 +244,13 @@ class DataFlow(Operations):
                 raise
             raise err from exc
 
-    @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Transaction]:
+    def transaction(self) -> _TransactionScope:
         """Run several operations atomically: committed on clean exit, else rolled back.
 
-        Use the yielded :class:`Transaction` (not the DataFlow) inside the block.
+        Use it as ``async with db.transaction() as tx:``, and the yielded
+        :class:`Transaction` (not the DataFlow) inside the block.
         """
-        await self._ensure(list(self._states.values()))
-        backend = await self._backend()
-        try:
-            async with backend.transaction() as conn:
-                yield Transaction(self, conn)
-        except Exception as exc:
-            err = self._translated(backend, exc)
-            if err is exc:
-                raise
-            raise err from exc
+        return _TransactionScope(self)
 
     @contextlib.asynccontextmanager
     async def listen(self, channel: str) -> AsyncIterator[asyncio.Queue[str]]:
@@ -291,6 +282,44 @@ class DataFlow(Operations):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+class _TransactionScope:
+    """The ``async with`` of :meth:`DataFlow.transaction` (a class: it is on hot paths)."""
+
+    __slots__ = ("_backend", "_conn", "_db")
+
+    def __init__(self, db: DataFlow) -> None:
+        self._db = db
+
+    async def __aenter__(self) -> Transaction:
+        db = self._db
+        if len(db._ensured) < len(db._states):
+            await db._ensure(list(db._states.values()))
+        backend = self._backend = await db._backend()
+        try:
+            self._conn = await backend.begin()
+        except Exception as exc:
+            err = db._translated(backend, exc)
+            if err is exc:
+                raise
+            raise err from exc
+        return Transaction(db, self._conn)
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        try:
+            await self._backend.end(self._conn, exc)
+        except Exception as failure:
+            err = self._db._translated(self._backend, failure)
+            if err is failure:
+                raise
+            raise err from failure
+        if isinstance(exc, Exception):
+            err = self._db._translated(self._backend, exc)
+            if err is not exc:
+                raise err from exc
 
 
 class Transaction(Operations):

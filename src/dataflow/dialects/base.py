@@ -58,8 +58,27 @@ class Backend(ABC):
         """Borrow a connection in autocommit mode."""
 
     @abstractmethod
-    def transaction(self) -> contextlib.AbstractAsyncContextManager[Connection]:
+    async def begin(self) -> Any:
+        """Borrow a connection and start a transaction on it."""
+
+    @abstractmethod
+    async def end(self, conn: Any, error: BaseException | None) -> None:
+        """Commit (``error`` is None) or roll back, then give the connection back.
+
+        Raises:
+            Exception: The commit failed (the transaction is rolled back).
+        """
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Any]:
         """Borrow a connection inside a transaction committed on clean exit."""
+        conn = await self.begin()
+        try:
+            yield conn
+        except BaseException as exc:
+            await self.end(conn, exc)
+            raise
+        await self.end(conn, None)
 
     @abstractmethod
     async def close(self) -> None:
@@ -67,9 +86,17 @@ class Backend(ABC):
 
     async def run(self, fn: Callable[[Any], Awaitable[T]], *, atomic: bool) -> T:
         """Run ``fn`` on a borrowed connection (inside a transaction when ``atomic``)."""
-        borrow = self.transaction() if atomic else self.acquire()
-        async with borrow as conn:
-            return await fn(conn)
+        if not atomic:
+            async with self.acquire() as conn:
+                return await fn(conn)
+        conn = await self.begin()
+        try:
+            result = await fn(conn)
+        except BaseException as exc:
+            await self.end(conn, exc)
+            raise
+        await self.end(conn, None)
+        return result
 
     def discard_idle(self) -> None:  # noqa: B027 - optional hook
         """Drop idle connections after a connection loss (they are likely dead too)."""
@@ -359,7 +386,7 @@ class PooledBackend(Backend):
         try:
             return await fn(conn)
         except BaseException as exc:
-            broken = self._is_lost(exc) or isinstance(exc, asyncio.CancelledError)
+            broken = self._broken(exc)
             raise
         finally:
             self.pool.put(conn, broken=broken)
@@ -371,22 +398,38 @@ class PooledBackend(Backend):
         try:
             yield conn
         except BaseException as exc:
-            broken = self._is_lost(exc) or isinstance(exc, asyncio.CancelledError)
+            broken = self._broken(exc)
             raise
         finally:
             self.pool.put(conn, broken=broken)
 
-    @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Any]:
-        async with self.acquire() as conn:
+    def _broken(self, exc: BaseException) -> bool:
+        # A cancelled statement leaves the connection in an unknown state.
+        return self._is_lost(exc) or isinstance(exc, asyncio.CancelledError)
+
+    async def begin(self) -> Any:
+        conn = await self.pool.get()
+        try:
             await conn.begin()
-            try:
-                yield conn
-            except BaseException:
+        except BaseException as exc:
+            self.pool.put(conn, broken=self._broken(exc))
+            raise
+        return conn
+
+    async def end(self, conn: Any, error: BaseException | None) -> None:
+        broken = error is not None and self._broken(error)
+        try:
+            if error is None:
+                try:
+                    await conn.commit()
+                except BaseException as exc:
+                    broken = self._broken(exc)
+                    raise
+            elif not broken:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(conn.rollback())
-                raise
-            await conn.commit()
+        finally:
+            self.pool.put(conn, broken=broken)
 
     def discard_idle(self) -> None:
         self.pool.discard_idle()

@@ -120,32 +120,31 @@ class SQLiteBackend(Backend):
         async with self._lock:
             yield self.conn
 
-    @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Any]:
+    async def begin(self) -> Any:
         self._check_reentry()
-        async with self._lock:
-            self._holder = asyncio.current_task()
-            try:
-                async with self._begin() as conn:
-                    yield conn
-            finally:
-                self._holder = None
+        await self._lock.acquire()
+        try:
+            # IMMEDIATE takes the write lock up front: no deadlock on lock upgrade.
+            await self.conn.execute("BEGIN IMMEDIATE", ())
+        except BaseException:
+            self._lock.release()
+            raise
+        self._holder = asyncio.current_task()
+        return self.conn
 
-    @contextlib.asynccontextmanager
-    async def _begin(self) -> AsyncIterator[Any]:
-        conn = self.conn
-        # IMMEDIATE takes the write lock up front: no deadlock on lock upgrade.
-        await conn.execute("BEGIN IMMEDIATE", ())
+    async def end(self, conn: Any, error: BaseException | None) -> None:
         try:
-            yield conn
-        except BaseException:
-            conn.raw.rollback()
-            raise
-        try:
-            await conn.execute("COMMIT", ())
-        except BaseException:
-            conn.raw.rollback()
-            raise
+            if error is None:
+                try:
+                    await conn.execute("COMMIT", ())
+                except BaseException:
+                    conn.raw.rollback()
+                    raise
+            else:
+                conn.raw.rollback()
+        finally:
+            self._holder = None
+            self._lock.release()
 
     async def close(self) -> None:
         """The connection belongs to the dialect, which closes it."""
