@@ -16,11 +16,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from dataflow.errors import ConnectionLostError, DataFlowError
+from dataflow.models import Kind
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
 
-    from dataflow.models import Kind
     from dataflow.urls import DatabaseURL
 
 __all__ = [
@@ -127,13 +127,22 @@ class Dialect(ABC):
     def column_type(self, kind: Kind, *, key: bool) -> Any:
         """SQLAlchemy type for a field kind; ``key`` when the column is indexed."""
 
-    @abstractmethod
+    #: Aware UTC datetime -> driver value and back; None where the driver takes and
+    #: returns aware datetimes itself. Set them as ``staticmethod``s.
+    encode_datetime: Converter | None = None
+    decode_datetime: Converter | None = None
+    #: True when booleans come back as 0/1 integers.
+    bool_as_int: bool = False
+
     def encoder(self, kind: Kind) -> Converter | None:
         """Python value -> driver value, or None when no conversion is needed."""
+        return self.encode_datetime if kind is Kind.DATETIME else None
 
-    @abstractmethod
     def decoder(self, kind: Kind) -> Converter | None:
         """Driver value -> Python value, or None when no conversion is needed."""
+        if kind is Kind.DATETIME:
+            return self.decode_datetime
+        return bool if kind is Kind.BOOL and self.bool_as_int else None
 
     @abstractmethod
     def classify(self, exc: BaseException) -> type[DataFlowError] | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -113,6 +113,9 @@ class MySQLDialect(PooledDialect):
     """MySQL/MariaDB: JSON, DATETIME(6) in UTC, side-table membership indexes."""
 
     name = "mysql"
+    encode_datetime = staticmethod(_encode_dt)
+    decode_datetime = staticmethod(_decode_dt)
+    bool_as_int = True
     columns_sql = (
         "SELECT column_name, data_type FROM information_schema.columns "
         "WHERE table_schema = DATABASE() AND table_name = %s"
@@ -157,14 +160,6 @@ class MySQLDialect(PooledDialect):
             "json": Kind.JSON,
             "longtext": Kind.JSON,  # MariaDB's JSON is an alias of LONGTEXT
         }.get(db_type)
-
-    def encoder(self, kind: Kind) -> Callable[[Any], Any] | None:
-        return _encode_dt if kind is Kind.DATETIME else None
-
-    def decoder(self, kind: Kind) -> Callable[[Any], Any] | None:
-        if kind is Kind.DATETIME:
-            return _decode_dt
-        return bool if kind is Kind.BOOL else None
 
     # -- errors ------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -142,12 +142,6 @@ class PostgreSQLDialect(PooledDialect):
             "timestamp with time zone": Kind.DATETIME,
             "jsonb": Kind.JSON,
         }.get(db_type)
-
-    def encoder(self, kind: Kind) -> Callable[[Any], Any] | None:
-        return None
-
-    def decoder(self, kind: Kind) -> Callable[[Any], Any] | None:
-        return None
 
     # -- errors ------------------------------------------------------------
 

@@ -154,6 +154,9 @@ class SQLiteDialect(Dialect):
     """SQLite: WAL journal, busy timeout, JSON text, timestamps as ISO-8601 UTC text."""
 
     name = "sqlite"
+    encode_datetime = staticmethod(_encode_dt)
+    decode_datetime = staticmethod(_decode_dt)
+    bool_as_int = True
     columns_sql = "SELECT name, type FROM pragma_table_info(?)"
     indexes_sql = "SELECT name FROM pragma_index_list(?)"
     # SQLite's JSON functions re-print floats with 15 significant digits, so a
@@ -189,14 +192,6 @@ class SQLiteDialect(Dialect):
             "varchar(32)": Kind.DATETIME,
             "varchar(255)": Kind.STR,
         }.get(db_type)
-
-    def encoder(self, kind: Kind) -> Callable[[Any], Any] | None:
-        return _encode_dt if kind is Kind.DATETIME else None
-
-    def decoder(self, kind: Kind) -> Callable[[Any], Any] | None:
-        if kind is Kind.DATETIME:
-            return _decode_dt
-        return bool if kind is Kind.BOOL else None
 
     def classify(self, exc: BaseException) -> type[DataFlowError] | None:
         if isinstance(exc, sqlite3.IntegrityError):
