@@ -445,3 +445,25 @@ async def test_waiters_poll_when_notifications_fail(
         assert await task is True
     if db.dialect.supports_notify:
         assert "approval notifications stopped" in caplog.text
+
+
+async def test_a_hanging_notifier_does_not_hold_up_the_other_approvers() -> None:
+    from kaizen.governance.notify import notify_approvers
+
+    class HangsForOne(RecordingProtocol):
+        async def send_approval_request(self, approver_id: str, payload: dict[str, Any]) -> None:
+            if approver_id == "slow":
+                await asyncio.sleep(WAIT_LIMIT)
+            await super().send_approval_request(approver_id, payload)
+
+    protocol = HangsForOne(fail_for={"broken"})
+    manager = ExternalAgentApprovalManager()
+    manager.add_requirement("agent", custom("slow", "broken", "fast"))
+    request_id = await manager.request_approval("agent", "user", {})
+    request = await manager.get_request(request_id)
+    assert request is not None
+    delivered = await asyncio.wait_for(
+        notify_approvers(protocol, request, send_timeout=0.05), WAIT_LIMIT / 2
+    )
+    assert delivered == 1
+    assert [approver for approver, _ in protocol.sent] == ["fast"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import quote
@@ -52,22 +53,35 @@ def approval_payload(request: ExternalAgentApprovalRequest, base_url: str = "") 
     }
 
 
-async def notify_approvers(
-    protocol: ControlProtocol, request: ExternalAgentApprovalRequest, base_url: str = ""
-) -> int:
-    """Send the payload to every approver; return how many sends succeeded.
+#: Seconds one approver's notification may take before it counts as failed.
+NOTIFY_TIMEOUT = 10.0
 
-    A failing send is logged and skipped: the request is already stored.
+
+async def notify_approvers(
+    protocol: ControlProtocol,
+    request: ExternalAgentApprovalRequest,
+    base_url: str = "",
+    *,
+    send_timeout: float = NOTIFY_TIMEOUT,
+) -> int:
+    """Send the payload to every approver at once; return how many sends succeeded.
+
+    A failing or hanging send (past ``send_timeout`` seconds) is logged and skipped:
+    the request is already stored, and one slow channel does not delay the others.
     """
     payload = approval_payload(request, base_url)
-    delivered = 0
-    for approver_id in request.approvers:
+
+    async def send(approver_id: str) -> bool:
         try:
-            await protocol.send_approval_request(approver_id, dict(payload))
+            await asyncio.wait_for(
+                protocol.send_approval_request(approver_id, dict(payload)), send_timeout
+            )
         except Exception:
             logger.exception(
                 "could not notify approver %r of approval request %r", approver_id, request.id
             )
-        else:
-            delivered += 1
-    return delivered
+            return False
+        return True
+
+    results = await asyncio.gather(*(send(a) for a in request.approvers))
+    return sum(results)
