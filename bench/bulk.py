@@ -23,7 +23,7 @@ from dataflow import DataFlow
 from dataflow.models import Kind
 from dataflow.values import dump_json
 
-__all__ = ["REBUILD_ABOVE", "analyze", "bulk_load"]
+__all__ = ["REBUILD_ABOVE", "analyze", "bulk_load", "grow_table"]
 
 #: Loads of more rows than this drop and rebuild the secondary indexes.
 REBUILD_ABOVE = 50_000
@@ -221,3 +221,26 @@ async def analyze(target: Target, tables: Sequence[str]) -> None:
         finally:
             conn.close()
     # SQLite has no automatic statistics: leave it as an application would find it.
+
+
+async def grow_table(
+    db: DataFlow,
+    target: Target,
+    model: str,
+    make_row: Callable[[int, Any], dict[str, Any]],
+    start: int,
+    rows: int,
+    base: Any,
+) -> float:
+    """Bulk-load generated rows ``start..rows`` of ``model``, then refresh the planner's
+    statistics of its tables; return the seconds the load took."""
+    seconds = await bulk_load(
+        db,
+        target,
+        model,
+        (make_row(k, base) for k in range(start, rows)),
+        rebuild_indexes=rows - start > REBUILD_ABOVE,
+    )
+    tables = db._state(model).tables
+    await analyze(target, [tables.main.name, *(s.name for s in tables.sides.values())])
+    return seconds

@@ -13,7 +13,7 @@ import dataclasses
 from datetime import datetime, timedelta
 from typing import Any
 
-from bench.bulk import REBUILD_ABOVE, analyze, bulk_load
+from bench.bulk import grow_table
 from bench.runner import Op
 from bench.suite import HOT_ROWS, now
 from bench.targets import Target
@@ -98,19 +98,12 @@ class ApprovalSuite:
 
     async def grow(self, rows: int) -> float:
         """Bulk-load generated rows up to ``rows`` in total; return seconds taken."""
-        start, base = self.rows, self.base
-        if rows <= start:
+        if rows <= self.rows:
             return 0.0
-        seconds = await bulk_load(
-            self.db,
-            self.target,
-            REQUEST_MODEL,
-            (request_row(k, base) for k in range(start, rows)),
-            rebuild_indexes=rows - start > REBUILD_ABOVE,
+        seconds = await grow_table(
+            self.db, self.target, REQUEST_MODEL, request_row, self.rows, rows, self.base
         )
         self.rows = rows
-        st = self.db._state(REQUEST_MODEL)
-        await analyze(self.target, [st.table.name, *(s.name for s in st.tables.sides.values())])
         return seconds
 
     async def _forget(self, ids: list[str]) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from bench.bulk import REBUILD_ABOVE, analyze, bulk_load
+from bench.bulk import grow_table
 from bench.runner import Op
 from bench.suite import HOT_ROWS, now
 from bench.targets import Target
@@ -74,18 +74,12 @@ class SessionSuite:
 
     async def grow(self, rows: int) -> float:
         """Bulk-load generated rows up to ``rows`` in total; return seconds taken."""
-        start, base = self.rows, self.base
-        if rows <= start:
+        if rows <= self.rows:
             return 0.0
-        seconds = await bulk_load(
-            self.db,
-            self.target,
-            SESSION_MODEL,
-            (session_row(k, base) for k in range(start, rows)),
-            rebuild_indexes=rows - start > REBUILD_ABOVE,
+        seconds = await grow_table(
+            self.db, self.target, SESSION_MODEL, session_row, self.rows, rows, self.base
         )
         self.rows = rows
-        await analyze(self.target, [self.db._state(SESSION_MODEL).table.name])
         return seconds
 
     def _expired_rows(self, ids: list[str]) -> list[dict[str, Any]]:
