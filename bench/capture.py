@@ -67,7 +67,7 @@ class _Recording:
 
     async def begin(self) -> None:
         await self._conn.begin()
-        self._log.append(Stmt("begin", "BEGIN", ()))
+        self._log.append(Stmt("begin", self._conn.begin_sql, ()))
 
     async def commit(self) -> None:
         await self._conn.commit()
@@ -95,23 +95,20 @@ class Recorder:
         backend = await self.db._backend()
         log = self.log
         pool = getattr(backend, "pool", None)
-        if pool is not None:  # PooledBackend: wrap what the pool hands out
-            get, put = pool.get, pool.put
-
-            async def rec_get() -> Any:
-                return _Recording(await get(), log)
-
-            def rec_put(conn: Any, *, broken: bool) -> None:
-                raw = conn._conn if isinstance(conn, _Recording) else conn
-                put(raw, broken=broken)
-
-            pool.get, pool.put = rec_get, rec_put
-            self._undo += [(pool, "get", None), (pool, "put", None)]
-        elif hasattr(backend, "conn"):  # SQLiteBackend: one shared connection
-            self._undo.append((backend, "conn", backend.conn))
-            backend.conn = _Recording(backend.conn, log)
-        else:  # pragma: no cover - a new backend kind
+        if pool is None:  # pragma: no cover - a new backend kind
             raise TypeError(f"cannot record {type(backend).__name__}")
+        # Every dialect's backend hands out pooled connections: wrap what the pool gives.
+        get, put = pool.get, pool.put
+
+        async def rec_get(**kwargs: Any) -> Any:
+            return _Recording(await get(**kwargs), log)
+
+        def rec_put(conn: Any, *, broken: bool) -> None:
+            raw = conn._conn if isinstance(conn, _Recording) else conn
+            put(raw, broken=broken)
+
+        pool.get, pool.put = rec_get, rec_put
+        self._undo += [(pool, "get", None), (pool, "put", None)]
         return self
 
     async def __aexit__(self, *exc: object) -> None:

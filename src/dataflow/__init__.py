@@ -1,6 +1,6 @@
 """DataFlow: a zero-config async data layer for SQLite, PostgreSQL and MySQL/MariaDB."""
 
-from dataflow.core import DataFlow, Transaction
+from dataflow.core import DataFlow, Savepoint, Transaction
 from dataflow.errors import (
     ConcurrencyError,
     ConfigurationError,
@@ -10,10 +10,13 @@ from dataflow.errors import (
     IntegrityError,
     NotFoundError,
     SchemaError,
+    TimeoutError,
+    TransactionAbortedError,
     ValidationError,
 )
 from dataflow.filters import escape_like
 from dataflow.models import Index
+from dataflow.retry import RetryPolicy
 
 __version__ = "0.1.0"
 
@@ -27,8 +30,12 @@ __all__ = [
     "Index",
     "IntegrityError",
     "NotFoundError",
+    "RetryPolicy",
+    "Savepoint",
     "SchemaError",
+    "TimeoutError",
     "Transaction",
+    "TransactionAbortedError",
     "ValidationError",
     "__version__",
     "escape_like",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import threading
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar, overload
@@ -12,15 +13,17 @@ from typing import Any, TypeVar, overload
 import sqlalchemy as sa
 
 from dataflow.dialects import load_dialect
-from dataflow.dialects.base import Backend, Connection, translate_error
-from dataflow.errors import ConfigurationError, ConnectionLostError, ValidationError
+from dataflow.dialects.base import Backend, Connection
+from dataflow.errors import ConfigurationError, ConnectionLostError, TimeoutError, ValidationError
+from dataflow.jsonvalues import describe
 from dataflow.models import Index, build_model
 from dataflow.nodes import Node, make_nodes
 from dataflow.operations import ModelRef, ModelState, Operations, Statements
 from dataflow.schema import build_tables, ensure_tables
+from dataflow.transactions import Savepoint, Transaction, TransactionScope
 from dataflow.urls import parse_url
 
-__all__ = ["DataFlow", "Transaction"]
+__all__ = ["DataFlow", "Savepoint", "Transaction"]
 
 T = TypeVar("T")
 C = TypeVar("C", bound=type)
@@ -31,12 +34,21 @@ class DataFlow(Operations):
 
     Args:
         url: Database URL; defaults to ``$DATABASE_URL``, else in-memory SQLite.
-        **options: ``pool_size`` (network databases, default 10),
-            ``busy_timeout`` (SQLite, seconds, default 5), ``connect_timeout``
-            (seconds, default 10).
+        **options: Connection options, also accepted as URL query parameters
+            (a keyword wins): ``pool_size`` (default 10), ``connect_timeout``
+            (seconds, 10), ``pool_timeout`` (seconds waiting for a free
+            connection, 30), ``command_timeout`` (seconds per statement, off);
+            SQLite: ``busy_timeout`` (5), ``synchronous`` (``full``);
+            PostgreSQL: ``sslmode``, ``sslrootcert``, ``sslcert``, ``sslkey``,
+            ``statement_cache_size``; MySQL: ``ssl_mode``, ``ssl_ca``,
+            ``ssl_cert``, ``ssl_key``.
+
+    Raises:
+        ConfigurationError: A malformed URL, an unknown option or a bad value.
 
     Connecting is lazy: nothing touches the database before the first
-    operation. The handle works from any event loop; ``close()`` is idempotent.
+    operation. The handle works from any event loop and thread (each loop has
+    connections of its own); ``close()`` is idempotent.
 
     Example:
         >>> db = DataFlow("sqlite:///app.db")
@@ -52,6 +64,7 @@ class DataFlow(Operations):
             raise ConfigurationError("the database URL must be a string")
         self._url = parse_url(raw)
         self.dialect = load_dialect(self._url, options)
+        self._lock = threading.Lock()  # guards the per-loop maps, shared by threads
         self._statements = Statements(self.dialect)
         self._metadata = sa.MetaData()
         self._states: dict[str, ModelState] = {}
@@ -144,16 +157,19 @@ class DataFlow(Operations):
 
     def node(self, name: str) -> Node:
         """The generated node called ``name`` (e.g. ``"UserCreateNode"``)."""
-        try:
-            return self.nodes[name]
-        except KeyError:
-            raise ValidationError(f"no node named {name!r}") from None
+        node = self.nodes.get(name) if isinstance(name, str) else None
+        if node is None:
+            raise ValidationError(f"no node named {describe(name)}")
+        return node
 
     def _state(self, model: ModelRef) -> ModelState:
-        state = self._by_class.get(model) if isinstance(model, type) else self._states.get(model)
+        if isinstance(model, type):
+            state = self._by_class.get(model)
+        else:
+            state = self._states.get(model) if isinstance(model, str) else None
         if state is None:
             name = model.__name__ if isinstance(model, type) else model
-            raise ValidationError(f"{name!r} is not a registered model")
+            raise ValidationError(f"{describe(name)} is not a registered model")
         return state
 
     # -- connections -------------------------------------------------------
@@ -163,16 +179,20 @@ class DataFlow(Operations):
         backend = self._backends.get(loop)
         if backend is None:
             self._abandon_closed_loops()
-            backend = self._backends[loop] = await self.dialect.open_backend()
+            opened = await self.dialect.open_backend()
+            with self._lock:
+                backend = self._backends.setdefault(loop, opened)
         return backend
 
     def _abandon_closed_loops(self) -> None:
         """Drop the connections of event loops that have been closed (e.g. an earlier
         ``asyncio.run()``): they cannot be used or closed the usual way any more."""
-        for loop, backend in list(self._backends.items()):
-            if loop.is_closed():
-                backend.abandon()
+        with self._lock:
+            closed = [(loop, b) for loop, b in self._backends.items() if loop.is_closed()]
+            for loop, _ in closed:
                 del self._backends[loop]
+        for _, backend in closed:
+            backend.abandon()
 
     async def initialize(self) -> None:
         """Create or extend the tables of every registered model now (else: on first use)."""
@@ -183,26 +203,18 @@ class DataFlow(Operations):
         if not missing:
             return
         loop = asyncio.get_running_loop()
-        lock = self._schema_locks.get(loop)
-        if lock is None:
-            lock = self._schema_locks[loop] = asyncio.Lock()
+        with self._lock:
+            lock = self._schema_locks.get(loop)
+            if lock is None:
+                lock = self._schema_locks[loop] = asyncio.Lock()
         async with lock:
             missing = [s for s in states if s.name not in self._ensured]
             if not missing:
                 return
             backend = await self._backend()
-            try:
-                async with backend.transaction() as conn:
-                    await ensure_tables(conn, self.dialect, [s.tables for s in missing])
-            except Exception as exc:
-                raise self._translated(backend, exc) from exc
+            async with backend.transaction() as conn:
+                await ensure_tables(conn, self.dialect, [s.tables for s in missing])
             self._ensured.update(s.name for s in missing)
-
-    def _translated(self, backend: Backend, exc: Exception) -> Exception:
-        err = translate_error(self.dialect, exc)
-        if isinstance(err, ConnectionLostError):
-            backend.discard_idle()
-        return err if err is not None else exc
 
     async def _run(
         self,
@@ -215,49 +227,54 @@ class DataFlow(Operations):
         if state.name not in self._ensured:
             await self._ensure([state])
         backend = await self._backend()
-        for attempt in (0, 1):
-            try:
-                return await backend.run(fn, atomic=atomic)
-            except Exception as exc:
-                err = self._translated(backend, exc)
-                # A read after a dropped connection is retried once on a fresh one;
-                # a write never is: it may have reached the database.
-                if attempt or write or not isinstance(err, ConnectionLostError):
-                    if err is exc:
-                        raise
-                    raise err from exc
-        raise AssertionError("unreachable")  # pragma: no cover
+        try:
+            return await backend.run(fn, atomic=atomic)
+        except ConnectionLostError as exc:
+            # A read after a dropped connection is retried once on a fresh one; a write
+            # never is (it may have reached the database), nor anything that timed out.
+            if write or isinstance(exc, TimeoutError):
+                raise
+        return await backend.run(fn, atomic=atomic)
 
     async def ping(self) -> None:
         """Check that the database answers (one trivial query).
 
         Raises:
-            ConnectionLostError: It does not.
+            ConnectionLostError: It does not (TimeoutError: not in time).
         """
-        backend = await self._backend()
-        try:
-            async with backend.acquire() as conn:
-                await conn.fetch("SELECT 1", [])
-        except Exception as exc:
-            err = self._translated(backend, exc)
-            if err is exc:
-                raise
-            raise err from exc
 
-    def transaction(self) -> _TransactionScope:
+        async def one(conn: Connection) -> None:
+            await conn.fetch("SELECT 1", [])
+
+        await (await self._backend()).run(one, atomic=False)
+
+    def transaction(self) -> TransactionScope:
         """Run several operations atomically: committed on clean exit, else rolled back.
 
         Use it as ``async with db.transaction() as tx:``, and the yielded
         :class:`Transaction` (not the DataFlow) inside the block.
+
+        An operation that fails inside the block once it reached the database
+        (a duplicate key, a deadlock, a lost connection...) aborts the whole
+        transaction, on every database: later operations raise
+        :class:`~dataflow.errors.TransactionAbortedError`, and so does leaving
+        the block normally (the caller caught the error); nothing is committed.
+        Wrap operations that may fail in ``async with tx.savepoint():`` to
+        undo only them and carry on.
         """
-        return _TransactionScope(self)
+        return TransactionScope(self)
 
     @contextlib.asynccontextmanager
-    async def listen(self, channel: str) -> AsyncIterator[asyncio.Queue[str]]:
+    async def listen(self, channel: str) -> AsyncIterator[asyncio.Queue[str | None]]:
         """Receive notifications sent on ``channel`` (PostgreSQL only).
+
+        The queue yields each payload, and ``None`` when the listening
+        connection came back after a loss (a server restart, a failover):
+        notifications sent while it was away were missed.
 
         Raises:
             ConfigurationError: The database has no notifications.
+            ConnectionLostError: It cannot be reached now.
         """
         if not self.dialect.supports_notify:
             raise ConfigurationError(f"{self.dialect.name} has no notifications; poll instead")
@@ -265,14 +282,22 @@ class DataFlow(Operations):
             yield queue
 
     async def close(self) -> None:
-        """Close every connection. Idempotent; the handle reconnects if used again."""
+        """Close every connection. Idempotent; the handle reconnects if used again.
+
+        Connections of this event loop are closed now; those of other running
+        loops (other threads) are closed on their own loop.
+        """
         self._abandon_closed_loops()
-        backends = list(self._backends.items())
-        self._backends = weakref.WeakKeyDictionary()
+        with self._lock:
+            backends = list(self._backends.items())
+            self._backends = weakref.WeakKeyDictionary()
         current = asyncio.get_running_loop()
         for loop, backend in backends:
             if loop is current:
                 await backend.close()
+            else:
+                with contextlib.suppress(RuntimeError):  # that loop closed meanwhile
+                    asyncio.run_coroutine_threadsafe(backend.close(), loop)
         await self.dialect.close()
         # Tables are checked again on reuse: an in-memory SQLite database is gone now.
         self._ensured.clear()
@@ -282,80 +307,3 @@ class DataFlow(Operations):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
-
-
-class _TransactionScope:
-    """The ``async with`` of :meth:`DataFlow.transaction` (a class: it is on hot paths)."""
-
-    __slots__ = ("_backend", "_conn", "_db")
-
-    def __init__(self, db: DataFlow) -> None:
-        self._db = db
-
-    async def __aenter__(self) -> Transaction:
-        db = self._db
-        if len(db._ensured) < len(db._states):
-            await db._ensure(list(db._states.values()))
-        backend = self._backend = await db._backend()
-        try:
-            self._conn = await backend.begin()
-        except Exception as exc:
-            err = db._translated(backend, exc)
-            if err is exc:
-                raise
-            raise err from exc
-        return Transaction(db, self._conn)
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
-    ) -> None:
-        try:
-            await self._backend.end(self._conn, exc)
-        except Exception as failure:
-            err = self._db._translated(self._backend, failure)
-            if err is failure:
-                raise
-            raise err from failure
-        if isinstance(exc, Exception):
-            err = self._db._translated(self._backend, exc)
-            if err is not exc:
-                raise err from exc
-
-
-class Transaction(Operations):
-    """Operations on one connection inside one transaction (see :meth:`DataFlow.transaction`)."""
-
-    def __init__(self, db: DataFlow, conn: Connection) -> None:
-        self._db = db
-        self._conn = conn
-        self.dialect = db.dialect
-        self._statements = db._statements
-
-    def _state(self, model: ModelRef) -> ModelState:
-        return self._db._state(model)
-
-    async def _run(
-        self,
-        state: ModelState,
-        fn: Callable[[Connection], Awaitable[T]],
-        *,
-        write: bool,
-        atomic: bool = False,
-    ) -> T:
-        if state.name not in self._db._ensured:
-            raise ValidationError(f"model {state.name} was registered after the transaction began")
-        try:
-            return await fn(self._conn)
-        except Exception as exc:
-            err = translate_error(self.dialect, exc)
-            if err is None or err is exc:
-                raise
-            raise err from exc
-
-    async def notify(self, channel: str, payload: str) -> None:
-        """Send ``payload`` to listeners of ``channel`` when the transaction commits.
-
-        A no-op on databases without notifications (their waiters poll).
-        """
-        if self.dialect.supports_notify:
-            await self._conn.execute(self.dialect.notify_sql(), [channel, payload])

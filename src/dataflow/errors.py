@@ -2,11 +2,14 @@
 
 Every error raised by the library derives from :class:`DataFlowError`. Driver
 errors are translated into this tree in one place
-(:func:`dataflow.dialects.base.translate_errors`), always chained with
+(:func:`dataflow.dialects.base.translate_error`, called only by
+:class:`dataflow.dialects.base.Connection`), always chained with
 ``raise ... from exc`` so the original cause stays inspectable.
 """
 
 from __future__ import annotations
+
+import builtins
 
 __all__ = [
     "ConcurrencyError",
@@ -17,12 +20,17 @@ __all__ = [
     "IntegrityError",
     "NotFoundError",
     "SchemaError",
+    "TimeoutError",
+    "TransactionAbortedError",
     "ValidationError",
 ]
 
 
 class DataFlowError(Exception):
     """Root of every error raised by DataFlow and the packages built on it."""
+
+    #: True when the message is the database driver's own text (translated, not ours).
+    from_driver: bool = False
 
 
 class ConfigurationError(DataFlowError):
@@ -54,6 +62,37 @@ class ConnectionLostError(DataFlowError):
 
     Writes are never retried automatically after this error: the caller cannot
     know whether the statement reached the database.
+    """
+
+
+class TimeoutError(ConnectionLostError, builtins.TimeoutError):
+    """A database call did not finish in time: connecting, waiting for a pooled
+    connection, or one statement (``connect_timeout``, ``pool_timeout``,
+    ``command_timeout``).
+
+    Also a built-in :class:`TimeoutError`. After a statement timeout the
+    connection is discarded; like any :class:`ConnectionLostError`, a write that
+    timed out may or may not have been applied.
+
+    Attributes:
+        what: ``"connect"``, ``"acquire"`` or ``"statement"``.
+        seconds: The limit that ran out.
+    """
+
+    def __init__(self, message: str, *, what: str, seconds: float) -> None:
+        super().__init__(message)
+        self.what = what
+        self.seconds = seconds
+
+
+class TransactionAbortedError(DataFlowError):
+    """An operation inside ``async with db.transaction()`` failed, so the transaction
+    was rolled back as a whole.
+
+    Raised by every later operation in the block and when the block is left
+    without an exception (the caller caught the first error): nothing of the
+    transaction was committed. Use ``tx.savepoint()`` around operations whose
+    failure the transaction should survive.
     """
 
 

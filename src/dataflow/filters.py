@@ -16,8 +16,9 @@ from datetime import datetime
 from typing import Any
 
 from dataflow.errors import ValidationError
+from dataflow.jsonvalues import describe, dump_json
 from dataflow.models import FieldInfo, Kind, ModelInfo
-from dataflow.values import Codec, dump_json
+from dataflow.values import Codec
 
 __all__ = ["OPERATORS", "FilterCompiler", "escape_like"]
 
@@ -96,7 +97,7 @@ class FilterCompiler:
             if key in ("$and", "$or"):
                 shape, clause = self._combine(key, cond, table, values, build)
             elif isinstance(key, str) and key.startswith("$"):
-                raise ValidationError(f"unknown filter operator {key!r}")
+                raise ValidationError(f"unknown filter operator {describe(key)}")
             else:
                 shape, clause = self._field(key, cond, table, values, build)
             shapes.append(shape)
@@ -130,7 +131,9 @@ class FilterCompiler:
     ) -> tuple[Any, Any]:
         f = self.model.fields.get(name) if isinstance(name, str) else None
         if f is None:
-            raise ValidationError(f"unknown field {name!r} in filter for model {self.model.name}")
+            raise ValidationError(
+                f"unknown field {describe(name)} in filter for model {self.model.name}"
+            )
         if (
             type(cond) in _PLAIN
             or cond is None
@@ -166,7 +169,7 @@ class FilterCompiler:
         self, f: FieldInfo, op: str, operand: Any, table: Any, values: list[Any], build: bool
     ) -> tuple[Any, Any]:
         if op not in OPERATORS:
-            raise ValidationError(f"unknown filter operator {op!r} on field {f.name!r}")
+            raise ValidationError(f"unknown filter operator {describe(op)} on field {f.name!r}")
         col: Any = table.c[f.name] if build else None
         if op == "$null" or (op in ("$eq", "$ne") and operand is None):
             is_null = bool(operand) if op == "$null" else op == "$eq"

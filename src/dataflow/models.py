@@ -126,6 +126,13 @@ class ModelInfo:
         """Fields an insert may set: the writable ones and ``created_at`` (for imports)."""
         return self.writable | {"created_at"}
 
+    @functools.cached_property
+    def keyed_fields(self) -> frozenset[str]:
+        """The id and the fields of (non-membership) indexes: stored as key columns."""
+        return frozenset(
+            {"id"} | {n for idx in self.indexes if not idx.membership for n in idx.fields}
+        )
+
     def side_table(self, field_name: str) -> str:
         """Name of the membership side table of a JSON list field."""
         return f"{self.table}__{field_name}"

@@ -30,6 +30,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from dataflow.errors import NotFoundError, ValidationError
+from dataflow.jsonvalues import describe
 
 if TYPE_CHECKING:
     from dataflow.core import DataFlow
@@ -63,7 +64,7 @@ async def _update(db: DataFlow, model: str, node: str, p: dict[str, Any]) -> Any
     record_id = _required(p, "id", node)
     result = await db.update(model, record_id, _required(p, "fields", node))
     if result is None:
-        raise NotFoundError(f"{model} {record_id!r} does not exist")
+        raise NotFoundError(f"{model} {describe(record_id)} does not exist")
     return result
 
 

@@ -44,7 +44,7 @@ def _index_name(table: str, fields: tuple[str, ...], suffix: str = "") -> str:
 
 def build_tables(model: ModelInfo, dialect: Dialect, metadata: sa.MetaData) -> ModelTables:
     """Build the tables of ``model`` for ``dialect``."""
-    keyed = {n for idx in model.indexes if not idx.membership for n in idx.fields} | {"id"}
+    keyed = model.keyed_fields
     columns = [
         sa.Column(
             f.name,

@@ -11,9 +11,10 @@ import sqlalchemy as sa
 from dataflow.dialects.base import Dialect
 from dataflow.errors import ValidationError
 from dataflow.filters import FilterCompiler
+from dataflow.jsonvalues import INT64, describe, dump_json
 from dataflow.models import Kind, ModelInfo
 from dataflow.schema import ModelTables
-from dataflow.values import Codec, dump_json
+from dataflow.values import Codec
 
 __all__ = ["Compiled", "Filter", "ModelRef", "ModelState", "OrderBy", "Statements"]
 
@@ -88,29 +89,53 @@ class ModelState:
 
 
 def order_keys(state: ModelState, order_by: OrderBy) -> tuple[tuple[str, bool], ...]:
+    """``order_by`` as ``((field, descending), ...)``.
+
+    Raises:
+        ValidationError: Not a field name, ``"-field"``, ``(field, "asc"|"desc")`` or a
+            list of those; or an unknown field.
+    """
     if order_by is None:
         return ()
-    items: Sequence[Any] = [order_by] if isinstance(order_by, str) else order_by
+    if isinstance(order_by, str) or (isinstance(order_by, tuple) and _is_pair(order_by)):
+        items: Sequence[Any] = [order_by]
+    elif isinstance(order_by, list | tuple):
+        items = order_by
+    else:
+        raise ValidationError(
+            f"order_by takes a field name or a list of them, got {describe(order_by)}"
+        )
     result = []
     for item in items:
-        if isinstance(item, tuple):
+        if isinstance(item, str):
+            desc, name = item.startswith("-"), item[1:] if item.startswith("-") else item
+        elif isinstance(item, tuple | list) and _is_pair(item):
             name, direction = item
             if direction not in ("asc", "desc"):
-                raise ValidationError(f"order direction must be 'asc' or 'desc', got {direction!r}")
+                raise ValidationError(
+                    f"order direction must be 'asc' or 'desc', got {describe(direction)}"
+                )
             desc = direction == "desc"
-        elif isinstance(item, str):
-            desc, name = item.startswith("-"), item.lstrip("-")
         else:
-            raise ValidationError(f"bad order_by item {item!r}")
+            raise ValidationError(
+                f"bad order_by item {describe(item)}: use 'field', '-field' or ('field', 'desc')"
+            )
         if name not in state.model.fields:
-            raise ValidationError(f"unknown field {name!r} in order_by for model {state.name}")
+            raise ValidationError(
+                f"unknown field {describe(name)} in order_by for model {state.name}"
+            )
         result.append((name, desc))
     return tuple(result)
 
 
+def _is_pair(item: Sequence[Any]) -> bool:
+    return len(item) == 2 and isinstance(item[0], str) and isinstance(item[1], str)
+
+
 def check_count(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValidationError(f"{name} must be a non-negative int, got {value!r}")
+    """Return ``value`` if it is a non-negative 64-bit int (limits, offsets, versions)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= INT64[1]:
+        raise ValidationError(f"{name} must be a non-negative 64-bit int, got {describe(value)}")
     return value
 
 
@@ -118,14 +143,17 @@ def check_merge(
     st: ModelState, values: Mapping[str, Any], merge: Mapping[str, Mapping[str, Any]] | None
 ) -> dict[str, Mapping[str, Any]]:
     """Validate merge targets; drop empty updates (they change nothing)."""
+    if merge is not None and not isinstance(merge, Mapping):
+        raise ValidationError(f"merge takes a dict of {{field: updates}}, got {describe(merge)}")
     for name, updates in (merge or {}).items():
-        f = st.model.fields.get(name)
+        f = st.model.fields.get(name) if isinstance(name, str) else None
         if f is None or f.kind is not Kind.JSON or f.is_list or name in values:
             raise ValidationError(
-                f"merge target {name!r} must be a dict field of {st.name} not also set"
+                f"merge target {describe(name)} must be a dict field of {st.name} not also set"
             )
         if not isinstance(updates, Mapping) or not all(isinstance(k, str) for k in updates):
             raise ValidationError(f"merge into {name!r} takes a dict with str keys")
+        # Checked as one object: the merged value is then within the depth limit too.
         dump_json(dict(updates), f"merge into {name!r}")
     return {n: u for n, u in (merge or {}).items() if u}
 

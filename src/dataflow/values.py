@@ -9,12 +9,20 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from dataflow.errors import ValidationError
+from dataflow.jsonvalues import INT64, describe, dump_json, text_problem
 from dataflow.models import FieldInfo, Kind, ModelInfo
 
 if TYPE_CHECKING:
     from dataflow.dialects.base import Dialect
 
-__all__ = ["Codec", "dump_json", "utcnow"]
+__all__ = ["MAX_KEY_LENGTH", "MAX_TEXT_BYTES", "Codec", "dump_json", "utcnow"]
+
+#: Longest text of an indexed str field (id included), in characters.
+MAX_KEY_LENGTH = 255
+#: Largest text of any other str field, in UTF-8 bytes (MySQL's MEDIUMTEXT).
+MAX_TEXT_BYTES = 16_777_215
+#: Datetimes every database stores (MySQL's DATETIME range), as aware UTC.
+_EARLIEST = datetime(1000, 1, 1, tzinfo=UTC)
 
 
 def utcnow() -> datetime:
@@ -22,36 +30,33 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-# One encoder for every call: json.dumps() with options builds a new one each time.
-_ENCODER = json.JSONEncoder(allow_nan=False, ensure_ascii=False, separators=(",", ":"))
-
-
-def dump_json(value: Any, where: str) -> str:
-    """Serialize ``value`` as compact JSON, refusing NaN/Infinity and foreign types."""
-    try:
-        return _ENCODER.encode(value)
-    except (TypeError, ValueError) as exc:
-        raise ValidationError(f"{where}: value is not JSON-serializable ({exc})") from exc
-
-
 def _check_str(f: FieldInfo, v: Any) -> Any:
     if not isinstance(v, str):
         raise ValidationError(f"field {f.name!r} expects str, got {type(v).__name__}")
+    problem = text_problem(v)
+    if problem is not None:
+        raise ValidationError(f"field {f.name!r} {problem}")
     return v
 
 
 def _check_int(f: FieldInfo, v: Any) -> Any:
     if isinstance(v, bool) or not isinstance(v, int):
         raise ValidationError(f"field {f.name!r} expects int, got {type(v).__name__}")
+    if not INT64[0] <= v <= INT64[1]:
+        raise ValidationError(f"field {f.name!r} takes 64-bit integers, got {describe(v)}")
     return v
 
 
 def _check_float(f: FieldInfo, v: Any) -> Any:
     if isinstance(v, bool) or not isinstance(v, int | float):
         raise ValidationError(f"field {f.name!r} expects float, got {type(v).__name__}")
-    if not math.isfinite(v):
-        raise ValidationError(f"field {f.name!r} does not accept {v!r}")
-    return float(v)
+    try:
+        value = float(v)
+    except OverflowError:
+        value = math.inf
+    if not math.isfinite(value):
+        raise ValidationError(f"field {f.name!r} does not accept {describe(v)}")
+    return value + 0.0  # -0.0 is stored as 0.0: not every database keeps the sign
 
 
 def _check_bool(f: FieldInfo, v: Any) -> Any:
@@ -65,7 +70,15 @@ def _check_datetime(f: FieldInfo, v: Any) -> Any:
         raise ValidationError(f"field {f.name!r} expects datetime, got {type(v).__name__}")
     if v.tzinfo is None or v.utcoffset() is None:
         raise ValidationError(f"field {f.name!r} needs a timezone-aware datetime")
-    return v.astimezone(UTC)
+    try:
+        value = v.astimezone(UTC)
+    except OverflowError:
+        value = None
+    if value is None or value < _EARLIEST:
+        raise ValidationError(
+            f"field {f.name!r} takes datetimes from year 1000 to 9999 (UTC), got {v.isoformat()}"
+        )
+    return value
 
 
 def _check_json(f: FieldInfo, v: Any) -> Any:
@@ -87,6 +100,49 @@ _CHECKS: dict[Kind, Callable[[FieldInfo, Any], Any]] = {
 }
 
 
+def _limited(check: Callable[[FieldInfo, Any], Any], key: bool) -> Callable[[FieldInfo, Any], Any]:
+    """A str check that also bounds the length: indexed columns hold 255 characters
+    on MySQL, the others 16 MiB."""
+
+    def checked(f: FieldInfo, v: Any) -> Any:
+        v = check(f, v)
+        if key and len(v) > MAX_KEY_LENGTH:
+            raise ValidationError(
+                f"field {f.name!r} is indexed and takes at most {MAX_KEY_LENGTH} characters"
+            )
+        if len(v) > MAX_TEXT_BYTES // 4 and len(v.encode()) > MAX_TEXT_BYTES:
+            raise ValidationError(f"field {f.name!r} takes at most {MAX_TEXT_BYTES} bytes of text")
+        return v
+
+    return checked
+
+
+def _elements_keyed(check: Callable[[FieldInfo, Any], Any]) -> Callable[[FieldInfo, Any], Any]:
+    """A JSON list check that also bounds each element: a membership index stores every
+    element's JSON text as a key (255 characters on MySQL)."""
+
+    def checked(f: FieldInfo, v: Any) -> Any:
+        text = check(f, v)
+        for element in v:
+            if len(dump_json(element, f"field {f.name!r}")) > MAX_KEY_LENGTH:
+                raise ValidationError(
+                    f"field {f.name!r} has a membership index: each element's JSON "
+                    f"takes at most {MAX_KEY_LENGTH} characters"
+                )
+        return text
+
+    return checked
+
+
+def _field_check(model: ModelInfo, f: FieldInfo) -> Callable[[FieldInfo, Any], Any]:
+    check = _CHECKS[f.kind]
+    if f.kind is Kind.STR:
+        return _limited(check, f.name in model.keyed_fields)
+    if f.name in model.membership:
+        return _elements_keyed(check)
+    return check
+
+
 class Codec:
     """Per-model conversion between Python values and one dialect's driver values."""
 
@@ -94,7 +150,9 @@ class Codec:
         self.model = model
         self.columns = tuple(model.fields)
         self._enc = {n: dialect.encoder(f.kind) for n, f in model.fields.items()}
-        self._fields = {n: (f, _CHECKS[f.kind], self._enc[n]) for n, f in model.fields.items()}
+        self._fields = {
+            n: (f, _field_check(model, f), self._enc[n]) for n, f in model.fields.items()
+        }
         decoders = []
         for f in model.fields.values():
             dec = dialect.decoder(f.kind)
@@ -131,8 +189,8 @@ class Codec:
         for key in values:
             if key not in allowed:
                 if key in self.model.fields:
-                    raise ValidationError(f"field {key!r} of {self.model.name} is managed")
-                raise ValidationError(f"unknown field {key!r} for model {self.model.name}")
+                    raise ValidationError(f"field {describe(key)} of {self.model.name} is managed")
+                raise ValidationError(f"unknown field {describe(key)} for model {self.model.name}")
 
 
 def _then_json(dec: Callable[[Any], Any]) -> Callable[[Any], Any]:

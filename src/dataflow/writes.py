@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from dataflow.dialects.base import Connection, Dialect
 from dataflow.errors import ConcurrencyError, NotFoundError, ValidationError
+from dataflow.jsonvalues import describe, dump_json
 from dataflow.models import AUTO_FIELDS, VERSION_FIELD
 from dataflow.statements import (
     Compiled,
@@ -29,7 +30,7 @@ from dataflow.statements import (
     side_delete,
     side_insert,
 )
-from dataflow.values import dump_json, utcnow
+from dataflow.values import utcnow
 
 __all__ = ["WriteOperations"]
 
@@ -350,8 +351,8 @@ class WriteOperations:
 
         if not await self._run(st, fn, write=True):
             if await self.get(st.name, id) is None:
-                raise NotFoundError(f"{st.name} {id!r} does not exist")
+                raise NotFoundError(f"{st.name} {describe(id)} does not exist")
             raise ConcurrencyError(
-                f"{st.name} {id!r} was changed concurrently (expected version {version})"
+                f"{st.name} {describe(id)} was changed concurrently (expected version {version})"
             )
         return version + 1

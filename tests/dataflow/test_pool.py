@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from dataflow import ConnectionLostError, DataFlow
-from dataflow.dialects.base import Pool
+from dataflow.dialects.pool import Pool
 
 
 class _Conn:

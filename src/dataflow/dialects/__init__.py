@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from dataflow.errors import ConfigurationError
+from dataflow.options import resolve_options
 
 if TYPE_CHECKING:
     from dataflow.dialects.base import Dialect
@@ -16,13 +17,14 @@ __all__ = ["load_dialect"]
 _MODULES = {"sqlite": "sqlite", "postgresql": "postgresql", "mysql": "mysql"}
 
 
-def load_dialect(url: DatabaseURL, options: dict[str, Any]) -> Dialect:
-    """Create the dialect for ``url`` (importing its module and driver lazily)."""
+def load_dialect(url: DatabaseURL, keywords: Mapping[str, Any]) -> Dialect:
+    """Create the dialect for ``url`` (importing its module and driver lazily).
+
+    Raises:
+        ConfigurationError: An unknown option (in the URL's query or ``keywords``),
+            a refused value, or a driver that is not installed.
+    """
     module = importlib.import_module(f"dataflow.dialects.{_MODULES[url.family]}")
-    dialect: Dialect = module.DIALECT(url, options)
-    unknown = set(options) - dialect.OPTIONS
-    if unknown:
-        raise ConfigurationError(
-            f"unknown DataFlow option(s) for {url.family}: {', '.join(sorted(unknown))}"
-        )
-    return dialect
+    cls: type[Dialect] = module.DIALECT
+    options = resolve_options(cls.OPTIONS, url.query, keywords, url.family)
+    return cls(url, options)

@@ -1,22 +1,29 @@
-"""What every dialect provides, and the pieces the network dialects share.
+"""What every dialect provides: the :class:`Dialect`, its :class:`Backend` and
+:class:`Connection`, and the one translation of driver errors.
 
-A :class:`Dialect` is created from the URL, without connecting. It maps model
-kinds to column types and Python values to driver values, builds the few
-statements that differ between databases, classifies driver errors, and opens
-a :class:`Backend` (connections bound to one event loop).
+A :class:`Dialect` is created from the URL and options, without connecting. It
+maps model kinds to column types and Python values to driver values, builds
+the few statements that differ between databases, classifies driver errors,
+and opens a :class:`Backend` (connections bound to one event loop).
+
+Driver exceptions never leave a :class:`Connection`: each of its methods
+translates them (:func:`translate_error`) and marks the connection broken when
+its state is no longer known, so the rest of the library only ever sees errors
+of our tree.
 """
 
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 from abc import ABC, abstractmethod
-from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from dataflow.errors import ConnectionLostError, DataFlowError
+from dataflow.errors import ConnectionLostError, DataFlowError, TimeoutError
 from dataflow.models import Kind
+from dataflow.options import COMMON, Option
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -28,49 +35,160 @@ __all__ = [
     "Connection",
     "Converter",
     "Dialect",
-    "Pool",
-    "PooledDialect",
     "translate_error",
 ]
 
 Converter = Callable[[Any], Any]
+Row = Sequence[Any]
 T = TypeVar("T")
 
 
-class Connection(Protocol):
-    """The driver connection surface the core uses. Args are positional."""
+class Connection(ABC):
+    """One driver connection as the core uses it: positional arguments, rows as
+    sequences, and only errors of our tree.
 
-    async def fetch(self, sql: str, args: Sequence[Any]) -> list[Sequence[Any]]:
+    Dialects implement the ``_``-prefixed raw methods. ``broken`` is set when a
+    call failed in a way that leaves the connection's state unknown (lost,
+    timed out, cancelled mid-statement); such a connection is never reused.
+    """
+
+    __slots__ = ("broken", "dialect", "lost", "raw")
+    #: Whether a cancellation in the middle of a call leaves the connection unusable.
+    cancel_breaks: ClassVar[bool] = True
+    #: The statement :meth:`begin` sends.
+    begin_sql: ClassVar[str] = "BEGIN"
+
+    def __init__(self, raw: Any, dialect: Dialect) -> None:
+        self.raw = raw
+        self.dialect = dialect
+        self.broken = False
+        self.lost = False
+
+    @abstractmethod
+    async def _fetch(self, sql: str, args: Sequence[Any]) -> list[Row]: ...
+
+    @abstractmethod
+    async def _execute(self, sql: str, args: Sequence[Any]) -> int: ...
+
+    @abstractmethod
+    async def _executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
+
+    @abstractmethod
+    async def _begin(self) -> None: ...
+
+    @abstractmethod
+    async def _commit(self) -> None: ...
+
+    @abstractmethod
+    async def _rollback(self) -> None: ...
+
+    def usable(self) -> bool:
+        """Whether an idle connection still looks alive (no round trip)."""
+        return True
+
+    async def fetch(self, sql: str, args: Sequence[Any]) -> list[Row]:
         """Run a query and return its rows."""
+        try:
+            return await self._fetch(sql, args)
+        except BaseException as exc:
+            err = self._failed(exc)
+            if err is None:
+                raise
+            raise err from exc
 
     async def execute(self, sql: str, args: Sequence[Any]) -> int:
         """Run a statement and return the number of rows it matched."""
+        try:
+            return await self._execute(sql, args)
+        except BaseException as exc:
+            err = self._failed(exc)
+            if err is None:
+                raise
+            raise err from exc
 
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         """Run one statement for many parameter rows."""
+        try:
+            await self._executemany(sql, rows)
+        except BaseException as exc:
+            err = self._failed(exc)
+            if err is None:
+                raise
+            raise err from exc
+
+    async def begin(self) -> None:
+        """Start a transaction."""
+        try:
+            await self._begin()
+        except BaseException as exc:
+            err = self._failed(exc)
+            if err is None:
+                raise
+            raise err from exc
+
+    async def commit(self) -> None:
+        """Commit the transaction."""
+        try:
+            await self._commit()
+        except BaseException as exc:
+            err = self._failed(exc)
+            if err is None:
+                raise
+            raise err from exc
+
+    async def rollback(self) -> None:
+        """Roll the transaction back."""
+        try:
+            await self._rollback()
+        except BaseException as exc:
+            err = self._failed(exc)
+            if err is None:
+                raise
+            raise err from exc
+
+    def _failed(self, exc: BaseException) -> DataFlowError | None:
+        """Our error for ``exc`` (None: re-raise ``exc`` as it is); mark what broke."""
+        if isinstance(exc, asyncio.CancelledError):
+            self.broken = self.broken or self.cancel_breaks
+            return None
+        err = translate_error(self.dialect, exc)
+        if isinstance(err, ConnectionLostError):
+            self.broken = True
+            self.lost = self.lost or not isinstance(err, TimeoutError)
+        return None if err is exc else err
 
 
 class Backend(ABC):
     """Connections to one database, usable from one event loop."""
 
     @abstractmethod
-    def acquire(self) -> contextlib.AbstractAsyncContextManager[Connection]:
-        """Borrow a connection in autocommit mode."""
-
-    @abstractmethod
-    async def begin(self) -> Any:
+    async def begin(self) -> Connection:
         """Borrow a connection and start a transaction on it."""
 
     @abstractmethod
-    async def end(self, conn: Any, error: BaseException | None) -> None:
+    async def end(self, conn: Connection, error: BaseException | None) -> None:
         """Commit (``error`` is None) or roll back, then give the connection back.
 
         Raises:
-            Exception: The commit failed (the transaction is rolled back).
+            DataFlowError: The commit failed (the transaction is rolled back).
         """
 
+    @abstractmethod
+    async def run(self, fn: Callable[[Connection], Awaitable[T]], *, atomic: bool) -> T:
+        """Run ``fn`` on a borrowed connection (inside a transaction when ``atomic``)."""
+
+    async def _run_atomic(self, fn: Callable[[Connection], Awaitable[T]]) -> T:
+        conn = await self.begin()
+        try:
+            result = await fn(conn)
+        except BaseException as exc:
+            await self.end(conn, exc)
+            raise
+        await self.end(conn, None)
+        return result
+
     @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Any]:
+    async def transaction(self) -> AsyncIterator[Connection]:
         """Borrow a connection inside a transaction committed on clean exit."""
         conn = await self.begin()
         try:
@@ -83,23 +201,6 @@ class Backend(ABC):
     @abstractmethod
     async def close(self) -> None:
         """Close every connection; idempotent."""
-
-    async def run(self, fn: Callable[[Any], Awaitable[T]], *, atomic: bool) -> T:
-        """Run ``fn`` on a borrowed connection (inside a transaction when ``atomic``)."""
-        if not atomic:
-            async with self.acquire() as conn:
-                return await fn(conn)
-        conn = await self.begin()
-        try:
-            result = await fn(conn)
-        except BaseException as exc:
-            await self.end(conn, exc)
-            raise
-        await self.end(conn, None)
-        return result
-
-    def discard_idle(self) -> None:  # noqa: B027 - optional hook
-        """Drop idle connections after a connection loss (they are likely dead too)."""
 
     def abandon(self) -> None:  # noqa: B027 - optional hook
         """Drop every connection without the event loop, which has been closed."""
@@ -116,12 +217,15 @@ class Dialect(ABC):
     supports_notify: bool = False
     #: False when SQL JSON functions would alter values (merges then run row by row).
     json_merge_in_sql: bool = True
-    #: Options ``DataFlow(url, **options)`` accepts for this dialect.
-    OPTIONS: frozenset[str] = frozenset()
+    #: Options ``DataFlow(url, **options)`` and the URL's query accept.
+    OPTIONS: ClassVar[Mapping[str, Option]] = COMMON
 
-    def __init__(self, url: DatabaseURL, options: dict[str, Any]) -> None:
+    def __init__(self, url: DatabaseURL, options: Mapping[str, Any]) -> None:
         self.url = url
-        self.options = options
+        self.options = dict(options)
+        self.connect_timeout: float = options["connect_timeout"]
+        self.pool_timeout: float = options["pool_timeout"]
+        self.command_timeout: float | None = options["command_timeout"]
 
     @abstractmethod
     def column_type(self, kind: Kind, *, key: bool) -> Any:
@@ -224,230 +328,44 @@ class Dialect(ABC):
         """SQL sending ``(channel, payload)`` to listeners (with ``supports_notify``)."""
         raise NotImplementedError  # pragma: no cover
 
-    def listen(self, channel: str) -> contextlib.AbstractAsyncContextManager[asyncio.Queue[str]]:
-        """Dedicated listening connection delivering payloads (with ``supports_notify``)."""
+    def listen(
+        self, channel: str
+    ) -> contextlib.AbstractAsyncContextManager[asyncio.Queue[str | None]]:
+        """Deliver payloads sent on ``channel`` (with ``supports_notify``).
+
+        The queue yields ``None`` after the listening connection was re-established:
+        notifications sent meanwhile may have been missed.
+        """
         raise NotImplementedError  # pragma: no cover
 
     def connection_error(self, exc: BaseException | None = None) -> ConnectionLostError:
         """A connection error naming the database without its credentials."""
-        detail = f": {type(exc).__name__}" if exc is not None else ""
+        detail = f": {_first_line(exc)}" if exc is not None else ""
         return ConnectionLostError(f"cannot reach database {self.url.masked}{detail}")
 
-
-class Pool:
-    """A small LIFO connection pool bound to one event loop.
-
-    The drivers' own pools reset every connection on release, costing a round
-    trip per operation. Our connections never carry session state between uses
-    (transactions always end, listeners get dedicated connections), so release
-    only needs to know whether the connection broke.
-    """
-
-    def __init__(
-        self,
-        connect: Callable[[], Awaitable[Any]],
-        close: Callable[[Any], Awaitable[None]],
-        max_size: int,
-    ) -> None:
-        self._connect = connect
-        self._close = close
-        self._max = max_size
-        self._idle: list[Any] = []
-        self._size = 0
-        self._waiters: deque[asyncio.Future[Any]] = deque()
-        self._closed = False
-        self._closing: set[asyncio.Task[None]] = set()
-
-    async def get(self) -> Any:
-        """Take an idle connection, open a new one, or wait for one."""
-        if self._closed:
-            raise ConnectionLostError("the database handle is closed")
-        if self._idle:
-            return self._idle.pop()
-        if self._size < self._max:
-            self._size += 1
-            try:
-                return await self._connect()
-            except BaseException:
-                self._size -= 1
-                self._wake()
-                raise
-        waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
-        try:
-            conn = await waiter
-        except BaseException:
-            if waiter.done() and not waiter.cancelled() and waiter.result() is not None:
-                self.put(waiter.result(), broken=False)
-            raise
-        return conn if conn is not None else await self.get()
-
-    def put(self, conn: Any, *, broken: bool) -> None:
-        """Return a connection; a broken one is closed and forgotten."""
-        if broken or self._closed:
-            self._size -= 1
-            self._close_later(conn)
-            self._wake()
-            return
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(conn)
-                return
-        self._idle.append(conn)
-
-    def _wake(self) -> None:
-        """Let one waiter open a fresh connection in place of a lost one."""
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
-
-    def abandon(self, kill: Callable[[Any], None]) -> None:
-        """Kill every idle connection synchronously (their event loop is closed)."""
-        self._closed = True
-        idle, self._idle = self._idle, []
-        self._size -= len(idle)
-        for conn in idle:
-            with contextlib.suppress(Exception):
-                kill(conn)
-
-    def discard_idle(self) -> None:
-        """Close every idle connection."""
-        idle, self._idle = self._idle, []
-        self._size -= len(idle)
-        for conn in idle:
-            self._close_later(conn)
-
-    def _close_later(self, conn: Any) -> None:
-        task = asyncio.get_running_loop().create_task(self._safe_close(conn))
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
-
-    async def _safe_close(self, conn: Any) -> None:
-        with contextlib.suppress(Exception):
-            await self._close(conn)
-
-    async def close(self) -> None:
-        """Close idle connections now and the borrowed ones when they come back."""
-        self._closed = True
-        idle, self._idle = self._idle, []
-        self._size -= len(idle)
-        for conn in idle:
-            await self._safe_close(conn)
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_exception(ConnectionLostError("the database handle is closed"))
+    def timeout_error(self, what: str, seconds: float | None = None) -> TimeoutError:
+        """The :class:`~dataflow.errors.TimeoutError` of ``what`` ran out, naming the limit."""
+        limit = {
+            "connect": ("connect_timeout", self.connect_timeout),
+            "acquire": ("pool_timeout", self.pool_timeout),
+            "statement": ("command_timeout", self.command_timeout),
+        }[what]
+        spent = limit[1] if seconds is None else seconds
+        doing = {
+            "connect": "connecting to",
+            "acquire": "waiting for a free connection to",
+            "statement": "waiting for a statement on",
+        }[what]
+        return TimeoutError(
+            f"timed out after {spent:g} s {doing} {self.url.masked} ({limit[0]})",
+            what=what,
+            seconds=float(spent or 0),
+        )
 
 
-class PooledDialect(Dialect):
-    """A dialect of a network database: its connections live in a :class:`Pool`."""
-
-    OPTIONS = frozenset({"pool_size", "connect_timeout"})
-
-    def __init__(self, url: DatabaseURL, options: dict[str, Any]) -> None:
-        super().__init__(url, options)
-        self.pool_size = int(options.get("pool_size", 10))
-        self.connect_timeout = float(options.get("connect_timeout", 10))
-
-    @abstractmethod
-    async def _open(self) -> Any:
-        """Open one connection (a :class:`Connection` with begin/commit/rollback)."""
-
-    @abstractmethod
-    async def _close(self, conn: Any) -> None:
-        """Close one connection."""
-
-    @abstractmethod
-    def _is_lost(self, exc: BaseException) -> bool:
-        """Whether ``exc`` means the connection is gone."""
-
-    @abstractmethod
-    def _kill(self, conn: Any) -> None:
-        """Shut a connection down without its (closed) event loop."""
-
-    async def open_backend(self) -> Backend:
-        pool = Pool(self._open, self._close, self.pool_size)
-        return PooledBackend(pool, self._is_lost, self._kill)
-
-
-class PooledBackend(Backend):
-    """A backend over :class:`Pool` for drivers with real network connections."""
-
-    def __init__(
-        self,
-        pool: Pool,
-        is_lost: Callable[[BaseException], bool],
-        kill: Callable[[Any], None],
-    ) -> None:
-        self.pool = pool
-        self._is_lost = is_lost
-        self._kill = kill
-
-    async def run(self, fn: Callable[[Any], Awaitable[T]], *, atomic: bool) -> T:
-        if atomic:
-            return await super().run(fn, atomic=True)
-        # The hot path: one statement on a pooled connection, without a context manager.
-        conn = await self.pool.get()
-        broken = False
-        try:
-            return await fn(conn)
-        except BaseException as exc:
-            broken = self._broken(exc)
-            raise
-        finally:
-            self.pool.put(conn, broken=broken)
-
-    @contextlib.asynccontextmanager
-    async def acquire(self) -> AsyncIterator[Any]:
-        conn = await self.pool.get()
-        broken = False
-        try:
-            yield conn
-        except BaseException as exc:
-            broken = self._broken(exc)
-            raise
-        finally:
-            self.pool.put(conn, broken=broken)
-
-    def _broken(self, exc: BaseException) -> bool:
-        # A cancelled statement leaves the connection in an unknown state.
-        return self._is_lost(exc) or isinstance(exc, asyncio.CancelledError)
-
-    async def begin(self) -> Any:
-        conn = await self.pool.get()
-        try:
-            await conn.begin()
-        except BaseException as exc:
-            self.pool.put(conn, broken=self._broken(exc))
-            raise
-        return conn
-
-    async def end(self, conn: Any, error: BaseException | None) -> None:
-        broken = error is not None and self._broken(error)
-        try:
-            if error is None:
-                try:
-                    await conn.commit()
-                except BaseException as exc:
-                    broken = self._broken(exc)
-                    raise
-            elif not broken:
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(conn.rollback())
-        finally:
-            self.pool.put(conn, broken=broken)
-
-    def discard_idle(self) -> None:
-        self.pool.discard_idle()
-
-    def abandon(self) -> None:
-        self.pool.abandon(self._kill)
-
-    async def close(self) -> None:
-        await self.pool.close()
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def translate_error(dialect: Dialect, exc: BaseException) -> DataFlowError | None:
@@ -460,7 +378,12 @@ def translate_error(dialect: Dialect, exc: BaseException) -> DataFlowError | Non
     cls = dialect.classify(exc)
     if cls is None:
         return None
+    if cls is TimeoutError or (
+        cls is ConnectionLostError and isinstance(exc, builtins.TimeoutError)
+    ):
+        return dialect.timeout_error("statement")
     if cls is ConnectionLostError:
         return dialect.connection_error(exc)
-    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return cls(message)
+    err = cls(_first_line(exc))
+    err.from_driver = True
+    return err

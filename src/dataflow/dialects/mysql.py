@@ -8,16 +8,19 @@ an UPDATE reports the rows it matched, like the other databases.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator, Sequence
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql as sa_mysql
 
-from dataflow.dialects.base import PooledDialect
+from dataflow.dialects.base import Connection
+from dataflow.dialects.pool import PooledDialect
 from dataflow.errors import (
     ConcurrencyError,
     ConfigurationError,
@@ -28,6 +31,7 @@ from dataflow.errors import (
     ValidationError,
 )
 from dataflow.models import Kind
+from dataflow.options import COMMON, Option, choice, file_path
 
 try:
     import asyncmy
@@ -42,6 +46,8 @@ _LOST_CODES = {2003, 2006, 2013, 2055, 1053, 1927, 4031}
 _CONCURRENCY_CODES = {1205, 1213}
 _VALUE_CODES = {1264, 1265, 1366, 1406, 3140, 4025}
 _BIN = "utf8mb4_bin"
+_SSL_MODES = ("disabled", "preferred", "required", "verify_ca", "verify_identity")
+T = TypeVar("T")
 
 
 def _encode_dt(value: datetime) -> datetime:
@@ -69,44 +75,74 @@ def _is_lost(exc: BaseException) -> bool:
     )
 
 
-class _Connection:
-    """asyncmy connection with the core's positional-args surface."""
+class _Connection(Connection):
+    """An asyncmy connection; ``timeout`` bounds each call (asyncmy has no limit of its own)."""
 
-    __slots__ = ("raw",)
+    __slots__ = ("timeout",)
 
-    def __init__(self, raw: Any) -> None:
-        self.raw = raw
+    def __init__(self, raw: Any, dialect: MySQLDialect) -> None:
+        super().__init__(raw, dialect)
+        self.timeout = dialect.command_timeout
 
-    async def fetch(self, sql: str, args: Sequence[Any]) -> list[Sequence[Any]]:
+    async def _timed(self, call: Awaitable[T]) -> T:
+        if self.timeout is None:
+            return await call
+        async with asyncio.timeout(self.timeout):
+            return await call
+
+    async def _run(self, sql: str, args: Sequence[Any], fetch: bool) -> Any:
         async with self.raw.cursor() as cur:
-            await cur.execute(sql, tuple(args))
-            return list(await cur.fetchall())
+            count = await cur.execute(sql, tuple(args))
+            return list(await cur.fetchall()) if fetch else int(count)
 
-    async def execute(self, sql: str, args: Sequence[Any]) -> int:
-        async with self.raw.cursor() as cur:
-            return int(await cur.execute(sql, tuple(args)))
+    async def _fetch(self, sql: str, args: Sequence[Any]) -> list[Sequence[Any]]:
+        rows: list[Sequence[Any]] = await self._timed(self._run(sql, args, True))
+        return rows
 
-    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        async with self.raw.cursor() as cur:
-            await cur.executemany(sql, [tuple(r) for r in rows])
+    async def _execute(self, sql: str, args: Sequence[Any]) -> int:
+        count: int = await self._timed(self._run(sql, args, False))
+        return count
 
-    async def begin(self) -> None:
-        await self.raw.begin()
+    async def _executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        async def many() -> None:
+            async with self.raw.cursor() as cur:
+                await cur.executemany(sql, [tuple(r) for r in rows])
 
-    async def commit(self) -> None:
-        await self.raw.commit()
+        await self._timed(many())
 
-    async def rollback(self) -> None:
-        await self.raw.rollback()
+    async def _begin(self) -> None:
+        await self._timed(self.raw.begin())
+
+    async def _commit(self) -> None:
+        await self._timed(self.raw.commit())
+
+    async def _rollback(self) -> None:
+        await self._timed(self.raw.rollback())
+
+    def usable(self) -> bool:
+        transport = getattr(self.raw, "_transport", None)
+        return transport is not None and not transport.is_closing()
 
 
-def _kill(conn: _Connection) -> None:
-    # asyncmy's close() needs the (closed) event loop: shut the socket down instead,
-    # which ends the server's session at once.
-    transport = getattr(conn.raw, "_transport", None)
-    sock = transport.get_extra_info("socket") if transport is not None else None
-    if sock is not None:
-        sock.shutdown(socket.SHUT_RDWR)
+def _ssl_context(options: Mapping[str, Any]) -> ssl.SSLContext | None:
+    """The TLS context of ``ssl_mode`` (MySQL's names; unset or ``disabled``: no TLS)."""
+    mode = options.get("ssl_mode")
+    if mode in (None, "disabled"):
+        if any(options.get(k) for k in ("ssl_ca", "ssl_cert", "ssl_key")):
+            raise ConfigurationError("ssl_ca, ssl_cert and ssl_key need ssl_mode")
+        return None
+    if mode == "preferred":
+        raise ConfigurationError(
+            "ssl_mode=preferred is not supported (it falls back to plain text silently): "
+            "use required, verify_ca or verify_identity"
+        )
+    context = ssl.create_default_context(cafile=options.get("ssl_ca"))
+    context.check_hostname = mode == "verify_identity"
+    if mode == "required":
+        context.verify_mode = ssl.CERT_NONE
+    if options.get("ssl_cert"):
+        context.load_cert_chain(options["ssl_cert"], options.get("ssl_key"))
+    return context
 
 
 class MySQLDialect(PooledDialect):
@@ -125,13 +161,25 @@ class MySQLDialect(PooledDialect):
         "WHERE table_schema = DATABASE() AND table_name = %s"
     )
 
-    def __init__(self, url: Any, options: dict[str, Any]) -> None:
+    OPTIONS: ClassVar[Mapping[str, Option]] = {
+        **COMMON,
+        "ssl_mode": choice(None, *_SSL_MODES),
+        "ssl_ca": file_path(),
+        "ssl_cert": file_path(),
+        "ssl_key": file_path(),
+    }
+
+    def __init__(self, url: Any, options: Mapping[str, Any]) -> None:
         super().__init__(url, options)
         if asyncmy is None:
             raise ConfigurationError("MySQL needs asyncmy: pip install 'kaizen-dataflow[mysql]'")
         if url.driver not in (None, "asyncmy", "aiomysql", "pymysql", "mysqldb"):
             raise ConfigurationError(f"unsupported MySQL driver {url.driver!r}; asyncmy is used")
         self.sa_dialect = sa_mysql.asyncmy.dialect()
+        try:
+            self._ssl = _ssl_context(options)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigurationError(f"cannot load the TLS files: {exc}") from None
 
     # -- types -------------------------------------------------------------
 
@@ -196,17 +244,20 @@ class MySQLDialect(PooledDialect):
             client_flag=FOUND_ROWS,
             connect_timeout=self.connect_timeout,
             init_command="SET time_zone = '+00:00'",
+            ssl=self._ssl,
         )
-        return _Connection(raw)
+        return _Connection(raw, self)
 
-    async def _close(self, conn: _Connection) -> None:
+    async def _close(self, conn: Connection) -> None:
         conn.raw.close()
 
-    def _is_lost(self, exc: BaseException) -> bool:
-        return _is_lost(exc)
-
-    def _kill(self, conn: _Connection) -> None:
-        _kill(conn)
+    def _kill(self, conn: Connection) -> None:
+        # asyncmy's close() needs the (closed) event loop: shut the socket down instead,
+        # which ends the server's session at once.
+        transport = getattr(conn.raw, "_transport", None)
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if sock is not None:
+            sock.shutdown(socket.SHUT_RDWR)
 
     # -- schema ------------------------------------------------------------
 

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import quote, urlencode
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as sa_pg
 
-from dataflow.dialects.base import PooledDialect
+from dataflow.dialects.base import Connection
+from dataflow.dialects.pool import PooledDialect
 from dataflow.errors import (
     ConcurrencyError,
     ConfigurationError,
@@ -23,9 +25,14 @@ from dataflow.errors import (
     DataFlowError,
     DuplicateKeyError,
     IntegrityError,
+    TransactionAbortedError,
     ValidationError,
 )
 from dataflow.models import Kind
+from dataflow.options import COMMON, Option, choice, count, file_path
+
+if TYPE_CHECKING:
+    from dataflow.urls import DatabaseURL
 
 try:
     import asyncpg
@@ -36,35 +43,57 @@ __all__ = ["PostgreSQLDialect"]
 
 _SCHEMA_LOCK_KEY = 0x64617461666C6F77  # "dataflow"
 _LOST_STATES = ("08", "57P")  # connection exceptions; admin shutdown / termination
+_SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+_SSL_FILES = ("sslrootcert", "sslcert", "sslkey")
 
 
-class _Connection:
-    """asyncpg connection with the core's positional-args surface."""
+def _dsn(url: DatabaseURL, options: Mapping[str, Any]) -> str:
+    """The DSN asyncpg connects with: hosts, database, user and TLS settings, no password
+    (given separately, so it never sits in a string a driver could echo)."""
+    host = url.host or "localhost"
+    if ":" in host:  # an IPv6 address
+        host = f"[{host}]"
+    auth = f"{quote(url.username, safe='')}@" if url.username else ""
+    query = {k: options[k] for k in ("sslmode", *_SSL_FILES) if options.get(k) is not None}
+    tail = f"?{urlencode(query)}" if query else ""
+    return (
+        f"postgresql://{auth}{host}:{url.port or 5432}/{quote(url.database or '', safe='')}{tail}"
+    )
 
-    __slots__ = ("raw",)
 
-    def __init__(self, raw: Any) -> None:
-        self.raw = raw
+class _Connection(Connection):
+    """An asyncpg connection."""
 
-    async def fetch(self, sql: str, args: Sequence[Any]) -> list[Sequence[Any]]:
-        return list(await self.raw.fetch(sql, *args))
+    __slots__ = ()
 
-    async def execute(self, sql: str, args: Sequence[Any]) -> int:
+    async def _fetch(self, sql: str, args: Sequence[Any]) -> list[Sequence[Any]]:
+        rows: list[Sequence[Any]] = await self.raw.fetch(sql, *args)
+        return rows
+
+    async def _execute(self, sql: str, args: Sequence[Any]) -> int:
         status = await self.raw.execute(sql, *args)
         tail = status.rpartition(" ")[2]
         return int(tail) if tail.isdigit() else 0
 
-    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+    async def _executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         await self.raw.executemany(sql, rows)
 
-    async def begin(self) -> None:
-        await self.raw.execute("BEGIN")
+    async def _begin(self) -> None:
+        await self.raw.execute(self.begin_sql)
 
-    async def commit(self) -> None:
-        await self.raw.execute("COMMIT")
+    async def _commit(self) -> None:
+        # PostgreSQL answers COMMIT of a transaction a failed statement aborted with
+        # ROLLBACK: nothing was committed, which must not pass for success.
+        if await self.raw.execute("COMMIT") == "ROLLBACK":
+            raise TransactionAbortedError(
+                "PostgreSQL rolled the transaction back at COMMIT: a statement in it had failed"
+            )
 
-    async def rollback(self) -> None:
+    async def _rollback(self) -> None:
         await self.raw.execute("ROLLBACK")
+
+    def usable(self) -> bool:
+        return not self.raw.is_closed()
 
 
 def _is_lost(exc: BaseException) -> bool:
@@ -86,13 +115,6 @@ def _is_lost(exc: BaseException) -> bool:
     )
 
 
-def _kill(conn: _Connection) -> None:
-    # Aborts the socket; asyncpg then fails to schedule its callback on the closed
-    # loop, which is harmless here.
-    with contextlib.suppress(RuntimeError):
-        conn.raw.terminate()
-
-
 class PostgreSQLDialect(PooledDialect):
     """PostgreSQL: JSONB, timestamptz, GIN membership indexes, LISTEN/NOTIFY."""
 
@@ -106,9 +128,16 @@ class PostgreSQLDialect(PooledDialect):
     )
     native_membership_index = True
     supports_notify = True
-    OPTIONS = frozenset({"pool_size", "connect_timeout", "statement_cache_size"})
+    OPTIONS: ClassVar[Mapping[str, Option]] = {
+        **COMMON,
+        "statement_cache_size": count(512, low=0),
+        "sslmode": choice(None, *_SSL_MODES),
+        "sslrootcert": file_path(),
+        "sslcert": file_path(),
+        "sslkey": file_path(),
+    }
 
-    def __init__(self, url: Any, options: dict[str, Any]) -> None:
+    def __init__(self, url: DatabaseURL, options: Mapping[str, Any]) -> None:
         super().__init__(url, options)
         if asyncpg is None:
             raise ConfigurationError(
@@ -119,7 +148,8 @@ class PostgreSQLDialect(PooledDialect):
                 f"unsupported PostgreSQL driver {url.driver!r}; asyncpg is used"
             )
         self.sa_dialect = sa_pg.asyncpg.dialect()  # type: ignore[no-untyped-call]
-        self.cache_size = int(options.get("statement_cache_size", 512))
+        self.cache_size: int = options["statement_cache_size"]
+        self._dsn = _dsn(url, options)
 
     # -- types -------------------------------------------------------------
 
@@ -164,21 +194,19 @@ class PostgreSQLDialect(PooledDialect):
     # -- connections -------------------------------------------------------
 
     async def _connect(self) -> Any:
-        url = self.url
+        """A raw asyncpg connection (the caller bounds the time it takes)."""
         return await asyncpg.connect(
-            host=url.host or "localhost",
-            port=url.port or 5432,
-            user=url.username,
-            password=url.password,
-            database=url.database,
+            self._dsn,
+            password=self.url.password,
             timeout=self.connect_timeout,
+            command_timeout=self.command_timeout,
             statement_cache_size=self.cache_size,
             server_settings={"timezone": "UTC"},
         )
 
     async def _open(self) -> _Connection:
         try:
-            return _Connection(await self._connect())
+            return _Connection(await self._connect(), self)
         except asyncpg.PostgresError as exc:
             # The server answered but refused a session for now (database not accepting
             # connections, too many clients, starting up): the database is unreachable.
@@ -186,14 +214,14 @@ class PostgreSQLDialect(PooledDialect):
                 raise self.connection_error(exc) from exc
             raise
 
-    async def _close(self, conn: _Connection) -> None:
+    async def _close(self, conn: Connection) -> None:
         await conn.raw.close(timeout=2)
 
-    def _is_lost(self, exc: BaseException) -> bool:
-        return _is_lost(exc)
-
-    def _kill(self, conn: _Connection) -> None:
-        _kill(conn)
+    def _kill(self, conn: Connection) -> None:
+        # Aborts the socket; asyncpg then fails to schedule its callback on the closed
+        # loop, which is harmless here.
+        with contextlib.suppress(RuntimeError):
+            conn.raw.terminate()
 
     # -- schema ------------------------------------------------------------
 
@@ -237,22 +265,74 @@ class PostgreSQLDialect(PooledDialect):
         return "SELECT pg_notify($1, $2)"
 
     @contextlib.asynccontextmanager
-    async def listen(self, channel: str) -> AsyncIterator[asyncio.Queue[str]]:
-        queue: asyncio.Queue[str] = asyncio.Queue()
-
-        def deliver(_conn: Any, _pid: int, _channel: str, payload: str) -> None:
-            queue.put_nowait(payload)
-
+    async def listen(self, channel: str) -> AsyncIterator[asyncio.Queue[str | None]]:
+        listener = _Listener(self, channel)
+        await listener.start()
         try:
-            raw = await self._connect()
-        except Exception as exc:
-            raise self.connection_error(exc) from exc
-        try:
-            await raw.add_listener(channel, deliver)
-            yield queue
+            yield listener.queue
         finally:
+            await listener.stop()
+
+
+class _Listener:
+    """A dedicated LISTEN connection that comes back by itself after the server did.
+
+    When the connection terminates (server restart, failover, network loss) it
+    reconnects with backoff and puts ``None`` on the queue: notifications sent
+    while it was away are lost, so listeners should re-read what they watch.
+    """
+
+    def __init__(self, dialect: PostgreSQLDialect, channel: str) -> None:
+        self.dialect = dialect
+        self.channel = channel
+        self.queue: asyncio.Queue[str | None] = asyncio.Queue()
+        self._raw: Any = None
+        self._lost = asyncio.Event()
+        self._keeper: asyncio.Task[None] | None = None
+
+    def _deliver(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        self.queue.put_nowait(payload)
+
+    async def _connect(self) -> None:
+        raw = await self.dialect.connect()
+        self._lost.clear()
+        on_lost: Callable[[Any], None] = lambda _conn: self._lost.set()  # noqa: E731
+        try:
+            raw.raw.add_termination_listener(on_lost)
+            await raw.raw.add_listener(self.channel, self._deliver)
+        except BaseException:
+            raw.raw.terminate()
+            raise
+        self._raw = raw.raw
+
+    async def start(self) -> None:
+        """Listen now (raising our error if the database cannot be reached)."""
+        await self._connect()
+        self._keeper = asyncio.get_running_loop().create_task(self._keep())
+
+    async def _keep(self) -> None:
+        delay = 0.05
+        while True:
+            await self._lost.wait()
             with contextlib.suppress(Exception):
-                await raw.close(timeout=2)
+                self._raw.terminate()
+            try:
+                await self._connect()
+            except DataFlowError:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+                self._lost.set()
+                continue
+            delay = 0.05
+            self.queue.put_nowait(None)
+
+    async def stop(self) -> None:
+        if self._keeper is not None:
+            self._keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keeper
+        with contextlib.suppress(Exception):
+            await self._raw.close(timeout=2)
 
 
 DIALECT = PostgreSQLDialect

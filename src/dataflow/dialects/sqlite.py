@@ -2,41 +2,52 @@
 
 SQLite is embedded: a short statement on a WAL database costs microseconds, far
 less than a hop to a worker thread. Statements therefore run in the loop's
-thread with SQLite's own busy timeout at zero; when another process holds the
-write lock, SQLite answers "busy" at once and we wait with ``asyncio.sleep``
+thread with SQLite's own busy timeout at zero; when another connection holds
+the write lock, SQLite answers "busy" at once and we wait with ``asyncio.sleep``
 and try again until ``busy_timeout`` runs out, so the loop never blocks on a
 lock. A busy statement did nothing, which makes the retry safe.
+
+Each event loop (so each thread) has its own connection, in a pool of one: two
+loops never share a transaction. An in-memory database is a named shared-cache
+database, so every loop of the handle sees the same data until ``close()``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import sqlite3
+import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, nullcontext
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite as sa_sqlite
 
-from dataflow.dialects.base import Backend, Dialect
+from dataflow.dialects.base import Connection
+from dataflow.dialects.pool import PooledDialect
 from dataflow.errors import (
     ConcurrencyError,
     ConnectionLostError,
     DataFlowError,
     DuplicateKeyError,
     IntegrityError,
+    TimeoutError,
     ValidationError,
 )
 from dataflow.models import Kind
+from dataflow.options import COMMON, Option, choice, seconds
 
 __all__ = ["SQLiteDialect"]
 
 T = TypeVar("T")
 _BUSY = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
+#: SQLite VM instructions between two checks of the statement deadline.
+_PROGRESS_STEPS = 1000
 
 
 def _encode_dt(value: datetime) -> str:
@@ -50,25 +61,42 @@ def _decode_dt(value: str) -> datetime:
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
-def _is_busy(exc: BaseException) -> bool:
-    if not isinstance(exc, sqlite3.OperationalError):
-        return False
+def _primary_code(exc: BaseException) -> int | None:
     # sqlite_errorcode is the extended code (e.g. SQLITE_BUSY_RECOVERY, SQLITE_BUSY_SNAPSHOT
     # while another process opens the WAL): its low byte is the primary code.
     code = getattr(exc, "sqlite_errorcode", None)
-    return isinstance(code, int) and code & 0xFF in _BUSY
+    return code & 0xFF if isinstance(code, int) else None
 
 
-class _Connection:
-    """``sqlite3`` connection with async, busy-aware methods."""
+def _is_busy(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and _primary_code(exc) in _BUSY
 
-    def __init__(self, raw: sqlite3.Connection, busy_timeout: float) -> None:
-        self.raw = raw
-        self.busy_timeout = busy_timeout
+
+class _Connection(Connection):
+    """A ``sqlite3`` connection with async, busy-aware methods."""
+
+    __slots__ = ("_deadline", "busy_timeout", "command_timeout")
+    # Statements run synchronously: a cancellation only ever interrupts a busy wait.
+    cancel_breaks = False
+    # IMMEDIATE takes the write lock up front: no deadlock on lock upgrade.
+    begin_sql = "BEGIN IMMEDIATE"
+
+    def __init__(self, raw: sqlite3.Connection, dialect: SQLiteDialect) -> None:
+        super().__init__(raw, dialect)
+        self.busy_timeout = dialect.busy_timeout
+        self.command_timeout = dialect.command_timeout
+        self._deadline = 0.0
+        if self.command_timeout is not None:
+            raw.set_progress_handler(self._over_time, _PROGRESS_STEPS)
+
+    def _over_time(self) -> bool:
+        return time.monotonic() > self._deadline
 
     async def _retry(self, fn: Callable[[], T]) -> T:
         delay, deadline = 0.0005, 0.0
         while True:
+            if self.command_timeout is not None:
+                self._deadline = time.monotonic() + self.command_timeout
             try:
                 return fn()
             except sqlite3.OperationalError as exc:
@@ -81,76 +109,26 @@ class _Connection:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.02)
 
-    async def fetch(self, sql: str, args: Sequence[Any]) -> list[Sequence[Any]]:
+    async def _fetch(self, sql: str, args: Sequence[Any]) -> list[Sequence[Any]]:
         return await self._retry(lambda: self.raw.execute(sql, args).fetchall())
 
-    async def execute(self, sql: str, args: Sequence[Any]) -> int:
+    async def _execute(self, sql: str, args: Sequence[Any]) -> int:
         return await self._retry(lambda: self.raw.execute(sql, args).rowcount)
 
-    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+    async def _executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         await self._retry(lambda: self.raw.executemany(sql, rows))
 
+    async def _begin(self) -> None:
+        await self._retry(lambda: self.raw.execute(self.begin_sql))
 
-class SQLiteBackend(Backend):
-    """One shared connection, serialized per event loop by a lock."""
+    async def _commit(self) -> None:
+        await self._retry(lambda: self.raw.execute("COMMIT"))
 
-    def __init__(self, conn: _Connection) -> None:
-        self.conn = conn
-        self._lock = asyncio.Lock()
-        self._holder: asyncio.Task[Any] | None = None
-
-    def _check_reentry(self) -> None:
-        # Waiting for the lock our own task holds would wait forever.
-        if self._holder is not None and self._holder is asyncio.current_task():
-            raise DataFlowError(
-                "this task is inside `async with db.transaction() as tx:`; "
-                "use tx (not db) for operations in the block"
-            )
-
-    async def run(self, fn: Callable[[Any], Awaitable[T]], *, atomic: bool) -> T:
-        if atomic:
-            return await super().run(fn, atomic=True)
-        self._check_reentry()
-        async with self._lock:
-            return await fn(self.conn)
-
-    @contextlib.asynccontextmanager
-    async def acquire(self) -> AsyncIterator[Any]:
-        self._check_reentry()
-        async with self._lock:
-            yield self.conn
-
-    async def begin(self) -> Any:
-        self._check_reentry()
-        await self._lock.acquire()
-        try:
-            # IMMEDIATE takes the write lock up front: no deadlock on lock upgrade.
-            await self.conn.execute("BEGIN IMMEDIATE", ())
-        except BaseException:
-            self._lock.release()
-            raise
-        self._holder = asyncio.current_task()
-        return self.conn
-
-    async def end(self, conn: Any, error: BaseException | None) -> None:
-        try:
-            if error is None:
-                try:
-                    await conn.execute("COMMIT", ())
-                except BaseException:
-                    conn.raw.rollback()
-                    raise
-            else:
-                conn.raw.rollback()
-        finally:
-            self._holder = None
-            self._lock.release()
-
-    async def close(self) -> None:
-        """The connection belongs to the dialect, which closes it."""
+    async def _rollback(self) -> None:
+        self.raw.rollback()
 
 
-class SQLiteDialect(Dialect):
+class SQLiteDialect(PooledDialect):
     """SQLite: WAL journal, busy timeout, JSON text, timestamps as ISO-8601 UTC text."""
 
     name = "sqlite"
@@ -163,14 +141,24 @@ class SQLiteDialect(Dialect):
     # merge in SQL would alter stored numbers; merges run row by row instead,
     # atomic under the transaction's write lock.
     json_merge_in_sql = False
-    OPTIONS = frozenset({"busy_timeout", "connect_timeout", "pool_size"})
+    #: ``pool_size`` is accepted for portable URLs; each event loop has one connection.
+    OPTIONS: ClassVar[Mapping[str, Option]] = {
+        **COMMON,
+        "busy_timeout": seconds(5.0, zero=True),
+        "synchronous": choice("full", "off", "normal", "full", "extra"),
+    }
 
-    def __init__(self, url: Any, options: dict[str, Any]) -> None:
+    def __init__(self, url: Any, options: Mapping[str, Any]) -> None:
         super().__init__(url, options)
+        self.pool_size = 1
         self.sa_dialect = sa_sqlite.pysqlite.dialect()
         self.path = url.database or ":memory:"
-        self.busy_timeout = float(options.get("busy_timeout", 5.0))
-        self._conn: _Connection | None = None
+        self.busy_timeout: float = options["busy_timeout"]
+        self.synchronous: str = options["synchronous"].upper()
+        # An in-memory database lives while one of its connections is open: the
+        # dialect keeps one (the keeper) until close(); a fresh name after each close.
+        self._memory: tuple[str, sqlite3.Connection] | None = None
+        self._memory_lock = threading.Lock()
 
     def column_type(self, kind: Kind, *, key: bool) -> Any:
         return {
@@ -205,6 +193,8 @@ class SQLiteDialect(Dialect):
             return ConnectionLostError
         if isinstance(exc, sqlite3.OperationalError) and "unable to open" in str(exc):
             return ConnectionLostError
+        if isinstance(exc, sqlite3.OperationalError) and _primary_code(exc) == 9:  # INTERRUPT
+            return TimeoutError
         if isinstance(exc, sqlite3.DataError | OverflowError | UnicodeEncodeError):
             return ValidationError
         if isinstance(exc, sqlite3.Error):
@@ -224,16 +214,22 @@ class SQLiteDialect(Dialect):
                     raise
             time.sleep(0.005)
 
-    def _open(self) -> sqlite3.Connection:
-        if self.path != ":memory:":
-            parent = os.path.dirname(os.path.abspath(self.path))
-            os.makedirs(parent, exist_ok=True)
-        raw = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+    def _memory_name(self) -> str:
+        with self._memory_lock:  # loops of several threads may open at once
+            if self._memory is None:
+                name = f"file:dataflow-{uuid.uuid4().hex}?mode=memory&cache=shared"
+                self._memory = (name, self._connect_raw(name, uri=True))
+            return self._memory[0]
+
+    def _connect_raw(self, target: str, *, uri: bool) -> sqlite3.Connection:
+        if not uri:
+            os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
+        raw = sqlite3.connect(target, isolation_level=None, check_same_thread=False, uri=uri)
         try:
             # Setup runs in a worker thread, so SQLite may wait here itself.
             raw.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
             self._enable_wal(raw)
-            raw.execute("PRAGMA synchronous = NORMAL")
+            raw.execute(f"PRAGMA synchronous = {self.synchronous}")
             raw.execute("PRAGMA foreign_keys = ON")
             # LIKE is case-sensitive on PostgreSQL and MySQL (binary collation): here too.
             raw.execute("PRAGMA case_sensitive_like = ON")
@@ -243,26 +239,32 @@ class SQLiteDialect(Dialect):
             raise
         return raw
 
-    async def open_backend(self) -> Backend:
-        if self._conn is None:
-            try:
-                raw = await asyncio.to_thread(self._open)
-            except (OSError, sqlite3.Error) as exc:  # e.g. a directory that cannot be made
-                raise self.connection_error(exc) from exc
-            if self._conn is None:
-                self._conn = _Connection(raw, self.busy_timeout)
-            else:  # pragma: no cover - another loop opened it meanwhile
-                raw.close()
-        return SQLiteBackend(self._conn)
+    def _open_sync(self) -> sqlite3.Connection:
+        try:
+            if self.path == ":memory:":
+                return self._connect_raw(self._memory_name(), uri=True)
+            return self._connect_raw(self.path, uri=False)
+        except (OSError, sqlite3.Error) as exc:  # e.g. a directory that cannot be made
+            raise self.connection_error(exc) from exc
+
+    async def _open(self) -> _Connection:
+        return _Connection(await asyncio.to_thread(self._open_sync), self)
+
+    async def _close(self, conn: Connection) -> None:
+        conn.raw.close()
+
+    def _kill(self, conn: Connection) -> None:
+        conn.raw.close()
 
     async def close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.raw.close()
+        with self._memory_lock:
+            memory, self._memory = self._memory, None
+        if memory is not None:
+            memory[1].close()
 
-    def schema_lock(self, conn: Any) -> contextlib.AbstractAsyncContextManager[None]:
+    def schema_lock(self, conn: Connection) -> AbstractAsyncContextManager[None]:
         # BEGIN IMMEDIATE already holds the database's write lock.
-        return contextlib.nullcontext()
+        return nullcontext()
 
     def upsert(self, table: sa.Table, update_columns: Sequence[str]) -> Any:
         stmt = sa_sqlite.insert(table).values(

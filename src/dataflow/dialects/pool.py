@@ -1,0 +1,331 @@
+"""The connection pool of the network databases, and the backend built on it.
+
+The drivers' own pools reset every connection on release, costing a round trip
+per operation. Our connections never carry session state between uses
+(transactions always end, listeners get dedicated connections), so a release
+only needs to know whether the connection broke.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from abc import abstractmethod
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from dataflow.dialects.base import Backend, Connection, Dialect, translate_error
+from dataflow.errors import ConnectionLostError, DataFlowError
+
+__all__ = ["Pool", "PooledBackend", "PooledDialect"]
+
+T = TypeVar("T")
+
+
+class Pool:
+    """A small LIFO connection pool bound to one event loop.
+
+    Args:
+        connect: Opens one connection (within its own time limit).
+        close: Closes one connection.
+        max_size: Most connections open at once.
+        timeout: Seconds a caller waits for a free connection before
+            :class:`~dataflow.errors.TimeoutError`; None waits for ever.
+        on_timeout: Builds that error from the seconds waited.
+        usable: Whether an idle connection still looks alive; dead ones are dropped.
+    """
+
+    def __init__(
+        self,
+        connect: Callable[[], Awaitable[Any]],
+        close: Callable[[Any], Awaitable[None]],
+        max_size: int,
+        *,
+        timeout: float | None = None,
+        on_timeout: Callable[[float], Exception] | None = None,
+        usable: Callable[[Any], bool] | None = None,
+    ) -> None:
+        self._connect = connect
+        self._close = close
+        self._max = max_size
+        self._timeout = timeout
+        self._on_timeout = on_timeout or (
+            lambda s: ConnectionLostError(f"no free connection after {s:g} s")
+        )
+        self._usable = usable
+        self._idle: list[Any] = []
+        self._size = 0
+        self._waiters: deque[asyncio.Future[Any]] = deque()
+        self._closed = False
+        self._closing: set[asyncio.Task[None]] = set()
+        # Transactions: connection -> the task holding it, and how many each task holds.
+        self._tx_conns: dict[int, asyncio.Task[Any]] = {}
+        self._tx_tasks: dict[asyncio.Task[Any], int] = {}
+        self._waiting: dict[asyncio.Task[Any], int] = {}
+
+    @property
+    def size(self) -> int:
+        """Connections open or being opened."""
+        return self._size
+
+    async def get(self, *, transaction: bool = False) -> Any:
+        """Take an idle connection, open a new one, or wait for one.
+
+        Args:
+            transaction: The caller holds the connection for a transaction
+                (tracked to detect a wait that could never end).
+
+        Raises:
+            ConnectionLostError: The pool is closed, or connecting failed.
+            TimeoutError: No connection became free within the pool's timeout.
+            DataFlowError: Every connection is held by a transaction whose task
+                is itself waiting here, the caller included: nobody could ever
+                give one back (a ``db`` call inside ``async with db.transaction()``).
+        """
+        conn = await self._get()
+        if transaction:
+            task = asyncio.current_task()
+            assert task is not None
+            self._tx_conns[id(conn)] = task
+            self._tx_tasks[task] = self._tx_tasks.get(task, 0) + 1
+        return conn
+
+    async def _get(self) -> Any:
+        loop = asyncio.get_running_loop()
+        deadline = None if self._timeout is None else loop.time() + self._timeout
+        while True:
+            if self._closed:
+                raise ConnectionLostError("the database handle is closed")
+            while self._idle:
+                conn = self._idle.pop()
+                if self._usable is None or self._usable(conn):
+                    return conn
+                self._forget(conn)
+            if self._size < self._max:
+                self._size += 1
+                try:
+                    return await self._connect()
+                except BaseException:
+                    self._size -= 1
+                    self._wake()
+                    raise
+            conn = await self._wait(loop, deadline)
+            if conn is not None:
+                return conn
+
+    async def _wait(self, loop: asyncio.AbstractEventLoop, deadline: float | None) -> Any:
+        """Wait for a connection handed over (or None: a slot opened up)."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._check_deadlock(task)
+        waiter: asyncio.Future[Any] = loop.create_future()
+        self._waiters.append(waiter)
+        self._waiting[task] = self._waiting.get(task, 0) + 1
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await waiter
+        except BaseException as exc:
+            if waiter.done() and not waiter.cancelled() and waiter.result() is not None:
+                self.put(waiter.result(), broken=False)
+            if isinstance(exc, TimeoutError) and deadline is not None:
+                raise self._on_timeout(self._timeout or 0.0) from None
+            raise
+        finally:
+            left = self._waiting[task] - 1
+            if left:
+                self._waiting[task] = left
+            else:
+                del self._waiting[task]
+
+    def _check_deadlock(self, task: asyncio.Task[Any]) -> None:
+        if not self._tx_tasks.get(task):
+            return
+        stuck = self._tx_tasks[task] + sum(
+            self._tx_tasks.get(t, 0) for t in self._waiting if t is not task
+        )
+        if stuck >= self._max:
+            raise DataFlowError(
+                f"every connection of the pool (pool_size={self._max}) is held by a "
+                "transaction whose task waits for another connection, this one included: "
+                "inside `async with db.transaction() as tx:` use tx, not db "
+                "(or raise pool_size)"
+            )
+
+    def put(self, conn: Any, *, broken: bool) -> None:
+        """Return a connection; a broken one is closed and forgotten."""
+        task = self._tx_conns.pop(id(conn), None)
+        if task is not None:
+            left = self._tx_tasks[task] - 1
+            if left:
+                self._tx_tasks[task] = left
+            else:
+                del self._tx_tasks[task]
+        if broken or self._closed:
+            self._forget(conn)
+            self._wake()
+            return
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(conn)
+                return
+        self._idle.append(conn)
+
+    def _forget(self, conn: Any) -> None:
+        self._size -= 1
+        self._close_later(conn)
+
+    def _wake(self) -> None:
+        """Let one waiter open a fresh connection in place of a lost one."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def abandon(self, kill: Callable[[Any], None]) -> None:
+        """Kill every idle connection synchronously (their event loop is closed)."""
+        self._closed = True
+        idle, self._idle = self._idle, []
+        self._size -= len(idle)
+        for conn in idle:
+            with contextlib.suppress(Exception):
+                kill(conn)
+
+    def discard_idle(self) -> None:
+        """Close every idle connection."""
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            self._forget(conn)
+
+    def _close_later(self, conn: Any) -> None:
+        task = asyncio.get_running_loop().create_task(self._safe_close(conn))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def _safe_close(self, conn: Any) -> None:
+        with contextlib.suppress(Exception):
+            await self._close(conn)
+
+    async def close(self) -> None:
+        """Close idle connections now and the borrowed ones when they come back."""
+        self._closed = True
+        idle, self._idle = self._idle, []
+        self._size -= len(idle)
+        for conn in idle:
+            await self._safe_close(conn)
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(ConnectionLostError("the database handle is closed"))
+
+
+class PooledDialect(Dialect):
+    """A dialect of a network database: its connections live in a :class:`Pool`."""
+
+    def __init__(self, url: Any, options: Any) -> None:
+        super().__init__(url, options)
+        self.pool_size: int = options["pool_size"]
+
+    @abstractmethod
+    async def _open(self) -> Connection:
+        """Open one connection (the caller bounds the time it takes)."""
+
+    @abstractmethod
+    async def _close(self, conn: Connection) -> None:
+        """Close one connection."""
+
+    @abstractmethod
+    def _kill(self, conn: Connection) -> None:
+        """Shut a connection down without its (closed) event loop."""
+
+    async def connect(self) -> Connection:
+        """Open one connection within ``connect_timeout``.
+
+        Raises:
+            TimeoutError: The server did not complete the handshake in time.
+            ConnectionLostError: It refused or could not be reached.
+            DataFlowError: It answered with an error (unknown database, bad password...).
+        """
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                return await self._open()
+        except DataFlowError:
+            raise
+        except TimeoutError:
+            raise self.timeout_error("connect") from None
+        except Exception as exc:
+            err = translate_error(self, exc)
+            raise (err if err is not None else self.connection_error(exc)) from exc
+
+    async def open_backend(self) -> Backend:
+        pool = Pool(
+            self.connect,
+            self._close,
+            self.pool_size,
+            timeout=self.pool_timeout,
+            on_timeout=lambda s: self.timeout_error("acquire", s),
+            usable=Connection.usable,
+        )
+        return PooledBackend(self, pool)
+
+
+class PooledBackend(Backend):
+    """A backend over :class:`Pool` for drivers with real network connections."""
+
+    def __init__(self, dialect: PooledDialect, pool: Pool) -> None:
+        self.dialect = dialect
+        self.pool = pool
+
+    def _give_back(self, conn: Connection) -> None:
+        self.pool.put(conn, broken=conn.broken)
+        if conn.lost:  # the others are likely dead too
+            self.pool.discard_idle()
+
+    async def run(self, fn: Callable[[Connection], Awaitable[T]], *, atomic: bool) -> T:
+        if atomic:
+            return await self._run_atomic(fn)
+        # The hot path: one statement on a pooled connection, without a context manager.
+        conn: Connection = await self.pool.get()
+        try:
+            return await fn(conn)
+        finally:
+            self._give_back(conn)
+
+    async def begin(self) -> Connection:
+        conn: Connection = await self.pool.get(transaction=True)
+        try:
+            await conn.begin()
+        except BaseException:
+            self._give_back(conn)
+            raise
+        return conn
+
+    async def end(self, conn: Connection, error: BaseException | None) -> None:
+        try:
+            if error is None:
+                await conn.commit()
+            elif not conn.broken:
+                await self._rollback(conn)
+        finally:
+            self._give_back(conn)
+
+    async def _rollback(self, conn: Connection) -> None:
+        # Bounded: a rollback that does not come back is a connection we close,
+        # which rolls the transaction back on the server just the same.
+        limit = self.dialect.command_timeout or self.dialect.connect_timeout
+        try:
+            async with asyncio.timeout(limit):
+                await asyncio.shield(conn.rollback())
+        except (DataFlowError, TimeoutError):
+            conn.broken = True
+        except asyncio.CancelledError:
+            conn.broken = True  # the shielded rollback may still be running on it
+            raise
+
+    def abandon(self) -> None:
+        self.pool.abandon(self.dialect._kill)
+
+    async def close(self) -> None:
+        await self.pool.close()
