@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from gov_helpers import custom
 
-from dataflow import ConcurrencyError, DataFlow, DuplicateKeyError, ValidationError
+from dataflow import ConcurrencyError, DataFlow, DuplicateKeyError, RetryPolicy, ValidationError
 from dataflow.values import utcnow
 from kaizen.governance import (
     AlreadyDecidedError,
@@ -218,7 +218,8 @@ async def test_deadlock_victims_and_lost_races_are_retried(
 
 
 async def test_retries_are_bounded(any_manager: ExternalAgentApprovalManager) -> None:
-    request_id = await _flaky_manager(any_manager, [ConcurrencyError("deadlock")] * 3)
+    attempts = any_manager.retry_policy.attempts
+    request_id = await _flaky_manager(any_manager, [ConcurrencyError("deadlock")] * attempts)
     with pytest.raises(ConcurrencyError):
         await any_manager.approve_request(request_id, "lead-456")
     request_id = await _flaky_manager(any_manager, [False] * 3)
@@ -227,6 +228,17 @@ async def test_retries_are_bounded(any_manager: ExternalAgentApprovalManager) ->
     await any_manager.reject_request(request_id, "lead-456", "fine now")
     with pytest.raises(AlreadyDecidedError):
         await any_manager.approve_request(request_id, "lead-456")
+
+
+async def test_the_retry_policy_is_the_managers_own(
+    any_manager: ExternalAgentApprovalManager,
+) -> None:
+    any_manager.retry_policy = RetryPolicy(attempts=2, base_delay=0)
+    request_id = await _flaky_manager(any_manager, [ConcurrencyError("deadlock")] * 2)
+    with pytest.raises(ConcurrencyError):
+        await any_manager.approve_request(request_id, "lead-456")
+    request_id = await _flaky_manager(any_manager, [ConcurrencyError("deadlock")])
+    await any_manager.approve_request(request_id, "lead-456")
 
 
 async def test_wait_on_a_request_without_deadline(
@@ -290,7 +302,8 @@ async def test_sweeps_retry_deadlock_victims(any_manager: ExternalAgentApprovalM
     inner = any_manager._store
     any_manager._store = FlakyStore(inner, [ConcurrencyError("deadlock")] * 2)
     assert await any_manager.timeout_pending_approvals() == 1
-    any_manager._store = FlakyStore(inner, [ConcurrencyError("deadlock")] * 3)
+    attempts = any_manager.retry_policy.attempts
+    any_manager._store = FlakyStore(inner, [ConcurrencyError("deadlock")] * attempts)
     with pytest.raises(ConcurrencyError):
         await any_manager.timeout_pending_approvals()
 

@@ -2,8 +2,10 @@
 
 On PostgreSQL every decision sends a NOTIFY in its transaction. One listening
 connection per storage and event loop serves all waiters; it is opened for the
-first waiter and closed after the last. Should it fail, waiters still re-read
-the request at least every few seconds (the manager caps each wait).
+first waiter and closed after the last. When it is lost (a server restart, a
+failover) it comes back by itself and wakes every waiter, since announcements
+made meanwhile were missed. Should it fail for good, waiters still re-read the
+request at least every few seconds (the manager caps each wait).
 """
 
 from __future__ import annotations
@@ -44,8 +46,13 @@ class _Listener:
         self.task: asyncio.Task[None] | None = None
         self.ready = asyncio.Event()
 
-    def dispatch(self, payload: str) -> None:
-        targets = self.waiters.values() if payload == ANY else [self.waiters.get(payload, set())]
+    def dispatch(self, payload: str | None) -> None:
+        # None: the listening connection came back after a loss, and what was
+        # announced meanwhile is unknown: every waiter re-reads.
+        if payload is None or payload == ANY:
+            targets = list(self.waiters.values())
+        else:
+            targets = [self.waiters.get(payload, set())]
         for events in targets:
             for event in events:
                 event.set()

@@ -16,7 +16,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from dataflow.errors import ConcurrencyError, ValidationError
-from dataflow.values import dump_json, utcnow
+from dataflow.jsonvalues import clean_json
+from dataflow.retry import RetryPolicy
+from dataflow.values import utcnow
 from kaizen.governance._store import ApprovalStore
 from kaizen.governance.approvers import ApproverDirectory
 from kaizen.governance.errors import (
@@ -34,6 +36,7 @@ from kaizen.governance.models import (
     AuditReport,
     ExternalAgentApprovalRequest,
     check_id,
+    check_reason,
 )
 from kaizen.governance.notify import ControlProtocol, notify_approvers
 from kaizen.governance.storage import ExternalAgentApprovalStorage
@@ -42,6 +45,7 @@ __all__ = ["ExternalAgentApprovalManager"]
 
 logger = logging.getLogger("kaizen.governance")
 _PENDING = ApprovalStatus.PENDING
+#: Decisions re-read and tried again when the request changed under them (not a race lost).
 _ATTEMPTS = 3
 #: Longest single sleep of ``wait_for_approval`` before it re-reads the request.
 _RECHECK_SECONDS = 5.0
@@ -59,6 +63,8 @@ class ExternalAgentApprovalManager:
             configurable with :meth:`set_team`, :meth:`add_team_lead`,
             :meth:`add_org_admin`, :meth:`set_owner`).
         base_url: Prefix of the approve/reject URLs sent to approvers.
+        retry_policy: How storage writes that lost a race (a deadlock, a
+            serialization failure) are tried again.
 
     Example:
         >>> manager = ExternalAgentApprovalManager(storage_backend=storage)
@@ -74,11 +80,13 @@ class ExternalAgentApprovalManager:
         *,
         approvers: ApproverDirectory | None = None,
         base_url: str = "",
+        retry_policy: RetryPolicy | None = None,
     ) -> None:
         self.protocol = control_protocol
         self.storage = storage_backend
         self.approvers = approvers if approvers is not None else ApproverDirectory()
         self.base_url = base_url
+        self.retry_policy = retry_policy if retry_policy is not None else RetryPolicy()
         self._store: ApprovalStore = (
             storage_backend if storage_backend is not None else InMemoryApprovalStore()
         )
@@ -148,6 +156,9 @@ class ExternalAgentApprovalManager:
         Returns:
             ``(True, requirement)`` or ``(False, None)`` (also when the agent has no requirement).
         """
+        check_id("external_agent_id", external_agent_id)
+        if metadata is not None and not isinstance(metadata, dict):
+            raise ValidationError("metadata must be a dict")
         requirement = self._requirements.get(external_agent_id)
         if requirement is not None and requirement.triggered_by(metadata or {}):
             return True, requirement
@@ -177,10 +188,11 @@ class ExternalAgentApprovalManager:
         metadata = {} if metadata is None else metadata
         if not isinstance(metadata, dict):
             raise ValidationError("metadata must be a dict")
-        dump_json(metadata, "metadata")
+        metadata = clean_json(metadata, "metadata")
         requirement = self._requirement_for(external_agent_id)
         request = self._new_request(external_agent_id, requested_by, metadata, requirement)
-        await self._store.save(request)
+        store = self._store
+        await self.retry_policy.run(lambda: store.save(request))
         logger.info(
             "approval request %s for %r created, approvers %s",
             request.id,
@@ -253,6 +265,7 @@ class ExternalAgentApprovalManager:
         """
         if not isinstance(reason, str):
             raise ValidationError("reason must be a string")
+        check_reason(reason)
         await self._decide(approval_request_id, approver_id, ApprovalStatus.REJECTED, reason)
 
     async def _decide(
@@ -260,9 +273,10 @@ class ExternalAgentApprovalManager:
     ) -> None:
         check_id("approval request id", request_id)
         check_id("approver id", approver_id)
-        for attempt in range(_ATTEMPTS):
-            try:
-                done = await self._store.decide(
+        store = self._store
+        for _ in range(_ATTEMPTS):
+            done = await self.retry_policy.run(
+                lambda: store.decide(
                     request_id,
                     from_status=_PENDING,
                     to_status=status,
@@ -271,10 +285,7 @@ class ExternalAgentApprovalManager:
                     require_approver=True,
                     before_deadline=utcnow(),
                 )
-            except ConcurrencyError:  # a deadlock victim: the transaction rolled back
-                if attempt == _ATTEMPTS - 1:
-                    raise
-                continue
+            )
             if done:
                 logger.info("approval request %s %s by %r", request_id, status.value, approver_id)
                 return
@@ -310,13 +321,8 @@ class ExternalAgentApprovalManager:
         Returns:
             How many requests this call timed out.
         """
-        for attempt in range(_ATTEMPTS):
-            try:
-                count = await self._store.timeout_overdue(utcnow())
-                break
-            except ConcurrencyError:  # a deadlock victim: rolled back, so safe to repeat
-                if attempt == _ATTEMPTS - 1:
-                    raise
+        store = self._store
+        count = await self.retry_policy.run(lambda: store.timeout_overdue(utcnow()))
         if count:
             logger.info("timed out %d approval requests", count)
         return count

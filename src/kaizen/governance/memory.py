@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from dataflow.errors import DuplicateKeyError
+from dataflow.errors import DuplicateKeyError, ValidationError
 from dataflow.values import utcnow
 from kaizen.governance.audit import GENESIS, canonical, make_event, verify_chain
 from kaizen.governance.errors import ApprovalNotFoundError
@@ -25,6 +25,8 @@ from kaizen.governance.models import (
     AuditReport,
     ExternalAgentApprovalRequest,
     as_status,
+    check_id,
+    check_reason,
 )
 
 __all__ = ["InMemoryApprovalStore"]
@@ -85,12 +87,12 @@ class InMemoryApprovalStore:
 
     async def load(self, request_id: str) -> ExternalAgentApprovalRequest | None:
         """A copy of the request, or None."""
-        found = self._requests.get(request_id)
+        found = self._requests.get(_key(request_id))
         return copy.deepcopy(found) if found is not None else None
 
     async def delete(self, request_id: str) -> bool:
         """Forget a request; its audit trail stays and gains a ``deleted`` event."""
-        if self._requests.pop(request_id, None) is None:
+        if self._requests.pop(_key(request_id), None) is None:
             return False
         self._append(request_id, "deleted", "system", {})
         return True
@@ -148,6 +150,9 @@ class InMemoryApprovalStore:
         before_deadline: datetime | None = None,
     ) -> bool:
         """Same contract as :meth:`ExternalAgentApprovalStorage.decide`."""
+        check_id("request id", request_id)
+        check_id("actor", actor)
+        check_reason(reason)
         request = self._requests.get(request_id)
         if request is None or request.status is not from_status:
             return False
@@ -228,3 +233,10 @@ class InMemoryApprovalStore:
                     await event.wait()
 
         yield wait
+
+
+def _key(request_id: object) -> str:
+    """A request id to look up (as the database storage, which refuses non-strings)."""
+    if not isinstance(request_id, str):
+        raise ValidationError(f"a request id is a str, got {type(request_id).__name__}")
+    return request_id

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from dataflow.errors import ValidationError
-from dataflow.values import dump_json
+from dataflow.jsonvalues import check_text, describe, dump_json
 
 __all__ = [
     "ApprovalLevel",
@@ -19,9 +19,14 @@ __all__ = [
     "AuditProblem",
     "AuditReport",
     "ExternalAgentApprovalRequest",
+    "MAX_TIMEOUT_SECONDS",
     "as_status",
     "check_id",
+    "check_reason",
 ]
+
+#: The longest approval timeout: a century.
+MAX_TIMEOUT_SECONDS = 100 * 366 * 86_400
 
 
 class ApprovalStatus(enum.Enum):
@@ -76,17 +81,22 @@ class ApprovalRequirement:
     def __post_init__(self) -> None:
         if not isinstance(self.approval_level, ApprovalLevel):
             raise ValidationError(
-                f"approval_level must be an ApprovalLevel, got {self.approval_level!r}"
+                f"approval_level must be an ApprovalLevel, got {describe(self.approval_level)}"
             )
         timeout = self.approval_timeout_seconds
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
             raise ValidationError(
-                f"approval_timeout_seconds must be a positive number, got {timeout!r}"
+                f"approval_timeout_seconds must be a positive number, got {describe(timeout)}"
             )
-        if not math.isfinite(timeout):
-            raise ValidationError("approval_timeout_seconds must be finite")
+        if not math.isfinite(timeout) or timeout > MAX_TIMEOUT_SECONDS:
+            raise ValidationError(
+                f"approval_timeout_seconds must be at most {MAX_TIMEOUT_SECONDS} (a century)"
+            )
+        if not isinstance(self.custom_approvers, list):
+            raise ValidationError("custom_approvers must be a list of approver ids")
         for approver in self.custom_approvers:
             check_id("custom approver id", approver)
+        check_reason(self.approval_reason, "approval_reason")
 
     def triggered_by(self, metadata: dict[str, Any]) -> bool:
         """Whether ``metadata`` (cost, environment, data_classifications, operation) matches."""
@@ -98,7 +108,9 @@ class ApprovalRequirement:
         classes = metadata.get("data_classifications") or []
         if isinstance(classes, str):
             classes = [classes]
-        if set(self.require_for_data_classifications) & set(classes):
+        if not isinstance(classes, list | tuple):
+            classes = []
+        if set(self.require_for_data_classifications) & {c for c in classes if isinstance(c, str)}:
             return True
         return metadata.get("operation") in self.require_for_operations
 
@@ -145,7 +157,11 @@ class ExternalAgentApprovalRequest:
         for approver in self.approvers:
             check_id("approver id", approver)
         if not isinstance(self.status, ApprovalStatus):
-            raise ValidationError(f"status must be an ApprovalStatus, got {self.status!r}")
+            raise ValidationError(f"status must be an ApprovalStatus, got {describe(self.status)}")
+        check_reason(self.approval_reason, "approval_reason")
+        check_reason(self.rejection_reason, "rejection_reason")
+        if self.approved_by is not None:
+            check_id("approved_by", self.approved_by)
         if not isinstance(self.request_metadata, dict):
             raise ValidationError("request_metadata must be a dict")
         dump_json(self.request_metadata, "request_metadata")
@@ -163,8 +179,8 @@ def as_status(value: ApprovalStatus | str) -> ApprovalStatus:
     """
     try:
         return ApprovalStatus(value)
-    except ValueError:
-        raise ValidationError(f"unknown approval status {value!r}") from None
+    except (ValueError, TypeError):
+        raise ValidationError(f"unknown approval status {describe(value)}") from None
 
 
 def check_id(what: str, value: Any) -> str:
@@ -174,10 +190,23 @@ def check_id(what: str, value: Any) -> str:
         ValidationError: Otherwise.
     """
     if not isinstance(value, str) or not value.strip():
-        raise ValidationError(f"{what} must be a non-empty string, got {value!r}")
+        raise ValidationError(f"{what} must be a non-empty string, got {describe(value)}")
     if len(value) > 255:
         raise ValidationError(f"{what} is longer than 255 characters")
-    return value
+    return check_text(value, what)
+
+
+def check_reason(value: Any, what: str = "reason") -> str | None:
+    """Return ``value`` if it is None or text every database stores.
+
+    Raises:
+        ValidationError: Otherwise.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValidationError(f"{what} must be a string, got {type(value).__name__}")
+    return check_text(value, what)
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from kaizen.governance.models import (
     ExternalAgentApprovalRequest,
     as_status,
     check_id,
+    check_reason,
 )
 
 __all__ = ["CHANNEL", "EVENT_NAMES", "ExternalAgentApprovalStorage"]
@@ -221,6 +222,9 @@ class ExternalAgentApprovalStorage:
             True if this call made the change; False if a precondition failed
             (unknown id included): load the request to learn which.
         """
+        check_id("request id", request_id)
+        check_id("actor", actor)
+        check_reason(reason)
         row = await self.db.get(self._req, request_id)
         if not _may_decide(row, from_status, actor, require_approver, before_deadline):
             return False

@@ -8,35 +8,35 @@ them before touching memory or the database, so bad input writes nothing.
 from __future__ import annotations
 
 import math
-import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from dataflow.errors import ValidationError
+from dataflow.jsonvalues import MAX_JSON_DEPTH, clean_json, describe, text_problem
 from kaizen.integrations.nexus.errors import SessionValidationError
 
 __all__ = [
     "MAX_DEPTH",
     "MAX_ID_LENGTH",
+    "MAX_TTL_HOURS",
     "check_channel",
     "check_channel_activity",
     "check_id",
     "check_json_object",
     "check_time",
     "check_ttl",
+    "later",
     "ttl_from_hours",
     "utcnow",
 ]
 
 #: Ids are indexed columns, which hold at most this many characters on every database.
 MAX_ID_LENGTH = 255
-#: Levels of nested objects/arrays a state may have, counting the state itself:
-#: MariaDB refuses JSON nested 32 levels deep.
-MAX_DEPTH = 31
-_INT64 = (-(2**63), 2**63 - 1)
-# PostgreSQL reads 1e16 back as the integer 10000000000000000: larger floats cannot round-trip.
-_FLOAT_LIMIT = 1e16
-# NUL is refused by PostgreSQL; lone surrogates cannot be encoded as UTF-8 at all.
-_BAD_CHARS = re.compile("[\x00\ud800-\udfff]")
+#: Levels of nested objects/arrays a state may have, counting the state itself
+#: (DataFlow's JSON rule, the same on every database).
+MAX_DEPTH = MAX_JSON_DEPTH
+#: The longest TTL: a century.
+MAX_TTL_HOURS = 100 * 366 * 24
 
 
 def utcnow() -> datetime:
@@ -47,8 +47,8 @@ def utcnow() -> datetime:
 def check_id(value: Any, what: str) -> str:
     """Return ``value`` if it is a non-empty str of at most :data:`MAX_ID_LENGTH` characters."""
     if not isinstance(value, str) or not value:
-        raise SessionValidationError(f"{what} must be a non-empty str, got {value!r}")
-    if len(value) > MAX_ID_LENGTH or _BAD_CHARS.search(value):
+        raise SessionValidationError(f"{what} must be a non-empty str, got {describe(value)}")
+    if len(value) > MAX_ID_LENGTH or text_problem(value) is not None:
         raise SessionValidationError(
             f"{what} must hold at most {MAX_ID_LENGTH} characters, no NUL or lone surrogate"
         )
@@ -61,8 +61,10 @@ def check_channel(value: Any) -> str | None:
 
 
 def _channel_name(value: Any) -> str:
-    if not isinstance(value, str) or not value or _BAD_CHARS.search(value):
-        raise SessionValidationError(f"channel must be a non-empty str, got {value!r}")
+    if not isinstance(value, str) or not value or text_problem(value) is not None:
+        raise SessionValidationError(f"channel must be a non-empty str, got {describe(value)}")
+    if len(value) > MAX_ID_LENGTH:
+        raise SessionValidationError(f"channel names hold at most {MAX_ID_LENGTH} characters")
     return value
 
 
@@ -72,7 +74,10 @@ def check_time(value: Any, what: str) -> datetime:
         raise SessionValidationError(f"{what} must be a datetime, got {type(value).__name__}")
     if value.tzinfo is None or value.utcoffset() is None:
         raise SessionValidationError(f"{what} must be timezone-aware, got naive {value!r}")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise SessionValidationError(f"{what} is out of range: {value.isoformat()}") from None
 
 
 def check_ttl(value: Any) -> timedelta:
@@ -82,62 +87,49 @@ def check_ttl(value: Any) -> timedelta:
     seconds = round(value.total_seconds())
     if seconds < 1:
         raise SessionValidationError(f"ttl must be at least one second, got {value!r}")
+    if seconds > MAX_TTL_HOURS * 3600:
+        raise SessionValidationError(f"ttl must be at most {MAX_TTL_HOURS} hours (a century)")
     return timedelta(seconds=seconds)
+
+
+def later(when: datetime, ttl: timedelta) -> datetime:
+    """``when + ttl``, refused when past the last representable time."""
+    try:
+        return when + ttl
+    except OverflowError:
+        raise SessionValidationError(
+            f"{when.isoformat()} plus a TTL of {ttl} is past the year 9999"
+        ) from None
 
 
 def ttl_from_hours(hours: Any) -> timedelta:
     """Return the TTL for ``ttl_hours`` (a positive, finite number of hours)."""
     if isinstance(hours, bool) or not isinstance(hours, int | float) or not math.isfinite(hours):
         raise SessionValidationError(f"ttl_hours must be a finite number, got {hours!r}")
-    if hours <= 0:
-        raise SessionValidationError(f"ttl_hours must be positive, got {hours!r}")
+    if not 0 < hours <= MAX_TTL_HOURS:
+        raise SessionValidationError(
+            f"ttl_hours must be positive and at most {MAX_TTL_HOURS} (a century), got {hours!r}"
+        )
     return check_ttl(timedelta(hours=hours))
 
 
 def check_json_object(value: Any, what: str) -> dict[str, Any]:
     """Return a detached copy of a JSON object that every database stores identically.
 
-    Accepted: dicts with str keys, lists, str (no NUL or lone surrogate), bool,
-    None, 64-bit ints and floats of magnitude below 1e16 (``-0.0`` becomes
-    ``0.0``), nested at most :data:`MAX_DEPTH` levels. Anything
-    else (tuples, sets, NaN, int keys...) would be refused or silently changed
-    by some database's JSON column, so it is refused here, on every database.
+    DataFlow's one JSON rule (:mod:`dataflow.jsonvalues`): dicts with str keys,
+    lists, text without NUL or lone surrogates, bool, None, 64-bit ints and
+    floats below 1e16 in magnitude (``-0.0`` becomes ``0.0``), nested at most
+    :data:`MAX_DEPTH` levels. Anything else (tuples, sets, NaN, int keys...)
+    would be refused or silently changed by some database's JSON column, so it
+    is refused here, on every database.
     """
     if not isinstance(value, dict):
         raise SessionValidationError(f"{what} must be a dict, got {type(value).__name__}")
-    result: dict[str, Any] = _clean(value, what, 0)
+    try:
+        result: dict[str, Any] = clean_json(value, what)
+    except ValidationError as exc:
+        raise SessionValidationError(str(exc)) from None
     return result
-
-
-def _clean(value: Any, path: str, depth: int) -> Any:
-    if isinstance(value, list | dict) and depth >= MAX_DEPTH:
-        raise SessionValidationError(f"{path}: JSON nested more than {MAX_DEPTH} levels deep")
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        if _BAD_CHARS.search(value):
-            raise SessionValidationError(f"{path}: NUL or lone surrogate in a string")
-        return value
-    if isinstance(value, int):
-        if not _INT64[0] <= value <= _INT64[1]:
-            raise SessionValidationError(f"{path}: integer {value} exceeds 64 bits")
-        return int(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise SessionValidationError(f"{path}: {value!r} is not valid JSON")
-        if abs(value) >= _FLOAT_LIMIT:
-            raise SessionValidationError(f"{path}: floats must be below 1e16 in magnitude")
-        return float(value) + 0.0
-    if isinstance(value, list):
-        return [_clean(v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value)]
-    if isinstance(value, dict):
-        out = {}
-        for key, item in value.items():
-            if not isinstance(key, str) or _BAD_CHARS.search(key):
-                raise SessionValidationError(f"{path}: key {key!r} is not a valid str")
-            out[key] = _clean(item, f"{path}[{key!r}]", depth + 1)
-        return out
-    raise SessionValidationError(f"{path}: {type(value).__name__} is not JSON-serializable")
 
 
 def check_channel_activity(value: Any) -> dict[str, datetime]:

@@ -15,6 +15,7 @@ from kaizen.integrations.nexus._checks import (
     check_json_object,
     check_time,
     check_ttl,
+    later,
     utcnow,
 )
 
@@ -84,7 +85,7 @@ class CrossChannelSession:
             self.last_accessed = self.created_at
         self.last_accessed = check_time(self.last_accessed, "last_accessed")
         if self.expires_at is _AUTO:
-            self.expires_at = self.last_accessed + self.ttl
+            self.expires_at = later(self.last_accessed, self.ttl)
         self.expires_at = check_time(self.expires_at, "expires_at")
         self.state = check_json_object(self.state, "state")
         self.channel_activity = check_channel_activity(self.channel_activity)
@@ -115,7 +116,7 @@ class CrossChannelSession:
         name = check_channel(channel)
         current = utcnow() if now is None else check_time(now, "now")
         self.last_accessed = current
-        self.expires_at = current + self.ttl
+        self.expires_at = later(current, self.ttl)
         if name is not None:
             self.channel_activity[name] = current
 

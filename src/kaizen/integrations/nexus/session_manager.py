@@ -13,11 +13,13 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+from dataflow.retry import RetryPolicy
 from kaizen.integrations.nexus._checks import (
     check_channel,
     check_id,
     check_json_object,
     check_time,
+    later,
     ttl_from_hours,
     utcnow,
 )
@@ -38,6 +40,8 @@ class NexusSessionManager:
         cleanup_batch_size: Rows deleted per statement by
             :meth:`cleanup_expired_sessions_async`.
         clock: Returns the current time (timezone-aware); injectable for tests.
+        retry_policy: How storage writes that lost a race (a deadlock, a
+            serialization failure) are tried again.
 
     Attributes:
         sessions: This instance's in-memory sessions by id.
@@ -58,6 +62,7 @@ class NexusSessionManager:
         *,
         cleanup_batch_size: int = 1000,
         clock: Callable[[], datetime] = utcnow,
+        retry_policy: RetryPolicy | None = None,
     ) -> None:
         if isinstance(cleanup_batch_size, bool) or not isinstance(cleanup_batch_size, int):
             raise SessionValidationError("cleanup_batch_size must be an int")
@@ -67,6 +72,7 @@ class NexusSessionManager:
         self.cleanup_interval = cleanup_interval
         self.cleanup_batch_size = cleanup_batch_size
         self.storage = storage_backend
+        self.retry_policy = retry_policy if retry_policy is not None else RetryPolicy()
         self._clock = clock
         # Ids of cached sessions that live in storage (the rest exist only here).
         self._stored: set[str] = set()
@@ -95,7 +101,12 @@ class NexusSessionManager:
         return self.sessions.pop(session_id, None)
 
     def _store_for(self, session_id: str) -> SessionStorage | None:
-        """The storage the async methods act on, or None: no storage, or a memory-only session."""
+        """The storage the async methods act on, or None: no storage, or a memory-only session.
+
+        Raises:
+            SessionValidationError: ``session_id`` is not a valid id.
+        """
+        check_id(session_id, "session_id")
         if self.storage is None or (session_id in self.sessions and session_id not in self._stored):
             return None
         return self.storage
@@ -140,8 +151,12 @@ class NexusSessionManager:
         return session
 
     def get_session(self, session_id: str) -> CrossChannelSession | None:
-        """Return the in-memory session, or None (an expired one is dropped)."""
-        session = self.sessions.get(session_id)
+        """Return the in-memory session, or None (an expired one is dropped).
+
+        Raises:
+            SessionValidationError: ``session_id`` is not a valid id.
+        """
+        session = self.sessions.get(check_id(session_id, "session_id"))
         if session is not None and session.is_expired(self._now()):
             self._forget(session_id)
             return None
@@ -221,7 +236,8 @@ class NexusSessionManager:
         if self.storage is None:
             return self.create_session(session_id, user_id, ttl_hours)
         session = self._new_session(session_id, user_id, ttl_hours)
-        await self.storage.save(session)
+        storage = self.storage
+        await self.retry_policy.run(lambda: storage.save(session))
         self._remember(session)
         self._maybe_cleanup(session.created_at)
         return session
@@ -254,7 +270,11 @@ class NexusSessionManager:
         if ttl is None:
             return False
         now = self._now()
-        if not await storage.merge_state(session_id, clean, name, now, now + ttl):
+        expires = later(now, ttl)
+        merged = await self.retry_policy.run(
+            lambda: storage.merge_state(session_id, clean, name, now, expires)
+        )
+        if not merged:
             self._forget(session_id)
             return False
         cached = self.sessions.get(session_id)
@@ -287,7 +307,8 @@ class NexusSessionManager:
         storage = self._store_for(session_id)
         if storage is None:
             return self.bind_memory_pool(session_id, pool)
-        if not await storage.bind_memory_pool(session_id, pool, self._now()):
+        now = self._now()
+        if not await self.retry_policy.run(lambda: storage.bind_memory_pool(session_id, pool, now)):
             self._forget(session_id)
             return False
         cached = self.sessions.get(session_id)
@@ -343,8 +364,11 @@ class NexusSessionManager:
         self._stored.difference_update(expired)
         self._last_cleanup = now
         total = len(expired) if self.storage is None else len(memory_only)
-        while self.storage is not None:
-            deleted = await self.storage.cleanup_expired(self.cleanup_batch_size, now=now)
+        storage = self.storage
+        while storage is not None:
+            deleted = await self.retry_policy.run(
+                lambda: storage.cleanup_expired(self.cleanup_batch_size, now=now)
+            )
             total += deleted
             if deleted < self.cleanup_batch_size:
                 break
