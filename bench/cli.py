@@ -19,7 +19,7 @@ from bench.targets import ALL_DATABASES, drop_target, prepare_target
 __all__ = ["Options", "main", "parse_args"]
 
 GROUPS = ("approvals", "sessions")
-PARTS = ("ops", "scale", "concurrency", "wakeup", "import", "rss")
+PARTS = ("ops", "sync", "scale", "concurrency", "wakeup", "import", "rss")
 RESULTS = Path(__file__).resolve().parent / "results"
 
 

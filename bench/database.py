@@ -17,7 +17,7 @@ from bench.explain import explain
 from bench.runner import OpResult, run_op
 from bench.suite_approvals import ApprovalSuite
 from bench.suite_sessions import SessionSuite
-from bench.targets import Target, open_replayers
+from bench.targets import Target, open_replayers, sqlite_target
 from dataflow import DataFlow
 
 if TYPE_CHECKING:
@@ -26,6 +26,11 @@ if TYPE_CHECKING:
 __all__ = ["bench_database"]
 
 Suite = ApprovalSuite | SessionSuite
+#: The writes whose commits the ``sync`` part measures with ``synchronous=normal``.
+SYNC_OPS = {
+    "approvals": ("save", "update", "approve"),
+    "sessions": ("save", "update_session_state"),
+}
 
 
 def _log(message: str) -> None:
@@ -138,6 +143,9 @@ async def bench_database(target: Target, opts: Options) -> dict[str, Any]:
                 )
             out["ops"] = [r.as_dict() for r in base]
             lap("ops")
+        if "sync" in opts.parts and target.name == "sqlite" and target.path:
+            out["synchronous_normal"] = await _synchronous_normal(target, opts)
+            lap("sync")
         if "concurrency" in opts.parts:
             from bench.concurrency import run_concurrency
 
@@ -167,6 +175,34 @@ async def bench_database(target: Target, opts: Options) -> dict[str, Any]:
         await db.close()
     out["seconds"] = round(time.perf_counter() - t0, 1)
     return out
+
+
+async def _synchronous_normal(target: Target, opts: Options) -> list[dict[str, Any]]:
+    """The commits of the write operations again, on a second file with
+    ``synchronous=normal`` (ours and raw alike): what the FULL default costs."""
+    from pathlib import Path
+
+    normal = sqlite_target(Path(target.path or "").with_name("bench-normal.db"), "normal")
+    db = DataFlow(normal.url)
+    suites: list[Suite] = []
+    if "approvals" in opts.groups:
+        suites.append(ApprovalSuite(db, normal))
+    if "sessions" in opts.groups:
+        suites.append(SessionSuite(db, normal))
+    replayers = await open_replayers(normal)
+    results: list[OpResult] = []
+    try:
+        for s in suites:
+            await s.populate(opts.base_rows)
+            ops = [op for op in s.ops() if op.name in SYNC_OPS[s.group]]
+            results += await _measure(
+                db, normal, s, ops, replayers, opts.calls, opts, opts.op_budget
+            )
+    finally:
+        for r in replayers:
+            await r.close()
+        await db.close()
+    return [r.as_dict() for r in results]
 
 
 async def _scale(

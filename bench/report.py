@@ -56,6 +56,16 @@ def _database(name: str, d: dict[str, Any]) -> list[str]:
     if d.get("ops"):
         lines += [f"### Operations ({d.get('base_rows')} rows per table)", ""]
         lines += [*_op_table(d["ops"], drivers), ""]
+    if d.get("synchronous_normal"):
+        lines += [
+            "### The same writes with `synchronous=normal` (the default is `full`)",
+            "",
+            "Ours and the raw drivers on a second file with `PRAGMA synchronous = NORMAL`: "
+            "what fsyncing every commit costs.",
+            "",
+            *_op_table(d["synchronous_normal"], drivers),
+            "",
+        ]
     scale = d.get("scale")
     if scale:
         lines += [f"### Scale: {scale['rows']:,} rows per table", ""]

@@ -34,6 +34,7 @@ __all__ = [
     "open_replayer",
     "open_replayers",
     "prepare_target",
+    "sqlite_target",
 ]
 
 ALL_DATABASES = ("sqlite", "postgresql", "mysql")
@@ -55,6 +56,7 @@ class Target:
     server_version: str | None = None
     path: str | None = None  # SQLite file
     params: dict[str, Any] = field(default_factory=dict)
+    synchronous: str = "full"  # SQLite: PRAGMA synchronous of ours (the default) and of raw
 
     @property
     def reachable(self) -> bool:
@@ -165,15 +167,25 @@ async def drop_target(t: Target) -> None:
             await _mysql_admin(f"DROP DATABASE IF EXISTS `{BENCH_DB}`")
 
 
+def sqlite_target(path: Path, synchronous: str = "full") -> Target:
+    """A SQLite target on ``path`` with ``PRAGMA synchronous`` set for ours and raw alike."""
+    url = f"sqlite:///{path}" + ("" if synchronous == "full" else f"?synchronous={synchronous}")
+    return Target(
+        "sqlite",
+        url=url,
+        path=str(path),
+        server_version=sqlite3.sqlite_version,
+        synchronous=synchronous,
+    )
+
+
 async def prepare_target(name: str, workdir: Path) -> Target:
     """Create an empty bench database for ``name``; record why if that fails."""
     t = Target(name)
     try:
         if name == "sqlite":
-            path = workdir / "bench.db"  # a fresh temporary directory: no old file
-            t.path, t.url = str(path), f"sqlite:///{path}"
-            t.server_version = sqlite3.sqlite_version
-        elif name == "postgresql":
+            return sqlite_target(workdir / "bench.db")  # a fresh directory: no old file
+        if name == "postgresql":
             await asyncio.wait_for(_prepare_postgres(t), _TIMEOUT * 2)
         elif name == "mysql":
             await asyncio.wait_for(_prepare_mysql(t), _TIMEOUT * 2)
@@ -207,7 +219,7 @@ async def connect_raw(t: Target, driver: str) -> Any:
     assert t.path is not None
     pragmas = (
         "PRAGMA journal_mode = WAL",
-        "PRAGMA synchronous = NORMAL",
+        f"PRAGMA synchronous = {t.synchronous.upper()}",
         "PRAGMA busy_timeout = 5000",
     )
     if driver == "aiosqlite":

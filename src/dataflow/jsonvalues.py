@@ -69,9 +69,10 @@ def check_text(value: str, where: str) -> str:
     Raises:
         ValidationError: It holds NUL or a lone surrogate.
     """
-    problem = text_problem(value)
-    if problem is not None:
-        raise ValidationError(f"{where} {problem}")
+    if "\x00" in value or not value.isascii():
+        problem = text_problem(value)
+        if problem is not None:
+            raise ValidationError(f"{where} {problem}")
     return value
 
 
@@ -135,6 +136,44 @@ def _clean(value: Any, depth: int) -> Any:
     return _scalar(value)
 
 
+def _plain(value: Any, depth: int) -> bool:
+    """Whether ``value`` (a dict or list) meets the rules exactly as it is: built-in
+    types only, no ``-0.0``. The common case, checked without making a copy; False
+    sends the value through :func:`_clean`, which refuses it or normalizes it."""
+    if depth >= MAX_JSON_DEPTH:
+        return False
+    if type(value) is dict:
+        for key in value:
+            if (
+                type(key) is not str
+                or "\x00" in key
+                or (not key.isascii() and _SURROGATE.search(key))
+            ):
+                return False
+        items: Any = value.values()
+    else:
+        items = value
+    for item in items:
+        kind = type(item)
+        if kind is str:
+            if "\x00" in item or (not item.isascii() and _SURROGATE.search(item)):
+                return False
+        elif kind is dict or kind is list:
+            if not _plain(item, depth + 1):
+                return False
+        elif kind is float:
+            if not -JSON_FLOAT_LIMIT < item < JSON_FLOAT_LIMIT:
+                return False
+            if item == 0.0 and math.copysign(1.0, item) < 0:  # -0.0: stored as 0.0
+                return False
+        elif kind is int:
+            if not INT64[0] <= item <= INT64[1]:
+                return False
+        elif item is not None and kind is not bool:
+            return False
+    return True
+
+
 def clean_json(value: Any, where: str) -> Any:
     """A detached copy of ``value`` as every database stores it.
 
@@ -154,4 +193,9 @@ def dump_json(value: Any, where: str) -> str:
     Raises:
         ValidationError: It breaks a rule of this module; the message names where.
     """
+    kind = type(value)
+    if (kind is dict or kind is list) and _plain(value, 0):
+        return _ENCODER.encode(value)  # the common case: checked without a copy
+    if kind is str and value.isascii() and "\x00" not in value:
+        return _ENCODER.encode(value)
     return _ENCODER.encode(clean_json(value, where))

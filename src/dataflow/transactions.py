@@ -91,10 +91,15 @@ class Transaction(Operations):
         write: bool,
         atomic: bool = False,
     ) -> T:
-        self._usable()
+        if self._failure is not None or not self._open:
+            self._usable()
         if state.name not in self._db._ensured:
             raise ValidationError(f"model {state.name} was registered after the transaction began")
-        return await self._guarded(fn(self._conn))
+        try:
+            return await fn(self._conn)
+        except BaseException as exc:
+            self._failure = exc
+            raise
 
     async def _guarded(self, call: Awaitable[T]) -> T:
         try:

@@ -47,9 +47,11 @@ class Connection(ABC):
     """One driver connection as the core uses it: positional arguments, rows as
     sequences, and only errors of our tree.
 
-    Dialects implement the ``_``-prefixed raw methods. ``broken`` is set when a
-    call failed in a way that leaves the connection's state unknown (lost,
-    timed out, cancelled mid-statement); such a connection is never reused.
+    Dialects implement the ``_``-prefixed raw methods, each returning an
+    awaitable (often the driver's own coroutine, which saves a frame per
+    statement). ``broken`` is set when a call failed in a way that leaves the
+    connection's state unknown (lost, timed out, cancelled mid-statement); such
+    a connection is never reused.
     """
 
     __slots__ = ("broken", "dialect", "lost", "raw")
@@ -65,22 +67,22 @@ class Connection(ABC):
         self.lost = False
 
     @abstractmethod
-    async def _fetch(self, sql: str, args: Sequence[Any]) -> list[Row]: ...
+    def _fetch(self, sql: str, args: Sequence[Any]) -> Awaitable[list[Row]]: ...
 
     @abstractmethod
-    async def _execute(self, sql: str, args: Sequence[Any]) -> int: ...
+    def _execute(self, sql: str, args: Sequence[Any]) -> Awaitable[int]: ...
 
     @abstractmethod
-    async def _executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
+    def _executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> Awaitable[None]: ...
 
     @abstractmethod
-    async def _begin(self) -> None: ...
+    def _begin(self) -> Awaitable[None]: ...
 
     @abstractmethod
-    async def _commit(self) -> None: ...
+    def _commit(self) -> Awaitable[None]: ...
 
     @abstractmethod
-    async def _rollback(self) -> None: ...
+    def _rollback(self) -> Awaitable[None]: ...
 
     def usable(self) -> bool:
         """Whether an idle connection still looks alive (no round trip)."""

@@ -84,10 +84,12 @@ class _Connection(Connection):
         super().__init__(raw, dialect)
         self.timeout = dialect.command_timeout
 
-    async def _timed(self, call: Awaitable[T]) -> T:
-        if self.timeout is None:
-            return await call
-        async with asyncio.timeout(self.timeout):
+    def _timed(self, call: Awaitable[T]) -> Awaitable[T]:
+        return call if self.timeout is None else self._within(call, self.timeout)
+
+    @staticmethod
+    async def _within(call: Awaitable[T], seconds: float) -> T:
+        async with asyncio.timeout(seconds):
             return await call
 
     async def _run(self, sql: str, args: Sequence[Any], fetch: bool) -> Any:
@@ -95,29 +97,27 @@ class _Connection(Connection):
             count = await cur.execute(sql, tuple(args))
             return list(await cur.fetchall()) if fetch else int(count)
 
-    async def _fetch(self, sql: str, args: Sequence[Any]) -> list[Sequence[Any]]:
-        rows: list[Sequence[Any]] = await self._timed(self._run(sql, args, True))
-        return rows
+    def _fetch(self, sql: str, args: Sequence[Any]) -> Awaitable[list[Sequence[Any]]]:
+        return self._timed(self._run(sql, args, True))
 
-    async def _execute(self, sql: str, args: Sequence[Any]) -> int:
-        count: int = await self._timed(self._run(sql, args, False))
-        return count
+    def _execute(self, sql: str, args: Sequence[Any]) -> Awaitable[int]:
+        return self._timed(self._run(sql, args, False))
 
-    async def _executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        async def many() -> None:
-            async with self.raw.cursor() as cur:
-                await cur.executemany(sql, [tuple(r) for r in rows])
+    def _executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> Awaitable[None]:
+        return self._timed(self._many(sql, rows))
 
-        await self._timed(many())
+    async def _many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        async with self.raw.cursor() as cur:
+            await cur.executemany(sql, [tuple(r) for r in rows])
 
-    async def _begin(self) -> None:
-        await self._timed(self.raw.begin())
+    def _begin(self) -> Awaitable[None]:
+        return self._timed(self.raw.begin())
 
-    async def _commit(self) -> None:
-        await self._timed(self.raw.commit())
+    def _commit(self) -> Awaitable[None]:
+        return self._timed(self.raw.commit())
 
-    async def _rollback(self) -> None:
-        await self._timed(self.raw.rollback())
+    def _rollback(self) -> Awaitable[None]:
+        return self._timed(self.raw.rollback())
 
     def usable(self) -> bool:
         transport = getattr(self.raw, "_transport", None)

@@ -83,7 +83,13 @@ class Pool:
                 is itself waiting here, the caller included: nobody could ever
                 give one back (a ``db`` call inside ``async with db.transaction()``).
         """
-        conn = await self._get()
+        if self._idle and not self._closed:  # the fast path, without another coroutine
+            conn = self._idle.pop()
+            if self._usable is not None and not self._usable(conn):
+                self._forget(conn)
+                conn = await self._get()
+        else:
+            conn = await self._get()
         if transaction:
             task = asyncio.current_task()
             assert task is not None
@@ -154,13 +160,8 @@ class Pool:
 
     def put(self, conn: Any, *, broken: bool) -> None:
         """Return a connection; a broken one is closed and forgotten."""
-        task = self._tx_conns.pop(id(conn), None)
-        if task is not None:
-            left = self._tx_tasks[task] - 1
-            if left:
-                self._tx_tasks[task] = left
-            else:
-                del self._tx_tasks[task]
+        if self._tx_conns:
+            self._release_transaction(conn)
         if broken or self._closed:
             self._forget(conn)
             self._wake()
@@ -171,6 +172,15 @@ class Pool:
                 waiter.set_result(conn)
                 return
         self._idle.append(conn)
+
+    def _release_transaction(self, conn: Any) -> None:
+        task = self._tx_conns.pop(id(conn), None)
+        if task is not None:
+            left = self._tx_tasks[task] - 1
+            if left:
+                self._tx_tasks[task] = left
+            else:
+                del self._tx_tasks[task]
 
     def _forget(self, conn: Any) -> None:
         self._size -= 1
@@ -291,7 +301,9 @@ class PooledBackend(Backend):
         try:
             return await fn(conn)
         finally:
-            self._give_back(conn)
+            self.pool.put(conn, broken=conn.broken)
+            if conn.lost:
+                self.pool.discard_idle()
 
     async def begin(self) -> Connection:
         conn: Connection = await self.pool.get(transaction=True)

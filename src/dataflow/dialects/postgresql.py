@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote, urlencode
 
@@ -66,8 +66,8 @@ class _Connection(Connection):
 
     __slots__ = ()
 
-    async def _fetch(self, sql: str, args: Sequence[Any]) -> list[Sequence[Any]]:
-        rows: list[Sequence[Any]] = await self.raw.fetch(sql, *args)
+    def _fetch(self, sql: str, args: Sequence[Any]) -> Awaitable[list[Sequence[Any]]]:
+        rows: Awaitable[list[Sequence[Any]]] = self.raw.fetch(sql, *args)
         return rows
 
     async def _execute(self, sql: str, args: Sequence[Any]) -> int:
@@ -75,8 +75,9 @@ class _Connection(Connection):
         tail = status.rpartition(" ")[2]
         return int(tail) if tail.isdigit() else 0
 
-    async def _executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        await self.raw.executemany(sql, rows)
+    def _executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> Awaitable[None]:
+        done: Awaitable[None] = self.raw.executemany(sql, rows)
+        return done
 
     async def _begin(self) -> None:
         await self.raw.execute(self.begin_sql)

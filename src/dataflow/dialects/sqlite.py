@@ -20,7 +20,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
 from datetime import UTC, datetime
 from typing import Any, ClassVar, TypeVar
@@ -109,14 +109,14 @@ class _Connection(Connection):
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.02)
 
-    async def _fetch(self, sql: str, args: Sequence[Any]) -> list[Sequence[Any]]:
-        return await self._retry(lambda: self.raw.execute(sql, args).fetchall())
+    def _fetch(self, sql: str, args: Sequence[Any]) -> Awaitable[list[Sequence[Any]]]:
+        return self._retry(lambda: self.raw.execute(sql, args).fetchall())
 
-    async def _execute(self, sql: str, args: Sequence[Any]) -> int:
-        return await self._retry(lambda: self.raw.execute(sql, args).rowcount)
+    def _execute(self, sql: str, args: Sequence[Any]) -> Awaitable[int]:
+        return self._retry(lambda: self.raw.execute(sql, args).rowcount)
 
-    async def _executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        await self._retry(lambda: self.raw.executemany(sql, rows))
+    def _executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> Awaitable[None]:
+        return self._retry(lambda: self.raw.executemany(sql, rows))
 
     async def _begin(self) -> None:
         await self._retry(lambda: self.raw.execute(self.begin_sql))
