@@ -9,8 +9,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from dataflow.errors import ConnectionLostError, NotFoundError, ValidationError
-from kaizen.governance.errors import AlreadyDecidedError, NotAuthorizedError
+from dataflow.errors import DataFlowError
+from kaizen.outcomes import outcome_of, public_message
 
 __all__ = ["ApiError", "error_response", "exception_handlers"]
 
@@ -57,25 +57,20 @@ def error_response(
     status: int, message: str, *, code: str | None = None, headers: Mapping[str, str] | None = None
 ) -> JSONResponse:
     """The JSON error document with ``status``."""
-    body = {"error": {"code": code or _CODES.get(status, "error"), "message": message}}
+    # A message quoting input may hold lone surrogates, which UTF-8 cannot encode.
+    text = message.encode("utf-8", "backslashreplace").decode("utf-8")
+    body = {"error": {"code": code or _CODES.get(status, "error"), "message": text}}
     return JSONResponse(body, status_code=status, headers=dict(headers or {}))
 
 
 def _classify(exc: Exception) -> ApiError | None:
-    """The API error for a domain error, or None for an unexpected one."""
+    """The API error for one of our errors (see :mod:`kaizen.outcomes`), or None."""
     if isinstance(exc, ApiError):
         return exc
-    if isinstance(exc, NotAuthorizedError):
-        return ApiError(403, str(exc), code="not_an_approver")
-    if isinstance(exc, AlreadyDecidedError):
-        return ApiError(409, str(exc), code="already_decided")
-    if isinstance(exc, NotFoundError):
-        return ApiError(404, str(exc))
-    if isinstance(exc, ConnectionLostError):
-        return ApiError(503, "the database is unreachable")
-    if isinstance(exc, ValidationError):
-        return ApiError(422, str(exc))
-    return None
+    outcome = outcome_of(exc)
+    if outcome is None or outcome.status == 500:
+        return None
+    return ApiError(outcome.status, public_message(exc), code=outcome.code)
 
 
 async def _on_exception(request: Request, exc: Exception) -> Response:
@@ -98,9 +93,5 @@ def exception_handlers() -> dict[Any, Any]:
         HTTPException: _on_http_exception,
         Exception: _on_exception,
         ApiError: _on_exception,
-        NotFoundError: _on_exception,
-        NotAuthorizedError: _on_exception,
-        AlreadyDecidedError: _on_exception,
-        ValidationError: _on_exception,
-        ConnectionLostError: _on_exception,
+        DataFlowError: _on_exception,
     }

@@ -98,7 +98,9 @@ async def json_object(request: Request, *, allowed: Collection[str]) -> dict[str
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(422, f"request body is not valid JSON: {exc}") from exc
+        raise ApiError(422, f"request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ApiError(422, "request body is nested too deeply") from None
     if not isinstance(data, dict):
         raise ApiError(422, "request body must be a JSON object")
     unknown = sorted(set(data) - set(allowed))

@@ -46,25 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _error_code(exc: BaseException) -> int | None:
     """Exit code for an error we report in one line, or None for a real crash."""
-    from dataflow.errors import ConnectionLostError, DataFlowError, ValidationError
+    from kaizen.outcomes import outcome_of
 
-    codes: list[tuple[str, int]] = [
-        ("ApprovalNotFoundError", 3),
-        ("SessionNotFoundError", 3),
-        ("AlreadyDecidedError", 4),
-        ("NotAuthorizedError", 5),
-    ]
-    names = {cls.__name__ for cls in type(exc).__mro__}
-    for name, code in codes:
-        if name in names:
-            return code
-    if isinstance(exc, ConnectionLostError):
-        return 6
-    if isinstance(exc, ValidationError | ValueError):
-        return 7
-    if isinstance(exc, DataFlowError):
-        return 1
-    return None
+    outcome = outcome_of(exc)
+    if outcome is not None:
+        return outcome.exit_code
+    return 7 if isinstance(exc, ValueError) else None
 
 
 def run_async(handler: Handler, args: argparse.Namespace) -> int:
