@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Load
+from fault_load import Load
 from servers import MariaDBServer, PostgresServer
 
 from dataflow import DataFlow, TimeoutError
