@@ -142,7 +142,7 @@ class DataFlow(Operations):
                     f"model {info.name} (table {info.table}) is already registered"
                 )
             tables = build_tables(info, self.dialect, self._metadata)
-            state = ModelState(info, tables, self.dialect)
+            state = ModelState(info, tables, self.dialect, len(self._states))
             self._states[info.name] = state
             self._by_class[target] = state
             self.nodes.update(make_nodes(self, info.name))
@@ -299,8 +299,8 @@ class DataFlow(Operations):
                 with contextlib.suppress(RuntimeError):  # that loop closed meanwhile
                     asyncio.run_coroutine_threadsafe(backend.close(), loop)
         await self.dialect.close()
-        # Tables are checked again on reuse: an in-memory SQLite database is gone now.
-        self._ensured.clear()
+        if self.dialect.volatile:  # an in-memory database is gone now: tables again on reuse
+            self._ensured.clear()
 
     async def __aenter__(self) -> DataFlow:
         return self

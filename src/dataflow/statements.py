@@ -61,9 +61,13 @@ class Statements:
 class ModelState:
     """A model as bound to one DataFlow: tables, codec, filters."""
 
-    def __init__(self, model: ModelInfo, tables: ModelTables, dialect: Dialect) -> None:
+    def __init__(
+        self, model: ModelInfo, tables: ModelTables, dialect: Dialect, seq: int = 0
+    ) -> None:
         self.model = model
         self.name = model.name
+        #: Registration order on its DataFlow (0 for the first model).
+        self.seq = seq
         self.tables = tables
         self.table = tables.main
         self.codec = Codec(model, dialect)

@@ -66,6 +66,8 @@ class Transaction(Operations):
         #: The error that aborted the transaction, if one did.
         self._failure: BaseException | None = None
         self._depth = 0
+        # Every model registered so far has its tables (the scope made sure).
+        self._models = len(db._states)
 
     def _state(self, model: ModelRef) -> ModelState:
         return self._db._state(model)
@@ -93,7 +95,7 @@ class Transaction(Operations):
     ) -> T:
         if self._failure is not None or not self._open:
             self._usable()
-        if state.name not in self._db._ensured:
+        if state.seq >= self._models:
             raise ValidationError(f"model {state.name} was registered after the transaction began")
         try:
             return await fn(self._conn)

@@ -219,6 +219,8 @@ class Dialect(ABC):
     supports_notify: bool = False
     #: False when SQL JSON functions would alter values (merges then run row by row).
     json_merge_in_sql: bool = True
+    #: True when the data is gone once the dialect is closed (an in-memory database).
+    volatile: bool = False
     #: Options ``DataFlow(url, **options)`` and the URL's query accept.
     OPTIONS: ClassVar[Mapping[str, Option]] = COMMON
 

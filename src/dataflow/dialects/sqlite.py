@@ -153,6 +153,7 @@ class SQLiteDialect(PooledDialect):
         self.pool_size = 1
         self.sa_dialect = sa_sqlite.pysqlite.dialect()
         self.path = url.database or ":memory:"
+        self.volatile = self.path == ":memory:"
         self.busy_timeout: float = options["busy_timeout"]
         self.synchronous: str = options["synchronous"].upper()
         # An in-memory database lives while one of its connections is open: the
