@@ -242,7 +242,7 @@ class WriteOperations:
                 object column, done atomically by the database.
         """
         st = self._state(model)
-        if merge and not self.dialect.json_merge_in_sql:
+        if merge and not self._merges_in_sql(merge):
             return await self._merge_rows(st, filter, values, check_merge(st, values, merge))
         c, args = self._update_plan(st, filter, values, merge, {})
         touched_sides = [f for f in st.tables.sides if f in values]
@@ -263,6 +263,20 @@ class WriteOperations:
 
         return await self._run(st, fn, write=True, atomic=bool(touched_sides))
 
+    def _merges_in_sql(self, merge: Mapping[str, Mapping[str, Any]]) -> bool:
+        dialect = self.dialect
+        if not dialect.json_merge_in_sql:
+            return False
+        if not isinstance(merge, Mapping):
+            return True  # refused by check_merge
+        return all(
+            dialect.json_key_addressable(k)
+            for updates in merge.values()
+            if isinstance(updates, Mapping)
+            for k in updates
+            if isinstance(k, str)
+        )
+
     async def _merge_rows(
         self,
         st: ModelState,
@@ -270,15 +284,16 @@ class WriteOperations:
         values: Mapping[str, Any],
         merge: Mapping[str, Mapping[str, Any]],
     ) -> int:
-        """Merge in Python, row by row, inside one write transaction.
+        """Merge in Python, row by row, inside one transaction, on rows locked for it.
 
         For dialects whose SQL JSON functions would alter numbers (SQLite re-prints
-        floats with 15 digits); the transaction's write lock keeps it atomic.
+        floats with 15 digits) or cannot address a key: the rows are read ``FOR
+        UPDATE`` (SQLite: the transaction's write lock), so it stays atomic.
         """
         if not merge:
             return await self.update_where(st.name, filter, values)
         fields = list(merge)
-        sql, args = self._ids_sql(st, filter, fields)
+        sql, args = self._ids_sql(st, filter, fields, lock=True)
         decode = json.loads
 
         async def fn(conn: Connection) -> int:
@@ -295,7 +310,7 @@ class WriteOperations:
         return await self._run(st, fn, write=True, atomic=True)
 
     def _ids_sql(
-        self, st: ModelState, filter: Filter, columns: Sequence[str] = ()
+        self, st: ModelState, filter: Filter, columns: Sequence[str] = (), *, lock: bool = False
     ) -> tuple[str, list[Any]]:
         values: list[Any] = []
         shape, _ = st.filters.walk(filter, None, values, False)
@@ -303,9 +318,10 @@ class WriteOperations:
         def build() -> Any:
             _, where = st.filters.walk(filter, st.table, [], True)
             stmt = sa.select(st.table.c.id, *(st.table.c[n] for n in columns))
-            return stmt if where is None else stmt.where(where)
+            stmt = stmt if where is None else stmt.where(where)
+            return stmt.with_for_update() if lock else stmt  # SQLite renders no lock clause
 
-        c = self._statements.get(("ids", st.name, shape, tuple(columns)), build)
+        c = self._statements.get(("ids", st.name, shape, tuple(columns), lock), build)
         return c.sql, c.args({f"w{i}": v for i, v in enumerate(values)})
 
     async def update(

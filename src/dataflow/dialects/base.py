@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import json
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -316,10 +317,15 @@ class Dialect(ABC):
         """Driver value compared by :meth:`json_contains` for one JSON-encoded element."""
         return element_json
 
+    def json_key_addressable(self, key: str) -> bool:
+        """Whether :meth:`json_merge` can set top-level ``key`` (else merges of it run row
+        by row, on rows locked for the transaction)."""
+        return True
+
     def json_path(self, key: str) -> str:
-        """Path of a top-level JSON object key, as :meth:`json_merge` expects it."""
-        escaped = key.replace("\\", "\\\\").replace('"', '\\"')
-        return f'$."{escaped}"'
+        """Path of a top-level JSON object key, as :meth:`json_merge` expects it: the
+        key as a JSON string literal (control characters escaped, as paths need)."""
+        return "$." + json.dumps(key, ensure_ascii=False)
 
     def kind_of(self, db_type: str) -> Kind | None:
         """The field kind a stored column type holds, or None when unsure."""

@@ -292,6 +292,10 @@ class MySQLDialect(PooledDialect):
         picked = sa.select(table.c.id).where(where).limit(limit).subquery("picked")
         return stmt.where(table.c.id == picked.c.id)
 
+    def json_key_addressable(self, key: str) -> bool:
+        # MariaDB 10.9+ reads $."-a" as a negative array index and refuses the path.
+        return not key.startswith("-")
+
     def json_merge(self, column: Any, doc: Any, paths: Sequence[Any]) -> Any:
         args: list[Any] = [sa.func.coalesce(column, sa.func.json_object())]
         for path in paths:
