@@ -233,7 +233,7 @@ class Dialect(ABC):
         self.command_timeout: float | None = options["command_timeout"]
 
     @abstractmethod
-    def column_type(self, kind: Kind, *, key: bool) -> Any:
+    def column_type(self, kind: Kind, *, key: bool) -> sa.types.TypeEngine[Any]:
         """SQLAlchemy type for a field kind; ``key`` when the column is indexed."""
 
     #: Aware UTC datetime -> driver value and back; None where the driver takes and
@@ -279,26 +279,41 @@ class Dialect(ABC):
     def schema_lock(self, conn: Connection) -> contextlib.AbstractAsyncContextManager[None]:
         """Serialize schema changes across processes (inside ``conn``'s transaction)."""
 
-    def upsert(self, table: sa.Table, update_columns: Sequence[str]) -> Any:
+    def upsert(self, table: sa.Table, update_columns: Sequence[str]) -> sa.Insert:
         """INSERT ... ON CONFLICT (id) DO UPDATE, with one bind per column."""
         raise NotImplementedError  # pragma: no cover - every dialect overrides
 
-    def json_merge(self, column: Any, doc: Any, paths: Sequence[Any]) -> Any:
+    def json_merge(
+        self,
+        column: sa.ColumnElement[Any],
+        doc: sa.BindParameter[Any],
+        paths: Sequence[sa.BindParameter[str]],
+    ) -> sa.ColumnElement[Any]:
         """Expression: JSON object ``column`` with the top-level keys of ``doc`` set.
 
         ``paths`` holds one bind per key, valued with :meth:`json_path`.
         """
         raise NotImplementedError  # pragma: no cover - every dialect overrides
 
-    def json_contains(self, column: Any, element: Any) -> Any:
+    def json_contains(
+        self, column: sa.ColumnElement[Any], element: sa.BindParameter[Any]
+    ) -> sa.ColumnElement[bool]:
         """Native JSON-array membership test (only with ``native_membership_index``)."""
         raise NotImplementedError  # pragma: no cover
 
-    def order_nullable(self, column: Any, desc: bool) -> list[Any]:
+    def order_nullable(
+        self, column: sa.ColumnElement[Any], desc: bool
+    ) -> list[sa.UnaryExpression[Any]]:
         """ORDER BY keys for a nullable column: NULL sorts as the largest value everywhere."""
         return [column.desc().nulls_first() if desc else column.asc().nulls_last()]
 
-    def limit_delete(self, stmt: Any, table: sa.Table, where: Any, limit: Any) -> Any:
+    def limit_delete(
+        self,
+        stmt: sa.Delete,
+        table: sa.Table,
+        where: sa.ColumnElement[bool],
+        limit: sa.BindParameter[int],
+    ) -> sa.Delete:
         """Restrict a DELETE to at most ``limit`` matching rows, in no particular order.
 
         No ORDER BY on purpose: it lets the database find the rows through the
@@ -309,11 +324,11 @@ class Dialect(ABC):
         inner = sa.select(table.c.id).where(where).limit(limit).scalar_subquery()
         return stmt.where(table.c.id.in_(inner))
 
-    def membership_index(self, table: sa.Table, column: str, name: str) -> Any:
+    def membership_index(self, table: sa.Table, column: str, name: str) -> sa.Index:
         """Declare a native membership index (only with ``native_membership_index``)."""
         raise NotImplementedError  # pragma: no cover
 
-    def membership_value(self, element_json: str) -> Any:
+    def membership_value(self, element_json: str) -> str:
         """Driver value compared by :meth:`json_contains` for one JSON-encoded element."""
         return element_json
 

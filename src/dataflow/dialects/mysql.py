@@ -183,8 +183,8 @@ class MySQLDialect(PooledDialect):
 
     # -- types -------------------------------------------------------------
 
-    def column_type(self, kind: Kind, *, key: bool) -> Any:
-        return {
+    def column_type(self, kind: Kind, *, key: bool) -> sa.types.TypeEngine[Any]:
+        types: dict[Kind, sa.types.TypeEngine[Any]] = {
             # Binary collation: ids, equality and $contains must be exact, not case-
             # or accent-insensitive as the server's default collation would make them.
             Kind.STR: sa.String(255, collation=_BIN)
@@ -195,7 +195,8 @@ class MySQLDialect(PooledDialect):
             Kind.BOOL: sa.Boolean(),
             Kind.DATETIME: sa_mysql.DATETIME(fsp=6),
             Kind.JSON: sa.JSON(),
-        }[kind]
+        }
+        return types[kind]
 
     def kind_of(self, db_type: str) -> Kind | None:
         return {
@@ -274,18 +275,26 @@ class MySQLDialect(PooledDialect):
 
     # -- statements --------------------------------------------------------
 
-    def upsert(self, table: sa.Table, update_columns: Sequence[str]) -> Any:
+    def upsert(self, table: sa.Table, update_columns: Sequence[str]) -> sa.Insert:
         stmt = sa_mysql.insert(table).values(
             {c.name: sa.bindparam(f"v_{c.name}") for c in table.columns}
         )
         return stmt.on_duplicate_key_update({n: stmt.inserted[n] for n in update_columns})
 
-    def order_nullable(self, column: Any, desc: bool) -> list[Any]:
+    def order_nullable(
+        self, column: sa.ColumnElement[Any], desc: bool
+    ) -> list[sa.UnaryExpression[Any]]:
         # No NULLS FIRST/LAST in MySQL: sort on "IS NULL" first (NULL as the largest value).
         is_null = column.is_(None)
         return [is_null.desc(), column.desc()] if desc else [is_null.asc(), column.asc()]
 
-    def limit_delete(self, stmt: Any, table: sa.Table, where: Any, limit: Any) -> Any:
+    def limit_delete(
+        self,
+        stmt: sa.Delete,
+        table: sa.Table,
+        where: sa.ColumnElement[bool],
+        limit: sa.BindParameter[int],
+    ) -> sa.Delete:
         # MySQL refuses LIMIT inside IN (...), and MariaDB scans the whole table for
         # an IN over a derived table; a join with the limited derived table
         # (DELETE ... USING) reads only the rows found through the filter's index.
@@ -296,7 +305,12 @@ class MySQLDialect(PooledDialect):
         # MariaDB 10.9+ reads $."-a" as a negative array index and refuses the path.
         return not key.startswith("-")
 
-    def json_merge(self, column: Any, doc: Any, paths: Sequence[Any]) -> Any:
+    def json_merge(
+        self,
+        column: sa.ColumnElement[Any],
+        doc: sa.BindParameter[Any],
+        paths: Sequence[sa.BindParameter[str]],
+    ) -> sa.ColumnElement[Any]:
         args: list[Any] = [sa.func.coalesce(column, sa.func.json_object())]
         for path in paths:
             # JSON_EXTRACT keeps the value's JSON type inside JSON_SET.

@@ -12,18 +12,22 @@ import asyncio
 import contextlib
 from abc import abstractmethod
 from collections import deque
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from dataflow.dialects.base import Backend, Connection, Dialect, translate_error
 from dataflow.errors import ConnectionLostError, DataFlowError
 
+if TYPE_CHECKING:
+    from dataflow.urls import DatabaseURL
+
 __all__ = ["Pool", "PooledBackend", "PooledDialect"]
 
 T = TypeVar("T")
+C = TypeVar("C")
 
 
-class Pool:
+class Pool(Generic[C]):
     """A small LIFO connection pool bound to one event loop.
 
     Args:
@@ -38,13 +42,13 @@ class Pool:
 
     def __init__(
         self,
-        connect: Callable[[], Awaitable[Any]],
-        close: Callable[[Any], Awaitable[None]],
+        connect: Callable[[], Awaitable[C]],
+        close: Callable[[C], Awaitable[None]],
         max_size: int,
         *,
         timeout: float | None = None,
         on_timeout: Callable[[float], Exception] | None = None,
-        usable: Callable[[Any], bool] | None = None,
+        usable: Callable[[C], bool] | None = None,
     ) -> None:
         self._connect = connect
         self._close = close
@@ -54,9 +58,9 @@ class Pool:
             lambda s: ConnectionLostError(f"no free connection after {s:g} s")
         )
         self._usable = usable
-        self._idle: list[Any] = []
+        self._idle: list[C] = []
         self._size = 0
-        self._waiters: deque[asyncio.Future[Any]] = deque()
+        self._waiters: deque[asyncio.Future[C | None]] = deque()
         self._closed = False
         self._closing: set[asyncio.Task[None]] = set()
         # Transactions: connection -> the task holding it, and how many each task holds.
@@ -69,7 +73,7 @@ class Pool:
         """Connections open or being opened."""
         return self._size
 
-    async def get(self, *, transaction: bool = False) -> Any:
+    async def get(self, *, transaction: bool = False) -> C:
         """Take an idle connection, open a new one, or wait for one.
 
         Args:
@@ -97,7 +101,7 @@ class Pool:
             self._tx_tasks[task] = self._tx_tasks.get(task, 0) + 1
         return conn
 
-    async def _get(self) -> Any:
+    async def _get(self) -> C:
         loop = asyncio.get_running_loop()
         deadline = None if self._timeout is None else loop.time() + self._timeout
         while True:
@@ -116,24 +120,26 @@ class Pool:
                     self._size -= 1
                     self._wake()
                     raise
-            conn = await self._wait(loop, deadline)
-            if conn is not None:
-                return conn
+            handed = await self._wait(loop, deadline)
+            if handed is not None:
+                return handed
 
-    async def _wait(self, loop: asyncio.AbstractEventLoop, deadline: float | None) -> Any:
+    async def _wait(self, loop: asyncio.AbstractEventLoop, deadline: float | None) -> C | None:
         """Wait for a connection handed over (or None: a slot opened up)."""
         task = asyncio.current_task()
         assert task is not None
         self._check_deadlock(task)
-        waiter: asyncio.Future[Any] = loop.create_future()
+        waiter: asyncio.Future[C | None] = loop.create_future()
         self._waiters.append(waiter)
         self._waiting[task] = self._waiting.get(task, 0) + 1
         try:
             async with asyncio.timeout_at(deadline):
                 return await waiter
         except BaseException as exc:
-            if waiter.done() and not waiter.cancelled() and waiter.result() is not None:
-                self.put(waiter.result(), broken=False)
+            settled = waiter.done() and not waiter.cancelled() and waiter.exception() is None
+            handed = waiter.result() if settled else None
+            if handed is not None:  # handed over just as the wait ended: give it back
+                self.put(handed, broken=False)
             if isinstance(exc, TimeoutError) and deadline is not None:
                 raise self._on_timeout(self._timeout or 0.0) from None
             raise
@@ -158,7 +164,7 @@ class Pool:
                 "(or raise pool_size)"
             )
 
-    def put(self, conn: Any, *, broken: bool) -> None:
+    def put(self, conn: C, *, broken: bool) -> None:
         """Return a connection; a broken one is closed and forgotten."""
         if self._tx_conns:
             self._release_transaction(conn)
@@ -173,7 +179,7 @@ class Pool:
                 return
         self._idle.append(conn)
 
-    def _release_transaction(self, conn: Any) -> None:
+    def _release_transaction(self, conn: C) -> None:
         task = self._tx_conns.pop(id(conn), None)
         if task is not None:
             left = self._tx_tasks[task] - 1
@@ -182,7 +188,7 @@ class Pool:
             else:
                 del self._tx_tasks[task]
 
-    def _forget(self, conn: Any) -> None:
+    def _forget(self, conn: C) -> None:
         self._size -= 1
         self._close_later(conn)
 
@@ -194,7 +200,7 @@ class Pool:
                 waiter.set_result(None)
                 return
 
-    def abandon(self, kill: Callable[[Any], None]) -> None:
+    def abandon(self, kill: Callable[[C], None]) -> None:
         """Kill every idle connection synchronously (their event loop is closed)."""
         self._closed = True
         idle, self._idle = self._idle, []
@@ -209,12 +215,12 @@ class Pool:
         for conn in idle:
             self._forget(conn)
 
-    def _close_later(self, conn: Any) -> None:
+    def _close_later(self, conn: C) -> None:
         task = asyncio.get_running_loop().create_task(self._safe_close(conn))
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
-    async def _safe_close(self, conn: Any) -> None:
+    async def _safe_close(self, conn: C) -> None:
         with contextlib.suppress(Exception):
             await self._close(conn)
 
@@ -234,7 +240,7 @@ class Pool:
 class PooledDialect(Dialect):
     """A dialect of a network database: its connections live in a :class:`Pool`."""
 
-    def __init__(self, url: Any, options: Any) -> None:
+    def __init__(self, url: DatabaseURL, options: Mapping[str, Any]) -> None:
         super().__init__(url, options)
         self.pool_size: int = options["pool_size"]
 
@@ -284,7 +290,7 @@ class PooledDialect(Dialect):
 class PooledBackend(Backend):
     """A backend over :class:`Pool` for drivers with real network connections."""
 
-    def __init__(self, dialect: PooledDialect, pool: Pool) -> None:
+    def __init__(self, dialect: PooledDialect, pool: Pool[Connection]) -> None:
         self.dialect = dialect
         self.pool = pool
 

@@ -154,15 +154,16 @@ class PostgreSQLDialect(PooledDialect):
 
     # -- types -------------------------------------------------------------
 
-    def column_type(self, kind: Kind, *, key: bool) -> Any:
-        return {
+    def column_type(self, kind: Kind, *, key: bool) -> sa.types.TypeEngine[Any]:
+        types: dict[Kind, sa.types.TypeEngine[Any]] = {
             Kind.STR: sa.Text(),
             Kind.INT: sa.BigInteger(),
             Kind.FLOAT: sa.Double(),
             Kind.BOOL: sa.Boolean(),
             Kind.DATETIME: sa.DateTime(timezone=True),
             Kind.JSON: sa_pg.JSONB(),
-        }[kind]
+        }
+        return types[kind]
 
     def kind_of(self, db_type: str) -> Kind | None:
         return {
@@ -231,7 +232,7 @@ class PostgreSQLDialect(PooledDialect):
         await conn.execute("SELECT pg_advisory_xact_lock($1)", [_SCHEMA_LOCK_KEY])
         yield
 
-    def membership_index(self, table: sa.Table, column: str, name: str) -> Any:
+    def membership_index(self, table: sa.Table, column: str, name: str) -> sa.Index:
         return sa.Index(
             name,
             table.c[column],
@@ -241,7 +242,7 @@ class PostgreSQLDialect(PooledDialect):
 
     # -- statements --------------------------------------------------------
 
-    def upsert(self, table: sa.Table, update_columns: Sequence[str]) -> Any:
+    def upsert(self, table: sa.Table, update_columns: Sequence[str]) -> sa.Insert:
         stmt = sa_pg.insert(table).values(
             {c.name: sa.bindparam(f"v_{c.name}") for c in table.columns}
         )
@@ -249,15 +250,22 @@ class PostgreSQLDialect(PooledDialect):
             index_elements=[table.c.id], set_={n: stmt.excluded[n] for n in update_columns}
         )
 
-    def json_merge(self, column: Any, doc: Any, paths: Sequence[Any]) -> Any:
+    def json_merge(
+        self,
+        column: sa.ColumnElement[Any],
+        doc: sa.BindParameter[Any],
+        paths: Sequence[sa.BindParameter[str]],
+    ) -> sa.ColumnElement[Any]:
         # jsonb || jsonb is a shallow merge that keeps JSON nulls as values.
         empty = sa.cast(sa.literal("{}"), sa_pg.JSONB)
         return sa.func.coalesce(column, empty).op("||")(doc)
 
-    def json_contains(self, column: Any, element: Any) -> Any:
+    def json_contains(
+        self, column: sa.ColumnElement[Any], element: sa.BindParameter[Any]
+    ) -> sa.ColumnElement[bool]:
         return column.op("@>")(sa.cast(element, sa_pg.JSONB))
 
-    def membership_value(self, element_json: str) -> Any:
+    def membership_value(self, element_json: str) -> str:
         return f"[{element_json}]"
 
     # -- notifications -----------------------------------------------------

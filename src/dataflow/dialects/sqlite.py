@@ -161,15 +161,16 @@ class SQLiteDialect(PooledDialect):
         self._memory: tuple[str, sqlite3.Connection] | None = None
         self._memory_lock = threading.Lock()
 
-    def column_type(self, kind: Kind, *, key: bool) -> Any:
-        return {
+    def column_type(self, kind: Kind, *, key: bool) -> sa.types.TypeEngine[Any]:
+        types: dict[Kind, sa.types.TypeEngine[Any]] = {
             Kind.STR: sa.String(255) if key else sa.Text(),
             Kind.INT: sa.BigInteger(),
             Kind.FLOAT: sa.Double(),
             Kind.BOOL: sa.Boolean(),
             Kind.DATETIME: sa.String(32),
             Kind.JSON: sa.JSON(),
-        }[kind]
+        }
+        return types[kind]
 
     def kind_of(self, db_type: str) -> Kind | None:
         return {
@@ -267,7 +268,7 @@ class SQLiteDialect(PooledDialect):
         # BEGIN IMMEDIATE already holds the database's write lock.
         return nullcontext()
 
-    def upsert(self, table: sa.Table, update_columns: Sequence[str]) -> Any:
+    def upsert(self, table: sa.Table, update_columns: Sequence[str]) -> sa.Insert:
         stmt = sa_sqlite.insert(table).values(
             {c.name: sa.bindparam(f"v_{c.name}") for c in table.columns}
         )
