@@ -28,3 +28,26 @@ def test_the_dataflow_example_runs(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+def test_the_transaction_example_runs(tmp_path: Path) -> None:
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+    example = next(b for b in blocks if "escape_like" in b)
+    snippet = next(b for b in blocks if "tx.savepoint()" in b)
+    body = "".join(f"        {line}\n" for line in snippet.splitlines())
+    example += (
+        "\nfrom dataflow import DuplicateKeyError\n\n"
+        "async def transactions() -> None:\n"
+        "    async with db:\n"
+        f"{body}"
+        "        ids = [r['id'] for r in await db.select(Task, order_by='id')]\n"
+        "        assert ids == ['t1', 't2'], ids\n"
+        "asyncio.run(transactions())\nprint('ok')\n"
+    )
+    script = tmp_path / "example.py"
+    script.write_text(example, encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
