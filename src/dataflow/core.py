@@ -65,6 +65,8 @@ class DataFlow(Operations):
         self._url = parse_url(raw)
         self.dialect = load_dialect(self._url, options)
         self._lock = threading.Lock()  # guards the per-loop maps, shared by threads
+        # Bumped by close(): work begun before it must not land in the maps after it.
+        self._generation = 0
         self._statements = Statements(self.dialect)
         self._metadata = sa.MetaData()
         self._states: dict[str, ModelState] = {}
@@ -135,17 +137,18 @@ class DataFlow(Operations):
 
         def register(target: C) -> C:
             info = build_model(target, table=table, indexes=indexes, versioned=versioned)
-            if info.name in self._states or info.table in {
-                s.model.table for s in self._states.values()
-            }:
-                raise ConfigurationError(
-                    f"model {info.name} (table {info.table}) is already registered"
-                )
-            tables = build_tables(info, self.dialect, self._metadata)
-            state = ModelState(info, tables, self.dialect, len(self._states))
-            self._states[info.name] = state
-            self._by_class[target] = state
-            self.nodes.update(make_nodes(self, info.name))
+            with self._lock:
+                if info.name in self._states or info.table in {
+                    s.model.table for s in self._states.values()
+                }:
+                    raise ConfigurationError(
+                        f"model {info.name} (table {info.table}) is already registered"
+                    )
+                tables = build_tables(info, self.dialect, self._metadata)
+                state = ModelState(info, tables, self.dialect, len(self._states))
+                self._states[info.name] = state
+                self._by_class[target] = state
+                self.nodes.update(make_nodes(self, info.name))
             return target
 
         return register(cls) if cls is not None else register
@@ -177,11 +180,15 @@ class DataFlow(Operations):
     async def _backend(self) -> Backend:
         loop = asyncio.get_running_loop()
         backend = self._backends.get(loop)
-        if backend is None:
+        while backend is None:
             self._abandon_closed_loops()
+            generation = self._generation
             opened = await self.dialect.open_backend()
             with self._lock:
-                backend = self._backends.setdefault(loop, opened)
+                if generation == self._generation:  # no close() meanwhile
+                    backend = self._backends.setdefault(loop, opened)
+            if backend is not opened:
+                await opened.close()
         return backend
 
     def _abandon_closed_loops(self) -> None:
@@ -211,10 +218,13 @@ class DataFlow(Operations):
             missing = [s for s in states if s.name not in self._ensured]
             if not missing:
                 return
+            generation = self._generation
             backend = await self._backend()
             async with backend.transaction() as conn:
                 await ensure_tables(conn, self.dialect, [s.tables for s in missing])
-            self._ensured.update(s.name for s in missing)
+            with self._lock:
+                if generation == self._generation:  # else: made in a database closed since
+                    self._ensured.update(s.name for s in missing)
 
     async def _run(
         self,
@@ -291,16 +301,22 @@ class DataFlow(Operations):
         with self._lock:
             backends = list(self._backends.items())
             self._backends = weakref.WeakKeyDictionary()
+            self._generation += 1
+            self.dialect.retire()
+            if self.dialect.volatile:  # an in-memory database is gone: tables again on reuse
+                self._ensured.clear()
         current = asyncio.get_running_loop()
         for loop, backend in backends:
             if loop is current:
                 await backend.close()
-            else:
-                with contextlib.suppress(RuntimeError):  # that loop closed meanwhile
+            elif loop.is_running():
+                try:
                     asyncio.run_coroutine_threadsafe(backend.close(), loop)
+                except RuntimeError:  # that loop closed meanwhile
+                    backend.abandon()
+            else:  # an idle loop would never run the close
+                backend.abandon()
         await self.dialect.close()
-        if self.dialect.volatile:  # an in-memory database is gone now: tables again on reuse
-            self._ensured.clear()
 
     async def __aenter__(self) -> DataFlow:
         return self

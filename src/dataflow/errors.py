@@ -2,8 +2,8 @@
 
 Every error raised by the library derives from :class:`DataFlowError`. Driver
 errors are translated into this tree in one place
-(:func:`dataflow.dialects.base.translate_error`, called only by
-:class:`dataflow.dialects.base.Connection`), always chained with
+(:func:`dataflow.dialects.connection.translate_error`, called by
+:class:`dataflow.dialects.connection.Connection` and when connecting), always chained with
 ``raise ... from exc`` so the original cause stays inspectable.
 """
 
@@ -86,13 +86,14 @@ class TimeoutError(ConnectionLostError, builtins.TimeoutError):
 
 
 class TransactionAbortedError(DataFlowError):
-    """An operation inside ``async with db.transaction()`` failed, so the transaction
-    was rolled back as a whole.
+    """An operation inside ``async with db.transaction()`` failed after the caller
+    caught its error.
 
     Raised by every later operation in the block and when the block is left
-    without an exception (the caller caught the first error): nothing of the
-    transaction was committed. Use ``tx.savepoint()`` around operations whose
-    failure the transaction should survive.
+    without an exception: the transaction was rolled back as a whole, nothing of
+    it was committed. Use ``tx.savepoint()`` around operations whose failure the
+    transaction should survive; a savepoint block left normally after a failure
+    inside it raises this error too, with only the block undone.
     """
 
 

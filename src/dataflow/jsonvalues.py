@@ -85,24 +85,28 @@ class _Refused(Exception):
 
 
 def _scalar(value: Any) -> Any:
-    """``value`` as stored (``-0.0`` as ``0.0``, subclasses as their base type)."""
+    """``value`` as stored (``-0.0`` as ``0.0``, subclasses as their base type: converted
+    by the base type's own method, so a subclass cannot smuggle another value in)."""
     if value is None or value is True or value is False:
         return value
     if isinstance(value, str):
-        problem = text_problem(value)
+        text = str.__str__(value)
+        problem = text_problem(text)
         if problem is not None:
             raise _Refused(f"text {problem}")
-        return str(value)
+        return text
     if isinstance(value, int):
-        if not INT64[0] <= value <= INT64[1]:
+        number = int.__int__(value)
+        if not INT64[0] <= number <= INT64[1]:
             raise _Refused("integers must fit in 64 bits")
-        return int(value)
+        return number
     if isinstance(value, float):
-        if not math.isfinite(value):
-            raise _Refused(f"{value!r} is not valid JSON")
-        if abs(value) >= JSON_FLOAT_LIMIT:
+        real = float.__float__(value)
+        if not math.isfinite(real):
+            raise _Refused(f"{real!r} is not valid JSON")
+        if abs(real) >= JSON_FLOAT_LIMIT:
             raise _Refused("floats must be smaller than 1e16 in magnitude")
-        return float(value) + 0.0
+        return real + 0.0
     raise _Refused(
         f"{type(value).__name__} is not JSON (use dict, list, str, int, float, bool or None)"
     )
@@ -114,10 +118,11 @@ def _clean(value: Any, depth: int) -> Any:
             raise _Refused(f"nested more than {MAX_JSON_DEPTH} levels deep")
         out = {}
         for key, item in value.items():
-            if not isinstance(key, str) or text_problem(key) is not None:
+            name = str.__str__(key) if isinstance(key, str) else None
+            if name is None or text_problem(name) is not None:
                 raise _Refused(f"key {describe(key)} is not valid text")
             try:
-                out[str(key)] = _clean(item, depth + 1)
+                out[name] = _clean(item, depth + 1)
             except _Refused as refused:
                 refused.path.append(f"[{describe(key)}]")
                 raise

@@ -48,6 +48,17 @@ class TransactionScope:
     ) -> None:
         tx = self._tx
         tx._open = False
+        if tx._busy:
+            # Left while an operation still runs on the connection (started without
+            # being awaited): nothing can be committed, and the connection is not reused.
+            tx._conn.broken = True
+            running = DataFlowError(
+                "the transaction block was left while an operation on it was still running"
+            )
+            await self._backend.end(tx._conn, running)
+            if exc is None:
+                raise running
+            return
         if exc is None and tx._failure is not None:
             await self._backend.end(tx._conn, tx._failure)
             raise tx._aborted() from tx._failure
@@ -66,6 +77,8 @@ class Transaction(Operations):
         #: The error that aborted the transaction, if one did.
         self._failure: BaseException | None = None
         self._depth = 0
+        # One operation at a time: a connection runs one statement at a time.
+        self._busy = False
         # Every model registered so far has its tables (the scope made sure).
         self._models = len(db._states)
 
@@ -84,6 +97,11 @@ class Transaction(Operations):
             raise DataFlowError("the transaction has ended: use it only inside its block")
         if self._failure is not None:
             raise self._aborted() from self._failure
+        if self._busy:
+            raise DataFlowError(
+                "a transaction runs one operation at a time: await each before the next "
+                "(asyncio.gather needs a transaction per task)"
+            )
 
     async def _run(
         self,
@@ -93,22 +111,30 @@ class Transaction(Operations):
         write: bool,
         atomic: bool = False,
     ) -> T:
-        if self._failure is not None or not self._open:
+        if self._busy or self._failure is not None or not self._open:
             self._usable()
         if state.seq >= self._models:
             raise ValidationError(f"model {state.name} was registered after the transaction began")
+        self._busy = True
         try:
             return await fn(self._conn)
         except BaseException as exc:
             self._failure = exc
             raise
+        finally:
+            self._busy = False
 
     async def _guarded(self, call: Awaitable[T]) -> T:
+        if self._busy:
+            self._usable()
+        self._busy = True
         try:
             return await call
         except BaseException as exc:
             self._failure = exc
             raise
+        finally:
+            self._busy = False
 
     async def notify(self, channel: str, payload: str) -> None:
         """Send ``payload`` to listeners of ``channel`` when the transaction commits.
@@ -126,7 +152,10 @@ class Transaction(Operations):
         transaction is rolled back to where the block began and stays usable;
         the error propagates out of the block (catch it there). A block left
         normally after a failure inside it raises
-        :class:`~dataflow.errors.TransactionAbortedError` (also undone).
+        :class:`~dataflow.errors.TransactionAbortedError` (also undone). When the
+        savepoint itself cannot be rolled back to (the connection was lost, MySQL
+        rolled the whole transaction back after a deadlock), the transaction is
+        aborted as a whole.
         """
         return Savepoint(self)
 
@@ -157,14 +186,20 @@ class Savepoint:
         if exc is None and failure is None:
             await tx._guarded(tx._conn.execute(f"RELEASE SAVEPOINT {self._name}", []))
             return
-        if tx._conn.broken or not tx._open:
-            return  # nothing to roll back to: the transaction is lost as a whole
-        try:
-            await tx._conn.execute(f"ROLLBACK TO SAVEPOINT {self._name}", [])
-            await tx._conn.execute(f"RELEASE SAVEPOINT {self._name}", [])
-        except DataFlowError:
-            return  # e.g. MySQL rolled the whole transaction back (a deadlock)
-        tx._failure = None
+        if not tx._conn.broken and tx._open and not tx._busy:
+            try:
+                await tx._conn.execute(f"ROLLBACK TO SAVEPOINT {self._name}", [])
+                await tx._conn.execute(f"RELEASE SAVEPOINT {self._name}", [])
+            except DataFlowError as lost:  # e.g. MySQL rolled everything back (a deadlock)
+                tx._failure = tx._failure or lost
+            else:
+                tx._failure = None
+        else:  # nothing to roll back to: the block's work cannot be undone alone
+            tx._failure = tx._failure or exc or DataFlowError("the savepoint could not be undone")
+        if tx._failure is not None:  # the transaction is lost as a whole
+            if exc is None:
+                raise tx._aborted() from tx._failure
+            return
         if exc is None:
             assert failure is not None
             raise TransactionAbortedError(

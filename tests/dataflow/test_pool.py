@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from dataflow import ConnectionLostError, DataFlow
+from dataflow import ConnectionLostError, DataFlow, DataFlowError
 from dataflow.dialects.pool import Pool
 
 
@@ -139,3 +139,42 @@ async def test_ping_answers_or_raises_connection_lost(db_url: str) -> None:
         await down.ping()
     assert "s3cret" not in str(exc.value)
     await down.close()
+
+
+async def test_a_free_slot_is_passed_on_when_its_waiter_gives_up() -> None:
+    # The slot of a broken connection goes to the first waiter; if that waiter times
+    # out or is cancelled before it runs, the next waiter must get the slot instead.
+    f = _Factory()
+    pool = Pool(f.connect, f.close, max_size=1, timeout=5)
+    a = await pool.get()
+    first = asyncio.create_task(pool.get())
+    second = asyncio.create_task(pool.get())
+    await asyncio.sleep(0.01)
+    pool.put(a, broken=True)  # wakes `first` with "a slot is free"
+    first.cancel()  # ... which gives up before it could use it
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    conn = await asyncio.wait_for(second, 2)
+    assert conn is not a and pool.size == 1
+
+
+async def test_waiting_ends_at_the_timeout_with_our_error() -> None:
+    f = _Factory()
+    pool = Pool(f.connect, f.close, max_size=1, timeout=0.05)
+    held = await pool.get()
+    with pytest.raises(ConnectionLostError, match="no free connection"):
+        await pool.get()
+    pool.put(held, broken=False)
+    assert await pool.get() is held
+
+
+async def test_a_transaction_waiting_for_its_own_pool_is_refused_at_once() -> None:
+    f = _Factory()
+    pool = Pool(f.connect, f.close, max_size=1, timeout=60)
+    held = await pool.get(transaction=True)
+    with pytest.raises(DataFlowError, match="use tx, not db"):
+        await pool.get()
+    pool.put(held, broken=False)
+    again = await pool.get(transaction=True)  # the count was released with it
+    pool.put(again, broken=False)
+    assert await pool.get() is held

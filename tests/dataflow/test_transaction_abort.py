@@ -3,6 +3,9 @@ themselves. Never "no error, data gone"."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 import pytest
 
 from dataflow import (
@@ -145,3 +148,35 @@ async def test_postgresql_commit_answered_with_rollback_is_an_error(db: DataFlow
             with pytest.raises(ValidationError):
                 await tx._conn.fetch("SELECT 1 / 0", [])
     assert await _ids(db) == []
+
+
+# SQLite runs each statement to its end without yielding to the loop: operations of
+# one transaction cannot overlap there. On the network databases they could.
+NETWORK = pytest.mark.parametrize("db_url", ["postgresql", "mysql"], indirect=True)
+
+
+@NETWORK
+async def test_a_transaction_runs_one_operation_at_a_time(db: DataFlow) -> None:
+    _item(db)
+    with pytest.raises(DataFlowError, match="one operation at a time"):
+        async with db.transaction() as tx:
+            await asyncio.gather(tx.insert("Item", {"id": "a"}), tx.insert("Item", {"id": "b"}))
+    await asyncio.sleep(0.05)  # the operation gather left running ends, on its own
+    assert await _ids(db) == []  # nothing committed, and the handle goes on
+    await db.insert("Item", {"id": "c"})
+    assert await _ids(db) == ["c"]
+
+
+@NETWORK
+async def test_leaving_a_transaction_with_an_operation_still_running(db: DataFlow) -> None:
+    _item(db)
+    started: list[asyncio.Task[object]] = []
+    with pytest.raises(DataFlowError, match="still running"):
+        async with db.transaction() as tx:
+            started.append(asyncio.create_task(tx.insert("Item", {"id": "late"})))
+            await asyncio.sleep(0)  # it starts, and the block ends under it
+    with contextlib.suppress(DataFlowError):
+        await started[0]
+    assert await _ids(db) == []
+    await db.insert("Item", {"id": "ok"})
+    assert await _ids(db) == ["ok"]

@@ -10,6 +10,7 @@ import pytest
 from servers import PostgresServer
 
 from dataflow import DataFlow
+from dataflow.dialects import pg_listen
 from kaizen.governance import ExternalAgentApprovalManager, ExternalAgentApprovalStorage
 from kaizen.governance import approval_manager as approval_module
 
@@ -64,3 +65,28 @@ async def _scenario(server: PostgresServer) -> None:
         assert not waiter.done()
         await _manager(other).approve_request(request_id, "lead")
         assert await asyncio.wait_for(waiter, 30) is True
+
+
+@pytest.mark.parametrize("server", ["postgresql"], indirect=True)
+def test_a_listener_notices_a_frozen_server_and_comes_back(
+    server: PostgresServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A frozen (or half-open) connection never terminates: only the probe finds out.
+    monkeypatch.setattr(pg_listen, "PROBE_SECONDS", 0.3)
+    asyncio.run(_frozen(server))
+
+
+async def _frozen(server: PostgresServer) -> None:
+    db = DataFlow(server.url("faults", "connect_timeout=1"))
+    async with db, db.listen("faults_channel") as queue:
+        await asyncio.to_thread(server.freeze)
+        await asyncio.sleep(2.5)
+        await asyncio.to_thread(server.thaw)
+        # It reconnected by itself, and says so: what was sent meanwhile is unknown.
+        assert await asyncio.wait_for(queue.get(), 30) is None
+        sender = await asyncpg.connect(server.url("faults"), timeout=5)
+        try:
+            await sender.execute("SELECT pg_notify('faults_channel', 'hello')")
+        finally:
+            await sender.close()
+        assert await asyncio.wait_for(queue.get(), 10) == "hello"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -295,17 +294,44 @@ async def test_swept_requests_keep_a_verifiable_chain(
     }
 
 
-async def test_sweeps_retry_deadlock_victims(any_manager: ExternalAgentApprovalManager) -> None:
-    any_manager.add_requirement("fast", custom("lead-456", timeout=0.001))
-    await any_manager.request_approval("fast", "user-1", {})
-    await asyncio.sleep(0.05)  # past its deadline
-    inner = any_manager._store
-    any_manager._store = FlakyStore(inner, [ConcurrencyError("deadlock")] * 2)
-    assert await any_manager.timeout_pending_approvals() == 1
-    attempts = any_manager.retry_policy.attempts
-    any_manager._store = FlakyStore(inner, [ConcurrencyError("deadlock")] * attempts)
+async def test_sweeps_run_a_batch_that_lost_a_race_again_and_count_it_once(
+    storage: ExternalAgentApprovalStorage, make_request: MakeRequest
+) -> None:
+    past = utcnow() - timedelta(minutes=1)
+    for i in range(5):
+        await storage.save(make_request(id=f"late-{i}", deadline_at=past))
+    original, calls = storage._expire, []
+
+    async def loses_twice(rows: Any, now: Any) -> int:
+        calls.append(len(rows))
+        if len(calls) in (2, 3):  # the second batch, twice: a deadlock victim, rolled back
+            raise ConcurrencyError("deadlock")
+        return int(await original(rows, now))
+
+    storage._expire = loses_twice  # type: ignore[method-assign]
+    retry = RetryPolicy(attempts=3, base_delay=0)
+    assert await storage.timeout_overdue(utcnow(), batch_size=2, retry=retry) == 5
+    assert calls == [2, 2, 2, 2, 1]  # the second batch ran three times, counted once
+    await storage.save(make_request(id="late-again", deadline_at=past))
+    calls[:] = [0]  # the next call is the second: it loses, and one try is all it gets
     with pytest.raises(ConcurrencyError):
-        await any_manager.timeout_pending_approvals()
+        await storage.timeout_overdue(utcnow(), retry=RetryPolicy(attempts=1))
+
+
+async def test_the_manager_sweeps_with_its_retry_policy(
+    any_manager: ExternalAgentApprovalManager,
+) -> None:
+    seen: list[Any] = []
+    inner = any_manager._store
+
+    class Recording(FlakyStore):
+        async def timeout_overdue(self, *args: Any, **kwargs: Any) -> int:
+            seen.append(kwargs.get("retry"))
+            return int(await inner.timeout_overdue(*args, **kwargs))
+
+    any_manager._store = Recording(inner, [])
+    assert await any_manager.timeout_pending_approvals() == 0
+    assert seen == [any_manager.retry_policy]
 
 
 async def test_a_sweep_that_finds_its_batch_taken_counts_nothing(

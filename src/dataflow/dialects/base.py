@@ -1,27 +1,23 @@
-"""What every dialect provides: the :class:`Dialect`, its :class:`Backend` and
-:class:`Connection`, and the one translation of driver errors.
+"""What every dialect provides: the :class:`Dialect` and its :class:`Backend`.
 
 A :class:`Dialect` is created from the URL and options, without connecting. It
 maps model kinds to column types and Python values to driver values, builds
 the few statements that differ between databases, classifies driver errors,
-and opens a :class:`Backend` (connections bound to one event loop).
-
-Driver exceptions never leave a :class:`Connection`: each of its methods
-translates them (:func:`translate_error`) and marks the connection broken when
-its state is no longer known, so the rest of the library only ever sees errors
-of our tree.
+and opens a :class:`Backend` (connections bound to one event loop). The
+connections themselves, and the translation of driver errors, are in
+:mod:`dataflow.dialects.connection`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import builtins
 import contextlib
 import json
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
+from dataflow.dialects.connection import Connection, first_line, translate_error
 from dataflow.errors import ConnectionLostError, DataFlowError, TimeoutError
 from dataflow.models import Kind
 from dataflow.options import COMMON, Option
@@ -40,125 +36,7 @@ __all__ = [
 ]
 
 Converter = Callable[[Any], Any]
-Row = Sequence[Any]
 T = TypeVar("T")
-
-
-class Connection(ABC):
-    """One driver connection as the core uses it: positional arguments, rows as
-    sequences, and only errors of our tree.
-
-    Dialects implement the ``_``-prefixed raw methods, each returning an
-    awaitable (often the driver's own coroutine, which saves a frame per
-    statement). ``broken`` is set when a call failed in a way that leaves the
-    connection's state unknown (lost, timed out, cancelled mid-statement); such
-    a connection is never reused.
-    """
-
-    __slots__ = ("broken", "dialect", "lost", "raw")
-    #: Whether a cancellation in the middle of a call leaves the connection unusable.
-    cancel_breaks: ClassVar[bool] = True
-    #: The statement :meth:`begin` sends.
-    begin_sql: ClassVar[str] = "BEGIN"
-
-    def __init__(self, raw: Any, dialect: Dialect) -> None:
-        self.raw = raw
-        self.dialect = dialect
-        self.broken = False
-        self.lost = False
-
-    @abstractmethod
-    def _fetch(self, sql: str, args: Sequence[Any]) -> Awaitable[list[Row]]: ...
-
-    @abstractmethod
-    def _execute(self, sql: str, args: Sequence[Any]) -> Awaitable[int]: ...
-
-    @abstractmethod
-    def _executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> Awaitable[None]: ...
-
-    @abstractmethod
-    def _begin(self) -> Awaitable[None]: ...
-
-    @abstractmethod
-    def _commit(self) -> Awaitable[None]: ...
-
-    @abstractmethod
-    def _rollback(self) -> Awaitable[None]: ...
-
-    def usable(self) -> bool:
-        """Whether an idle connection still looks alive (no round trip)."""
-        return True
-
-    async def fetch(self, sql: str, args: Sequence[Any]) -> list[Row]:
-        """Run a query and return its rows."""
-        try:
-            return await self._fetch(sql, args)
-        except BaseException as exc:
-            err = self._failed(exc)
-            if err is None:
-                raise
-            raise err from exc
-
-    async def execute(self, sql: str, args: Sequence[Any]) -> int:
-        """Run a statement and return the number of rows it matched."""
-        try:
-            return await self._execute(sql, args)
-        except BaseException as exc:
-            err = self._failed(exc)
-            if err is None:
-                raise
-            raise err from exc
-
-    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        """Run one statement for many parameter rows."""
-        try:
-            await self._executemany(sql, rows)
-        except BaseException as exc:
-            err = self._failed(exc)
-            if err is None:
-                raise
-            raise err from exc
-
-    async def begin(self) -> None:
-        """Start a transaction."""
-        try:
-            await self._begin()
-        except BaseException as exc:
-            err = self._failed(exc)
-            if err is None:
-                raise
-            raise err from exc
-
-    async def commit(self) -> None:
-        """Commit the transaction."""
-        try:
-            await self._commit()
-        except BaseException as exc:
-            err = self._failed(exc)
-            if err is None:
-                raise
-            raise err from exc
-
-    async def rollback(self) -> None:
-        """Roll the transaction back."""
-        try:
-            await self._rollback()
-        except BaseException as exc:
-            err = self._failed(exc)
-            if err is None:
-                raise
-            raise err from exc
-
-    def _failed(self, exc: BaseException) -> DataFlowError | None:
-        """Our error for ``exc`` (None: re-raise ``exc`` as it is); mark what broke."""
-        if isinstance(exc, asyncio.CancelledError):
-            self.broken = self.broken or self.cancel_breaks
-            return None
-        err = translate_error(self.dialect, exc)
-        if isinstance(err, ConnectionLostError):
-            self.broken = True
-            self.lost = self.lost or not isinstance(err, TimeoutError)
-        return None if err is exc else err
 
 
 class Backend(ABC):
@@ -257,6 +135,11 @@ class Dialect(ABC):
     def classify(self, exc: BaseException) -> type[DataFlowError] | None:
         """Map a driver exception to an error class of our tree, or None if not ours."""
 
+    def breaks(self, exc: BaseException) -> bool:
+        """Whether ``exc`` leaves its connection in an unknown state (it is then closed,
+        never reused), although the connection itself was not lost."""
+        return False
+
     @abstractmethod
     async def open_backend(self) -> Backend:
         """Open connections for the running event loop (lazily where possible)."""
@@ -346,6 +229,10 @@ class Dialect(ABC):
         """The field kind a stored column type holds, or None when unsure."""
         return None
 
+    def retire(self) -> None:  # noqa: B027 - optional hook
+        """Start afresh: connections opened from now on belong to a new generation
+        (called under the handle's lock by ``close()``, before :meth:`close`)."""
+
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release what the dialect holds beyond its backends."""
 
@@ -365,7 +252,7 @@ class Dialect(ABC):
 
     def connection_error(self, exc: BaseException | None = None) -> ConnectionLostError:
         """A connection error naming the database without its credentials."""
-        detail = f": {_first_line(exc)}" if exc is not None else ""
+        detail = f": {first_line(exc)}" if exc is not None else ""
         return ConnectionLostError(f"cannot reach database {self.url.masked}{detail}")
 
     def timeout_error(self, what: str, seconds: float | None = None) -> TimeoutError:
@@ -375,7 +262,7 @@ class Dialect(ABC):
             "acquire": ("pool_timeout", self.pool_timeout),
             "statement": ("command_timeout", self.command_timeout),
         }[what]
-        spent = limit[1] if seconds is None else seconds
+        spent = (limit[1] or 0.0) if seconds is None else seconds
         doing = {
             "connect": "connecting to",
             "acquire": "waiting for a free connection to",
@@ -386,29 +273,3 @@ class Dialect(ABC):
             what=what,
             seconds=float(spent or 0),
         )
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def translate_error(dialect: Dialect, exc: BaseException) -> DataFlowError | None:
-    """The one place driver errors become errors of our tree (None: not a driver error).
-
-    Messages carry the driver's text (never the URL): drivers do not echo passwords.
-    """
-    if isinstance(exc, DataFlowError):
-        return exc
-    cls = dialect.classify(exc)
-    if cls is None:
-        return None
-    if cls is TimeoutError or (
-        cls is ConnectionLostError and isinstance(exc, builtins.TimeoutError)
-    ):
-        return dialect.timeout_error("statement")
-    if cls is ConnectionLostError:
-        return dialect.connection_error(exc)
-    err = cls(_first_line(exc))
-    err.from_driver = True
-    return err

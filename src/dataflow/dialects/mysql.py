@@ -19,7 +19,7 @@ from typing import Any, ClassVar, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql as sa_mysql
 
-from dataflow.dialects.base import Connection
+from dataflow.dialects.connection import Connection
 from dataflow.dialects.pool import PooledDialect
 from dataflow.errors import (
     ConcurrencyError,
@@ -212,6 +212,12 @@ class MySQLDialect(PooledDialect):
 
     # -- errors ------------------------------------------------------------
 
+    def breaks(self, exc: BaseException) -> bool:
+        # InternalError: "Packet sequence number wrong"; 2000-2999: client-side errors
+        # such as 2014 "Commands out of sync": the protocol state is unknown.
+        code = _code(exc)
+        return isinstance(exc, _errors.InternalError) or (code is not None and 2000 <= code < 3000)
+
     def classify(self, exc: BaseException) -> type[DataFlowError] | None:
         if _is_lost(exc):
             return ConnectionLostError
@@ -271,7 +277,8 @@ class MySQLDialect(PooledDialect):
         try:
             yield
         finally:
-            await conn.fetch("SELECT RELEASE_LOCK('dataflow_schema')", [])
+            if not conn.broken:  # a lost session released the lock with itself
+                await conn.fetch("SELECT RELEASE_LOCK('dataflow_schema')", [])
 
     # -- statements --------------------------------------------------------
 

@@ -15,7 +15,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from dataflow.dialects.base import Backend, Connection, Dialect, translate_error
+from dataflow.dialects.base import Backend, Dialect
+from dataflow.dialects.connection import Connection, translate_error
 from dataflow.errors import ConnectionLostError, DataFlowError
 
 if TYPE_CHECKING:
@@ -64,7 +65,7 @@ class Pool(Generic[C]):
         self._closed = False
         self._closing: set[asyncio.Task[None]] = set()
         # Transactions: connection -> the task holding it, and how many each task holds.
-        self._tx_conns: dict[int, asyncio.Task[Any]] = {}
+        self._tx_conns: dict[C, asyncio.Task[Any]] = {}
         self._tx_tasks: dict[asyncio.Task[Any], int] = {}
         self._waiting: dict[asyncio.Task[Any], int] = {}
 
@@ -97,7 +98,7 @@ class Pool(Generic[C]):
         if transaction:
             task = asyncio.current_task()
             assert task is not None
-            self._tx_conns[id(conn)] = task
+            self._tx_conns[conn] = task
             self._tx_tasks[task] = self._tx_tasks.get(task, 0) + 1
         return conn
 
@@ -137,9 +138,12 @@ class Pool(Generic[C]):
                 return await waiter
         except BaseException as exc:
             settled = waiter.done() and not waiter.cancelled() and waiter.exception() is None
-            handed = waiter.result() if settled else None
-            if handed is not None:  # handed over just as the wait ended: give it back
-                self.put(handed, broken=False)
+            if settled:  # handed over just as the wait ended: pass it on to the next waiter
+                handed = waiter.result()
+                if handed is not None:
+                    self.put(handed, broken=False)
+                else:
+                    self._wake()  # the free slot it was told of
             if isinstance(exc, TimeoutError) and deadline is not None:
                 raise self._on_timeout(self._timeout or 0.0) from None
             raise
@@ -180,7 +184,7 @@ class Pool(Generic[C]):
         self._idle.append(conn)
 
     def _release_transaction(self, conn: C) -> None:
-        task = self._tx_conns.pop(id(conn), None)
+        task = self._tx_conns.pop(conn, None)
         if task is not None:
             left = self._tx_tasks[task] - 1
             if left:
@@ -229,8 +233,8 @@ class Pool(Generic[C]):
         self._closed = True
         idle, self._idle = self._idle, []
         self._size -= len(idle)
-        for conn in idle:
-            await self._safe_close(conn)
+        # At once: each close is bounded, a frozen server must not make them add up.
+        await asyncio.gather(*(self._safe_close(conn) for conn in idle))
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
@@ -323,7 +327,14 @@ class PooledBackend(Backend):
     async def end(self, conn: Connection, error: BaseException | None) -> None:
         try:
             if error is None:
-                await conn.commit()
+                try:
+                    await conn.commit()
+                except BaseException:
+                    # A COMMIT that failed may leave the transaction open (SQLite busy
+                    # past its timeout, a disk error): end it before anyone reuses it.
+                    if not conn.broken:
+                        await self._rollback(conn)
+                    raise
             elif not conn.broken:
                 await self._rollback(conn)
         finally:
@@ -336,7 +347,7 @@ class PooledBackend(Backend):
         try:
             async with asyncio.timeout(limit):
                 await asyncio.shield(conn.rollback())
-        except (DataFlowError, TimeoutError):
+        except Exception:  # ours, or the time limit: the connection is not to be trusted
             conn.broken = True
         except asyncio.CancelledError:
             conn.broken = True  # the shielded rollback may still be running on it

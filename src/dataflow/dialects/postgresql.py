@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote, urlencode
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as sa_pg
 
-from dataflow.dialects.base import Connection
+from dataflow.dialects.connection import Connection
+from dataflow.dialects.pg_listen import Listener
 from dataflow.dialects.pool import PooledDialect
 from dataflow.errors import (
     ConcurrencyError,
@@ -36,8 +38,10 @@ if TYPE_CHECKING:
 
 try:
     import asyncpg
+    from asyncpg.exceptions._base import DataError as _ClientDataError
 except ImportError:  # pragma: no cover - depends on the installed extras
     asyncpg = None
+    _ClientDataError = ValueError
 
 __all__ = ["PostgreSQLDialect"]
 
@@ -103,16 +107,13 @@ def _is_lost(exc: BaseException) -> bool:
     if isinstance(exc, asyncpg.PostgresError):
         state = getattr(exc, "sqlstate", "") or ""
         return state.startswith(_LOST_STATES)
+    if isinstance(exc, asyncpg.InterfaceError):
+        return "closed" in str(exc)  # "cannot perform operation: connection is closed"
     # InternalClientError: a connection terminated by the server right after a
     # simple-protocol statement (e.g. COMMIT) is left open in a failed state, and the
     # next statement is refused before anything is sent.
     return isinstance(
-        exc,
-        asyncpg.InterfaceError
-        | asyncpg.InternalClientError
-        | ConnectionError
-        | OSError
-        | asyncio.TimeoutError,
+        exc, asyncpg.InternalClientError | ConnectionError | OSError | asyncio.TimeoutError
     )
 
 
@@ -151,6 +152,7 @@ class PostgreSQLDialect(PooledDialect):
         self.sa_dialect = sa_pg.asyncpg.dialect()  # type: ignore[no-untyped-call]
         self.cache_size: int = options["statement_cache_size"]
         self._dsn = _dsn(url, options)
+        self._listeners: weakref.WeakSet[Listener] = weakref.WeakSet()
 
     # -- types -------------------------------------------------------------
 
@@ -180,6 +182,10 @@ class PostgreSQLDialect(PooledDialect):
     def classify(self, exc: BaseException) -> type[DataFlowError] | None:
         if _is_lost(exc):
             return ConnectionLostError
+        if isinstance(exc, _ClientDataError):  # an argument asyncpg could not encode
+            return ValidationError
+        if isinstance(exc, asyncpg.InterfaceError):  # e.g. another operation in progress
+            return DataFlowError
         if not isinstance(exc, asyncpg.PostgresError):
             return None
         state = getattr(exc, "sqlstate", "") or ""
@@ -192,6 +198,9 @@ class PostgreSQLDialect(PooledDialect):
         if state in ("40001", "40P01", "55P03"):
             return ConcurrencyError
         return DataFlowError
+
+    def breaks(self, exc: BaseException) -> bool:
+        return isinstance(exc, asyncpg.InterfaceError) and not isinstance(exc, _ClientDataError)
 
     # -- connections -------------------------------------------------------
 
@@ -275,73 +284,20 @@ class PostgreSQLDialect(PooledDialect):
 
     @contextlib.asynccontextmanager
     async def listen(self, channel: str) -> AsyncIterator[asyncio.Queue[str | None]]:
-        listener = _Listener(self, channel)
+        listener = Listener(self, channel)
         await listener.start()
+        self._listeners.add(listener)
         try:
             yield listener.queue
         finally:
+            self._listeners.discard(listener)
             await listener.stop()
 
-
-class _Listener:
-    """A dedicated LISTEN connection that comes back by itself after the server did.
-
-    When the connection terminates (server restart, failover, network loss) it
-    reconnects with backoff and puts ``None`` on the queue: notifications sent
-    while it was away are lost, so listeners should re-read what they watch.
-    """
-
-    def __init__(self, dialect: PostgreSQLDialect, channel: str) -> None:
-        self.dialect = dialect
-        self.channel = channel
-        self.queue: asyncio.Queue[str | None] = asyncio.Queue()
-        self._raw: Any = None
-        self._lost = asyncio.Event()
-        self._keeper: asyncio.Task[None] | None = None
-
-    def _deliver(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
-        self.queue.put_nowait(payload)
-
-    async def _connect(self) -> None:
-        raw = await self.dialect.connect()
-        self._lost.clear()
-        on_lost: Callable[[Any], None] = lambda _conn: self._lost.set()  # noqa: E731
-        try:
-            raw.raw.add_termination_listener(on_lost)
-            await raw.raw.add_listener(self.channel, self._deliver)
-        except BaseException:
-            raw.raw.terminate()
-            raise
-        self._raw = raw.raw
-
-    async def start(self) -> None:
-        """Listen now (raising our error if the database cannot be reached)."""
-        await self._connect()
-        self._keeper = asyncio.get_running_loop().create_task(self._keep())
-
-    async def _keep(self) -> None:
-        delay = 0.05
-        while True:
-            await self._lost.wait()
-            with contextlib.suppress(Exception):
-                self._raw.terminate()
-            try:
-                await self._connect()
-            except DataFlowError:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
-                self._lost.set()
-                continue
-            delay = 0.05
-            self.queue.put_nowait(None)
-
-    async def stop(self) -> None:
-        if self._keeper is not None:
-            self._keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._keeper
-        with contextlib.suppress(Exception):
-            await self._raw.close(timeout=2)
+    async def close(self) -> None:
+        loop = asyncio.get_running_loop()
+        for listener in [x for x in self._listeners if x.loop is loop]:
+            self._listeners.discard(listener)
+            await listener.stop()
 
 
 DIALECT = PostgreSQLDialect

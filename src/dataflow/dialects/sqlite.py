@@ -15,6 +15,7 @@ database, so every loop of the handle sees the same data until ``close()``.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sqlite3
 import threading
@@ -28,7 +29,7 @@ from typing import Any, ClassVar, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite as sa_sqlite
 
-from dataflow.dialects.base import Connection
+from dataflow.dialects.connection import Connection
 from dataflow.dialects.pool import PooledDialect
 from dataflow.errors import (
     ConcurrencyError,
@@ -43,6 +44,8 @@ from dataflow.models import Kind
 from dataflow.options import COMMON, Option, choice, seconds
 
 __all__ = ["SQLiteDialect"]
+
+logger = logging.getLogger("dataflow")
 
 T = TypeVar("T")
 _BUSY = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
@@ -159,6 +162,7 @@ class SQLiteDialect(PooledDialect):
         # An in-memory database lives while one of its connections is open: the
         # dialect keeps one (the keeper) until close(); a fresh name after each close.
         self._memory: tuple[str, sqlite3.Connection] | None = None
+        self._retired: list[sqlite3.Connection] = []
         self._memory_lock = threading.Lock()
 
     def column_type(self, kind: Kind, *, key: bool) -> sa.types.TypeEngine[Any]:
@@ -209,7 +213,11 @@ class SQLiteDialect(PooledDialect):
         deadline = time.monotonic() + self.busy_timeout
         while True:
             try:
-                raw.execute("PRAGMA journal_mode = WAL")
+                mode = raw.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if mode.lower() not in ("wal", "memory"):
+                    # E.g. a file system without shared memory: readers then wait for
+                    # writers (busy_timeout), which is slower but still correct.
+                    logger.warning("SQLite keeps journal_mode=%s (WAL not available)", mode)
                 return
             except sqlite3.OperationalError as exc:
                 if not _is_busy(exc) or time.monotonic() >= deadline:
@@ -258,11 +266,19 @@ class SQLiteDialect(PooledDialect):
     def _kill(self, conn: Connection) -> None:
         conn.raw.close()
 
+    def retire(self) -> None:
+        # The next connection opens a new in-memory database; the old one lives on
+        # only while connections of the old generation do.
+        with self._memory_lock:
+            if self._memory is not None:
+                self._retired.append(self._memory[1])
+            self._memory = None
+
     async def close(self) -> None:
         with self._memory_lock:
-            memory, self._memory = self._memory, None
-        if memory is not None:
-            memory[1].close()
+            retired, self._retired = self._retired, []
+        for keeper in retired:
+            keeper.close()
 
     def schema_lock(self, conn: Connection) -> AbstractAsyncContextManager[None]:
         # BEGIN IMMEDIATE already holds the database's write lock.

@@ -7,6 +7,7 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Protocol
 
+from dataflow.retry import RetryPolicy
 from kaizen.governance.models import (
     ApprovalStatus,
     AuditEvent,
@@ -34,7 +35,9 @@ class ApprovalStore(Protocol):
         overdue_at: datetime | None = None,
         before_deadline: datetime | None = None,
     ) -> bool: ...
-    async def timeout_overdue(self, now: datetime | None = None) -> int: ...
+    async def timeout_overdue(
+        self, now: datetime | None = None, *, retry: RetryPolicy | None = None
+    ) -> int: ...
     async def list_by_approver(
         self, approver_id: str, status: ApprovalStatus | None = None, limit: int = 100
     ) -> list[ExternalAgentApprovalRequest]: ...

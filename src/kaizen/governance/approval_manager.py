@@ -300,17 +300,24 @@ class ExternalAgentApprovalManager:
         if approver_id not in request.approvers:
             raise NotAuthorizedError(request_id, approver_id)
         if request.status is _PENDING and _overdue(request, utcnow()):
-            await self._store.decide(
+            await self._time_out(request_id)
+            request = await self._store.load(request_id)
+            assert request is not None
+        if request.status is not _PENDING:
+            raise AlreadyDecidedError(request_id, request.status)
+
+    async def _time_out(self, request_id: str) -> None:
+        """Record the timeout of one overdue request (if nobody decided it meanwhile)."""
+        store = self._store
+        await self.retry_policy.run(
+            lambda: store.decide(
                 request_id,
                 from_status=_PENDING,
                 to_status=ApprovalStatus.TIMEOUT,
                 actor="system",
                 overdue_at=utcnow(),
             )
-            request = await self._store.load(request_id)
-            assert request is not None
-        if request.status is not _PENDING:
-            raise AlreadyDecidedError(request_id, request.status)
+        )
 
     async def timeout_pending_approvals(self) -> int:
         """Move every pending request past its deadline to TIMEOUT.
@@ -321,8 +328,7 @@ class ExternalAgentApprovalManager:
         Returns:
             How many requests this call timed out.
         """
-        store = self._store
-        count = await self.retry_policy.run(lambda: store.timeout_overdue(utcnow()))
+        count = await self._store.timeout_overdue(utcnow(), retry=self.retry_policy)
         if count:
             logger.info("timed out %d approval requests", count)
         return count
@@ -364,13 +370,7 @@ class ExternalAgentApprovalManager:
                     return request.status is ApprovalStatus.APPROVED
                 now = utcnow()
                 if _overdue(request, now):
-                    await self._store.decide(
-                        request.id,
-                        from_status=_PENDING,
-                        to_status=ApprovalStatus.TIMEOUT,
-                        actor="system",
-                        overdue_at=now,
-                    )
+                    await self._time_out(request.id)
                     continue
                 left = end - loop.time()
                 if left <= 0:

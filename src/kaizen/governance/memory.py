@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from dataflow.errors import DuplicateKeyError, ValidationError
+from dataflow.retry import RetryPolicy
 from dataflow.values import utcnow
 from kaizen.governance.audit import GENESIS, canonical, make_event, verify_chain
 from kaizen.governance.errors import ApprovalNotFoundError
@@ -181,7 +182,9 @@ class InMemoryApprovalStore:
             request.rejection_reason = reason
         self._append(request.id, _EVENT_NAMES[status], actor, {"reason": reason} if reason else {})
 
-    async def timeout_overdue(self, now: datetime | None = None) -> int:
+    async def timeout_overdue(
+        self, now: datetime | None = None, *, retry: RetryPolicy | None = None
+    ) -> int:
         """Move pending requests whose deadline is not after ``now`` to TIMEOUT; return how many."""
         now = now or utcnow()
         overdue = [

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any
 
-from dataflow import ConcurrencyError, DataFlow
+from dataflow import ConcurrencyError, DataFlow, RetryPolicy
 from dataflow.values import utcnow
 from kaizen.governance._schema import (
     audit_from_row,
@@ -261,7 +261,13 @@ class ExternalAgentApprovalStorage:
                 await tx.notify(CHANNEL, notify)
         return True
 
-    async def timeout_overdue(self, now: datetime | None = None, *, batch_size: int = _PAGE) -> int:
+    async def timeout_overdue(
+        self,
+        now: datetime | None = None,
+        *,
+        batch_size: int = _PAGE,
+        retry: RetryPolicy | None = None,
+    ) -> int:
         """Move every pending request whose deadline is not after ``now`` to TIMEOUT.
 
         Set-based and race-safe: each batch of overdue requests is claimed by one
@@ -269,6 +275,12 @@ class ExternalAgentApprovalStorage:
         tags the rows with this sweep's token; the rows carrying the token are
         exactly the ones this call moved, so concurrent sweepers never count a
         row twice. Their ``timed_out`` events are written in the same transaction.
+
+        Args:
+            now: The time deadlines are judged at (default: the current time).
+            batch_size: Requests claimed per transaction.
+            retry: Runs each batch again after it lost a race (each batch commits
+                on its own, so the count stays true).
 
         Returns:
             How many requests this call timed out.
@@ -281,7 +293,10 @@ class ExternalAgentApprovalStorage:
             ids = [r["id"] for r in rows]
             if not rows or ids == previous:
                 return total
-            total += await self._expire(rows, now)
+            if retry is None:
+                total += await self._expire(rows, now)
+            else:
+                total += await retry.run(lambda: self._expire(rows, now))  # noqa: B023
             if len(rows) < batch_size:
                 return total
             previous = ids

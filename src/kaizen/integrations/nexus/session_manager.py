@@ -330,7 +330,7 @@ class NexusSessionManager:
         cached = self._forget(session_id)
         if storage is None:
             return cached is not None
-        return await storage.delete(session_id)
+        return await self.retry_policy.run(lambda: storage.delete(session_id))
 
     async def load_session_async(self, session_id: str) -> CrossChannelSession | None:
         """Return the session as stored now (and cache it), or None if missing or expired.

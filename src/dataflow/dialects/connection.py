@@ -1,0 +1,179 @@
+"""The connection surface the core uses, and the one translation of driver errors.
+
+Driver exceptions never leave a :class:`Connection`: each of its methods
+translates them (:func:`translate_error`) and marks the connection broken when
+its state is no longer known, so the rest of the library only ever sees errors
+of our tree.
+"""
+
+from __future__ import annotations
+
+import builtins
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from dataflow.errors import ConnectionLostError, DataFlowError, TimeoutError
+
+if TYPE_CHECKING:
+    from dataflow.dialects.base import Dialect
+
+__all__ = ["Connection", "Row", "first_line", "translate_error"]
+
+Row = Sequence[Any]
+
+
+class Connection(ABC):
+    """One driver connection as the core uses it: positional arguments, rows as
+    sequences, and only errors of our tree.
+
+    Dialects implement the ``_``-prefixed raw methods, each returning an
+    awaitable (often the driver's own coroutine, which saves a frame per
+    statement). ``broken`` is set when a call failed in a way that leaves the
+    connection's state unknown (lost, timed out, cancelled mid-statement); such
+    a connection is never reused.
+    """
+
+    __slots__ = ("broken", "dialect", "lost", "raw")
+    #: Whether a cancellation in the middle of a call leaves the connection unusable.
+    cancel_breaks: ClassVar[bool] = True
+    #: The statement :meth:`begin` sends.
+    begin_sql: ClassVar[str] = "BEGIN"
+
+    def __init__(self, raw: Any, dialect: Dialect) -> None:
+        self.raw = raw
+        self.dialect = dialect
+        self.broken = False
+        self.lost = False
+
+    @abstractmethod
+    def _fetch(self, sql: str, args: Sequence[Any]) -> Awaitable[list[Row]]: ...
+
+    @abstractmethod
+    def _execute(self, sql: str, args: Sequence[Any]) -> Awaitable[int]: ...
+
+    @abstractmethod
+    def _executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> Awaitable[None]: ...
+
+    @abstractmethod
+    def _begin(self) -> Awaitable[None]: ...
+
+    @abstractmethod
+    def _commit(self) -> Awaitable[None]: ...
+
+    @abstractmethod
+    def _rollback(self) -> Awaitable[None]: ...
+
+    def usable(self) -> bool:
+        """Whether an idle connection still looks alive (no round trip)."""
+        return True
+
+    async def fetch(self, sql: str, args: Sequence[Any]) -> list[Row]:
+        """Run a query and return its rows."""
+        try:
+            return await self._fetch(sql, args)
+        except BaseException as exc:
+            err = self._failed(exc)
+            if err is None:
+                raise
+            raise err from exc
+
+    async def execute(self, sql: str, args: Sequence[Any]) -> int:
+        """Run a statement and return the number of rows it matched."""
+        try:
+            return await self._execute(sql, args)
+        except BaseException as exc:
+            err = self._failed(exc)
+            if err is None:
+                raise
+            raise err from exc
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Run one statement for many parameter rows."""
+        try:
+            await self._executemany(sql, rows)
+        except BaseException as exc:
+            err = self._failed(exc)
+            if err is None:
+                raise
+            raise err from exc
+
+    async def begin(self) -> None:
+        """Start a transaction."""
+        try:
+            await self._begin()
+        except BaseException as exc:
+            err = self._failed(exc)
+            if err is None:
+                raise
+            raise err from exc
+
+    async def commit(self) -> None:
+        """Commit the transaction."""
+        try:
+            await self._commit()
+        except BaseException as exc:
+            err = self._failed(exc)
+            if err is None:
+                raise
+            raise err from exc
+
+    async def rollback(self) -> None:
+        """Roll the transaction back."""
+        try:
+            await self._rollback()
+        except BaseException as exc:
+            err = self._failed(exc)
+            if err is None:
+                raise
+            raise err from exc
+
+    def _failed(self, exc: BaseException) -> DataFlowError | None:
+        """Our error for ``exc`` (None: re-raise ``exc`` as it is); mark what broke."""
+        if not isinstance(exc, Exception):  # cancelled, KeyboardInterrupt...: mid-statement
+            self.broken = self.broken or self.cancel_breaks
+            return None
+        err = translate_error(self.dialect, exc)
+        if err is None:
+            # Not a database error: the driver itself failed (a protocol it could not
+            # parse...). Its state is unknown, and the caller still gets our error.
+            self.broken = True
+            err = DataFlowError(
+                f"unexpected failure of the {self.dialect.name} driver: "
+                f"{type(exc).__name__}: {first_line(exc)}"
+            )
+            err.from_driver = True
+        elif isinstance(err, ConnectionLostError):
+            self.broken = True
+            self.lost = self.lost or not isinstance(err, TimeoutError)
+        elif self.dialect.breaks(exc):
+            self.broken = True
+        return None if err is exc else err
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name if it has none)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def translate_error(dialect: Dialect, exc: BaseException) -> DataFlowError | None:
+    """The one place driver errors become errors of our tree (None: not a driver error).
+
+    Messages carry the driver's text (never the URL): drivers do not echo passwords.
+    """
+    if isinstance(exc, DataFlowError):
+        return exc
+    cls = dialect.classify(exc)
+    if cls is None:
+        return None
+    statement_timeout = dialect.command_timeout is not None
+    if cls is TimeoutError or (
+        cls is ConnectionLostError and isinstance(exc, builtins.TimeoutError) and statement_timeout
+    ):
+        return dialect.timeout_error("statement")
+    if cls is ConnectionLostError:
+        return dialect.connection_error(exc)
+    err = cls(first_line(exc))
+    err.from_driver = True
+    return err
