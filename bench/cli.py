@@ -42,6 +42,7 @@ class Options:
     op_budget: float
     quick: bool
     out: Path
+    sqlite_synchronous: str = "full"
 
 
 def _csv(value: str, allowed: Sequence[str], what: str) -> list[str]:
@@ -94,6 +95,12 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     p.add_argument(
         "--op-budget", type=float, help="seconds one operation may take (default 60; quick 5)"
     )
+    p.add_argument(
+        "--sqlite-synchronous",
+        choices=("full", "normal"),
+        default="full",
+        help="PRAGMA synchronous of the SQLite target, ours and raw (default full, ours too)",
+    )
     a = p.parse_args(argv)
     try:
         parts = [x for x in _csv(a.parts, PARTS, "part") if x not in _csv(a.skip, PARTS, "part")]
@@ -113,6 +120,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
             op_budget=a.op_budget or (5.0 if a.quick else 60.0),
             quick=a.quick,
             out=a.out,
+            sqlite_synchronous=a.sqlite_synchronous,
         )
     except argparse.ArgumentTypeError as exc:
         p.error(str(exc))
@@ -133,6 +141,7 @@ def settings(opts: Options) -> dict[str, Any]:
         "wakeup_rounds": opts.wakeup_rounds,
         "op_budget_seconds": opts.op_budget,
         "quick": opts.quick,
+        "sqlite_synchronous": opts.sqlite_synchronous,
     }
 
 
@@ -155,7 +164,7 @@ async def run(opts: Options) -> dict[str, Any]:
             results["import"] = {"error": f"{type(exc).__name__}: {exc}"}
     with tempfile.TemporaryDirectory(prefix="dataflow-bench-") as tmp:
         for name in opts.databases:
-            target = await prepare_target(name, Path(tmp))
+            target = await prepare_target(name, Path(tmp), synchronous=opts.sqlite_synchronous)
             if not target.reachable:
                 log(f"{name}: UNREACHABLE, not measured ({target.error})")
             try:

@@ -179,12 +179,12 @@ def sqlite_target(path: Path, synchronous: str = "full") -> Target:
     )
 
 
-async def prepare_target(name: str, workdir: Path) -> Target:
+async def prepare_target(name: str, workdir: Path, *, synchronous: str = "full") -> Target:
     """Create an empty bench database for ``name``; record why if that fails."""
     t = Target(name)
     try:
-        if name == "sqlite":
-            return sqlite_target(workdir / "bench.db")  # a fresh directory: no old file
+        if name == "sqlite":  # a fresh directory: no old file
+            return sqlite_target(workdir / "bench.db", synchronous)
         if name == "postgresql":
             await asyncio.wait_for(_prepare_postgres(t), _TIMEOUT * 2)
         elif name == "mysql":

@@ -28,6 +28,7 @@ __all__ = [
     "INT64",
     "JSON_FLOAT_LIMIT",
     "MAX_JSON_DEPTH",
+    "check_json",
     "check_text",
     "clean_json",
     "describe",
@@ -190,6 +191,18 @@ def clean_json(value: Any, where: str) -> Any:
     except _Refused as refused:
         inside = "".join(reversed(refused.path))
         raise ValidationError(f"{where}{inside}: {refused}") from None
+
+
+def check_json(value: Any, where: str) -> None:
+    """Check ``value`` against the rules without encoding it.
+
+    Raises:
+        ValidationError: It breaks a rule of this module; the message names where.
+    """
+    kind = type(value)
+    if (kind is dict or kind is list) and _plain(value, 0):
+        return
+    clean_json(value, where)
 
 
 def dump_json(value: Any, where: str) -> str:

@@ -38,12 +38,12 @@ def _seconds(name: str, raw: Any, *, allow_off: bool = False, zero: bool = False
     return value
 
 
-def _count(name: str, raw: Any, low: int) -> int:
+def _count(name: str, raw: Any, low: int, high: int = 100_000) -> int:
     value = raw
     if isinstance(raw, str) and raw.strip().isdigit():
         value = int(raw.strip())
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= 100_000:
-        raise ConfigurationError(f"option {name} must be an integer from {low} to 100000")
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigurationError(f"option {name} must be an integer from {low} to {high}")
     return value
 
 
@@ -78,9 +78,9 @@ def optional_seconds() -> Option:
     return Option(lambda name, raw: _seconds(name, raw, allow_off=True), None)
 
 
-def count(default: int, *, low: int = 1) -> Option:
-    """An integer of at least ``low``."""
-    return Option(lambda name, raw: _count(name, raw, low), default)
+def count(default: int | None, *, low: int = 1, high: int = 100_000) -> Option:
+    """An integer from ``low`` to ``high`` (``default`` None: unset unless given)."""
+    return Option(lambda name, raw: _count(name, raw, low, high), default)
 
 
 def choice(default: str | None, *choices: str) -> Option:

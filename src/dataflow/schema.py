@@ -2,10 +2,14 @@
 
 Schema setup runs once per model and process, under a cross-process lock that
 each dialect provides, so two processes starting at the same moment do not
-race. A stored table is only ever extended: a new ``Optional`` field adds its
-column; a change that would lose data (a type change, a new required field)
-is refused with :class:`~dataflow.errors.SchemaError`. Every applied change
-bumps the table's version in ``dataflow_schema``.
+race. Where that lock is not cluster-wide (MariaDB Galera: ``GET_LOCK`` is per
+node), DDL that a concurrent creator already applied is tolerated instead
+(:meth:`~dataflow.dialects.base.Dialect.run_ddl`).
+
+A stored table is only ever extended: a new ``Optional`` field adds its column;
+a change that would lose data (a type change, a new required field) is refused
+with :class:`~dataflow.errors.SchemaError`. Every applied change bumps the
+table's version in ``dataflow_schema``.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.schema import CreateColumn, CreateIndex, CreateTable
 
-from dataflow.errors import SchemaError
+from dataflow.errors import DuplicateKeyError, SchemaError
 from dataflow.models import Kind, ModelInfo
 from dataflow.values import utcnow
 
@@ -120,23 +124,27 @@ def _sql(dialect: Dialect, stmt: Any) -> tuple[str, list[Any]]:
 
 async def _ensure_version_table(conn: Connection, dialect: Dialect) -> None:
     if await dialect.table_columns(conn, _VERSIONS.name) is None:
-        await conn.execute(*_sql(dialect, CreateTable(_VERSIONS)))
+        await dialect.run_ddl(conn, *_sql(dialect, CreateTable(_VERSIONS)))
 
 
 async def _bump_version(conn: Connection, dialect: Dialect, table: str) -> None:
     now = utcnow().isoformat()
-    updated = await conn.execute(
-        *_sql(
-            dialect,
-            _VERSIONS.update()
-            .where(_VERSIONS.c.table_name == table)
-            .values(version=_VERSIONS.c.version + 1, updated_at=now),
-        )
+    bump = _sql(
+        dialect,
+        _VERSIONS.update()
+        .where(_VERSIONS.c.table_name == table)
+        .values(version=_VERSIONS.c.version + 1, updated_at=now),
     )
-    if not updated:
+    if await conn.execute(*bump):
+        return
+    try:
         await conn.execute(
             *_sql(dialect, _VERSIONS.insert().values(table_name=table, version=1, updated_at=now))
         )
+    except DuplicateKeyError:
+        # Only where the schema lock does not reach every writer (Galera: GET_LOCK
+        # is per node, and DDL commits at once): another node created it meanwhile.
+        await conn.execute(*bump)
 
 
 async def _plan(
@@ -169,18 +177,20 @@ async def _apply(
 ) -> bool:
     """Create ``table`` or add its ``missing`` columns; return whether anything changed."""
     if missing is None:
-        await conn.execute(*_sql(dialect, CreateTable(table)))
+        await dialect.run_ddl(conn, *_sql(dialect, CreateTable(table)))
         for index in table.indexes:
-            await conn.execute(*_sql(dialect, CreateIndex(index)))
+            await dialect.run_ddl(conn, *_sql(dialect, CreateIndex(index)))
         return True
     for column in missing:
         ddl = CreateColumn(column).compile(dialect=dialect.sa_dialect)
-        await conn.execute(f"ALTER TABLE {_quote(dialect, table.name)} ADD COLUMN {ddl}", [])
+        await dialect.run_ddl(
+            conn, f"ALTER TABLE {_quote(dialect, table.name)} ADD COLUMN {ddl}", []
+        )
     existing = await dialect.index_names(conn, table.name)
     created = False
     for index in table.indexes:
         if str(index.name).lower() not in existing:
-            await conn.execute(*_sql(dialect, CreateIndex(index)))
+            await dialect.run_ddl(conn, *_sql(dialect, CreateIndex(index)))
             created = True
     return bool(missing) or created
 

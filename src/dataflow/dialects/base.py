@@ -162,6 +162,10 @@ class Dialect(ABC):
     def schema_lock(self, conn: Connection) -> contextlib.AbstractAsyncContextManager[None]:
         """Serialize schema changes across processes (inside ``conn``'s transaction)."""
 
+    async def run_ddl(self, conn: Connection, sql: str, args: Sequence[Any]) -> None:
+        """Run one DDL statement of the schema set-up (see :mod:`dataflow.schema`)."""
+        await conn.execute(sql, args)
+
     def upsert(self, table: sa.Table, update_columns: Sequence[str]) -> sa.Insert:
         """INSERT ... ON CONFLICT (id) DO UPDATE, with one bind per column."""
         raise NotImplementedError  # pragma: no cover - every dialect overrides

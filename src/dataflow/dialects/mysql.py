@@ -31,7 +31,7 @@ from dataflow.errors import (
     ValidationError,
 )
 from dataflow.models import Kind
-from dataflow.options import COMMON, Option, choice, file_path
+from dataflow.options import COMMON, Option, choice, count, file_path
 
 try:
     import asyncmy
@@ -45,6 +45,7 @@ __all__ = ["MySQLDialect"]
 _LOST_CODES = {2003, 2006, 2013, 2055, 1053, 1927, 4031}
 _CONCURRENCY_CODES = {1205, 1213}
 _VALUE_CODES = {1264, 1265, 1366, 1406, 3140, 4025}
+_ALREADY_THERE = {1050, 1060, 1061}  # table exists, duplicate column, duplicate key name
 _BIN = "utf8mb4_bin"
 _SSL_MODES = ("disabled", "preferred", "required", "verify_ca", "verify_identity")
 T = TypeVar("T")
@@ -167,6 +168,10 @@ class MySQLDialect(PooledDialect):
         "ssl_ca": file_path(),
         "ssl_cert": file_path(),
         "ssl_key": file_path(),
+        # MariaDB Galera: causal reads across nodes, and server-side retries of
+        # autocommit statements that failed certification (session settings).
+        "wsrep_sync_wait": count(None, low=0, high=15),
+        "wsrep_retry_autocommit": count(None, low=0, high=10_000),
     }
 
     def __init__(self, url: Any, options: Mapping[str, Any]) -> None:
@@ -180,6 +185,11 @@ class MySQLDialect(PooledDialect):
             self._ssl = _ssl_context(options)
         except (OSError, ssl.SSLError) as exc:
             raise ConfigurationError(f"cannot load the TLS files: {exc}") from None
+        settings = ["time_zone = '+00:00'"]
+        for name in ("wsrep_sync_wait", "wsrep_retry_autocommit"):
+            if options[name] is not None:
+                settings.append(f"SESSION {name} = {int(options[name])}")
+        self._init_command = "SET " + ", ".join(settings)
 
     # -- types -------------------------------------------------------------
 
@@ -250,7 +260,7 @@ class MySQLDialect(PooledDialect):
             charset="utf8mb4",
             client_flag=FOUND_ROWS,
             connect_timeout=self.connect_timeout,
-            init_command="SET time_zone = '+00:00'",
+            init_command=self._init_command,
             ssl=self._ssl,
         )
         return _Connection(raw, self)
@@ -279,6 +289,16 @@ class MySQLDialect(PooledDialect):
         finally:
             if not conn.broken:  # a lost session released the lock with itself
                 await conn.fetch("SELECT RELEASE_LOCK('dataflow_schema')", [])
+
+    async def run_ddl(self, conn: Connection, sql: str, args: Sequence[Any]) -> None:
+        # GET_LOCK is per node on Galera, so another node may have created the table,
+        # index or column between our look at the catalog and our DDL: that is fine.
+        try:
+            await conn.execute(sql, args)
+        except DataFlowError as exc:
+            cause = exc.__cause__
+            if cause is None or _code(cause) not in _ALREADY_THERE:
+                raise
 
     # -- statements --------------------------------------------------------
 

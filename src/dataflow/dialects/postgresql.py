@@ -49,20 +49,19 @@ _SCHEMA_LOCK_KEY = 0x64617461666C6F77  # "dataflow"
 _LOST_STATES = ("08", "57P")  # connection exceptions; admin shutdown / termination
 _SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 _SSL_FILES = ("sslrootcert", "sslcert", "sslkey")
+_SESSION_ATTRS = ("any", "primary", "standby", "prefer-standby", "read-write", "read-only")
 
 
 def _dsn(url: DatabaseURL, options: Mapping[str, Any]) -> str:
     """The DSN asyncpg connects with: hosts, database, user and TLS settings, no password
     (given separately, so it never sits in a string a driver could echo)."""
-    host = url.host or "localhost"
-    if ":" in host:  # an IPv6 address
-        host = f"[{host}]"
+    hosts = ",".join(
+        (f"[{h}]" if h and ":" in h else (h or "localhost")) + f":{p or 5432}" for h, p in url.hosts
+    )
     auth = f"{quote(url.username, safe='')}@" if url.username else ""
     query = {k: options[k] for k in ("sslmode", *_SSL_FILES) if options.get(k) is not None}
     tail = f"?{urlencode(query)}" if query else ""
-    return (
-        f"postgresql://{auth}{host}:{url.port or 5432}/{quote(url.database or '', safe='')}{tail}"
-    )
+    return f"postgresql://{auth}{hosts}/{quote(url.database or '', safe='')}{tail}"
 
 
 class _Connection(Connection):
@@ -133,6 +132,7 @@ class PostgreSQLDialect(PooledDialect):
     OPTIONS: ClassVar[Mapping[str, Option]] = {
         **COMMON,
         "statement_cache_size": count(512, low=0),
+        "target_session_attrs": choice(None, *_SESSION_ATTRS),
         "sslmode": choice(None, *_SSL_MODES),
         "sslrootcert": file_path(),
         "sslcert": file_path(),
@@ -213,6 +213,7 @@ class PostgreSQLDialect(PooledDialect):
             command_timeout=self.command_timeout,
             statement_cache_size=self.cache_size,
             server_settings={"timezone": "UTC"},
+            target_session_attrs=self.options["target_session_attrs"],
         )
 
     async def _open(self) -> _Connection:

@@ -121,11 +121,17 @@ class _Connection(Connection):
     def _executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> Awaitable[None]:
         return self._retry(lambda: self.raw.executemany(sql, rows))
 
-    async def _begin(self) -> None:
-        await self._retry(lambda: self.raw.execute(self.begin_sql))
+    def _begin(self) -> Awaitable[None]:
+        return self._retry(self._run_begin)
 
-    async def _commit(self) -> None:
-        await self._retry(lambda: self.raw.execute("COMMIT"))
+    def _run_begin(self) -> None:
+        self.raw.execute(self.begin_sql)
+
+    def _commit(self) -> Awaitable[None]:
+        return self._retry(self._run_commit)
+
+    def _run_commit(self) -> None:
+        self.raw.execute("COMMIT")
 
     async def _rollback(self) -> None:
         self.raw.rollback()

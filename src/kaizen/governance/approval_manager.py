@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from dataflow.errors import ConcurrencyError, ValidationError
-from dataflow.jsonvalues import dump_json
+from dataflow.jsonvalues import check_json
 from dataflow.retry import RetryPolicy
 from dataflow.values import utcnow
 from kaizen.governance._store import ApprovalStore
@@ -188,7 +188,7 @@ class ExternalAgentApprovalManager:
         metadata = {} if metadata is None else metadata
         if not isinstance(metadata, dict):
             raise ValidationError("metadata must be a dict")
-        dump_json(metadata, "metadata")  # before any work: the rules of every database
+        check_json(metadata, "metadata")  # before any work: the rules of every database
         requirement = self._requirement_for(external_agent_id)
         request = self._new_request(external_agent_id, requested_by, metadata, requirement)
         store = self._store

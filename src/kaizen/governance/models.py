@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from dataflow.errors import ValidationError
-from dataflow.jsonvalues import check_text, describe, dump_json
+from dataflow.jsonvalues import check_json, check_text, describe
 
 __all__ = [
     "ApprovalLevel",
@@ -164,7 +164,7 @@ class ExternalAgentApprovalRequest:
             check_id("approved_by", self.approved_by)
         if not isinstance(self.request_metadata, dict):
             raise ValidationError("request_metadata must be a dict")
-        dump_json(self.request_metadata, "request_metadata")  # the rules of every column
+        check_json(self.request_metadata, "request_metadata")  # the rules of every column
         for name in ("created_at", "approved_at", "deadline_at"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, datetime) or value.utcoffset() is None):
