@@ -442,6 +442,8 @@ class GaleraCluster:
         for node in self.nodes:
             node.create()
         subprocess.run(["chmod", "-R", "a+rwX", str(self.base)], check=True)
+        for node in self.nodes:  # mariadbd ignores a world-writable defaults file
+            (node.base / "my.cnf").chmod(0o644)
 
     def start(self) -> None:
         """Bootstrap the first node, then join the others one at a time."""

@@ -217,6 +217,7 @@ async def test_deadlock_victims_and_lost_races_are_retried(
 
 
 async def test_retries_are_bounded(any_manager: ExternalAgentApprovalManager) -> None:
+    any_manager.retry_policy = RetryPolicy(base_delay=0)  # the default attempts, no waits
     attempts = any_manager.retry_policy.attempts
     request_id = await _flaky_manager(any_manager, [ConcurrencyError("deadlock")] * attempts)
     with pytest.raises(ConcurrencyError):
