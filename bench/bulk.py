@@ -86,9 +86,9 @@ def _insert_head(db: DataFlow, table: str, columns: list[str]) -> str:
 
 
 async def _ddl(target: Target, conn: Any, sql: str) -> None:
-    if target.name == "postgresql":
+    if target.family == "postgresql":
         await conn.execute(sql)
-    elif target.name == "mysql":
+    elif target.family == "mysql":
         async with conn.cursor() as cur:
             await cur.execute(sql)
     else:
@@ -118,7 +118,7 @@ async def bulk_load(
     table, columns, encode, sides = _encoder(db, model)
     t0 = time.perf_counter()
     conn = await connect_raw(
-        target, {"postgresql": "asyncpg", "mysql": "asyncmy"}.get(target.name, "sqlite3")
+        target, {"postgresql": "asyncpg", "mysql": "asyncmy"}.get(target.family, "sqlite3")
     )
     dialect = db.dialect.sa_dialect
     indexes = _indexes(db, model) if rebuild_indexes else []
@@ -129,7 +129,7 @@ async def bulk_load(
         for ix in indexes:
             await _ddl(target, conn, str(CreateIndex(ix).compile(dialect=dialect)))
     finally:
-        if target.name == "postgresql":
+        if target.family == "postgresql":
             await conn.close()
         else:
             conn.close()
@@ -146,15 +146,15 @@ async def _load(
     encode: Callable[[dict[str, Any]], tuple[Any, ...]],
     sides: dict[str, str],
 ) -> None:
-    batch_size = {"postgresql": _PG_BATCH, "mysql": _MYSQL_BATCH}.get(target.name, _SQLITE_BATCH)
+    batch_size = {"postgresql": _PG_BATCH, "mysql": _MYSQL_BATCH}.get(target.family, _SQLITE_BATCH)
     for batch in _batches(rows, batch_size):
         main = [encode(r) for r in batch]
         side = {name: _side_rows(batch, f) for f, name in sides.items()}
-        if target.name == "postgresql":
+        if target.family == "postgresql":
             await conn.copy_records_to_table(table, records=main, columns=columns)
             for name, srows in side.items():
                 await conn.copy_records_to_table(name, records=srows, columns=["owner_id", "value"])
-        elif target.name == "mysql":
+        elif target.family == "mysql":
             await _mysql_insert(db, conn, table, columns, main)
             for name, srows in side.items():
                 await _mysql_insert(db, conn, name, ["owner_id", "value"], srows)
@@ -202,7 +202,7 @@ def _sqlite_insert(
 
 async def analyze(target: Target, tables: Sequence[str]) -> None:
     """Refresh planner statistics after a bulk load, as PostgreSQL/MySQL do on their own."""
-    if target.name == "postgresql":
+    if target.family == "postgresql":
         conn = await connect_raw(target, "asyncpg")
         try:
             for t in tables:
@@ -211,7 +211,7 @@ async def analyze(target: Target, tables: Sequence[str]) -> None:
                 await conn.execute(f'VACUUM ANALYZE "{t}"')
         finally:
             await conn.close()
-    elif target.name == "mysql":
+    elif target.family == "mysql":
         conn = await connect_raw(target, "asyncmy")
         try:
             async with conn.cursor() as cur:

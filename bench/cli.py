@@ -14,7 +14,7 @@ from typing import Any
 
 from bench.machine import machine_info
 from bench.report import write_results
-from bench.targets import ALL_DATABASES, drop_target, prepare_target
+from bench.targets import ALL_DATABASES, CLUSTER_DATABASES, drop_target, prepare_target
 
 __all__ = ["Options", "main", "parse_args"]
 
@@ -59,7 +59,10 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     """Parse the command line (see ``python -m bench --help``)."""
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument(
-        "--databases", default=",".join(ALL_DATABASES), help="comma-separated (default: all)"
+        "--databases",
+        default=",".join(ALL_DATABASES),
+        help="comma-separated (default: the single servers; also: "
+        f"{', '.join(CLUSTER_DATABASES)}, the test suite's clusters)",
     )
     p.add_argument("--groups", default=",".join(GROUPS), help="approvals,sessions (default: both)")
     p.add_argument(
@@ -105,7 +108,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     try:
         parts = [x for x in _csv(a.parts, PARTS, "part") if x not in _csv(a.skip, PARTS, "part")]
         opts = Options(
-            databases=_csv(a.databases, ALL_DATABASES, "database"),
+            databases=_csv(a.databases, (*ALL_DATABASES, *CLUSTER_DATABASES), "database"),
             groups=_csv(a.groups, GROUPS, "group"),
             ops=[o.strip() for o in a.ops.split(",") if o.strip()],
             parts=parts,

@@ -201,7 +201,7 @@ async def _child_main(
 
     load = _Load(target, fixture_rows)
     await load.db.initialize()
-    size = 1 if target.name == "sqlite" else POOL_SIZE
+    size = 1 if target.family == "sqlite" else POOL_SIZE
     pool = _FifoPool([await open_replayer(target, target.raw_drivers[0]) for _ in range(size)])
     per_round = max(1, calls // ROUNDS)
     result: dict[str, list[dict[str, Any]]] = {"ours": [], "raw": []}

@@ -143,7 +143,7 @@ async def bench_database(target: Target, opts: Options) -> dict[str, Any]:
                 )
             out["ops"] = [r.as_dict() for r in base]
             lap("ops")
-        if "sync" in opts.parts and target.name == "sqlite" and target.path:
+        if "sync" in opts.parts and target.family == "sqlite" and target.path:
             out["synchronous_normal"] = await _synchronous_normal(target, opts)
             lap("sync")
         if "concurrency" in opts.parts:

@@ -18,10 +18,10 @@ _EXPLAINABLE = ("SELECT", "UPDATE", "DELETE")
 
 
 async def _plan(target: Target, conn: Any, stmt: Stmt) -> list[str]:
-    if target.name == "postgresql":
+    if target.family == "postgresql":
         rows = await conn.fetch("EXPLAIN " + stmt.sql, *stmt.args)
         return [str(r[0]) for r in rows]
-    if target.name == "mysql":
+    if target.family == "mysql":
         async with conn.cursor() as cur:
             await cur.execute("EXPLAIN " + stmt.sql, stmt.args)
             names = [d[0] for d in cur.description]
@@ -36,7 +36,7 @@ async def _plan(target: Target, conn: Any, stmt: Stmt) -> list[str]:
 
 async def explain(target: Target, statements: Sequence[Stmt]) -> list[dict[str, Any]]:
     """The plan of each query or data change among ``statements``."""
-    driver = {"postgresql": "asyncpg", "mysql": "asyncmy"}.get(target.name, "sqlite3")
+    driver = {"postgresql": "asyncpg", "mysql": "asyncmy"}.get(target.family, "sqlite3")
     conn = await connect_raw(target, driver)
     plans = []
     try:
@@ -50,7 +50,7 @@ async def explain(target: Target, statements: Sequence[Stmt]) -> list[dict[str, 
                 plan = [f"EXPLAIN failed: {type(exc).__name__}: {exc}"]
             plans.append({"sql": stmt.sql, "plan": plan})
     finally:
-        if target.name == "postgresql":
+        if target.family == "postgresql":
             await conn.close()
         else:
             conn.close()

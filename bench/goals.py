@@ -69,6 +69,6 @@ def check_goals(results: dict[str, Any]) -> list[dict[str, Any]]:
     if "median_ms" in imp:
         goals.append(_goal("import of the three packages, ms", None, imp["median_ms"], 300))
     for name, d in results["databases"].items():
-        if d.get("reachable"):
+        if d.get("reachable") and name in _RAW:  # the clusters are measured, not targeted
             goals += _database(name, d)
     return goals

@@ -158,9 +158,55 @@ def markdown(results: dict[str, Any]) -> str:
                 "",
             ]
     lines += _goals(results)
+    lines += _topologies(results)
     for name, d in results["databases"].items():
         lines += _database(name, d)
     return "\n".join(lines).rstrip() + "\n"
+
+
+#: Each cluster beside the single server it replicates.
+_BESIDE = {"pg-ha": "postgresql", "galera": "mysql"}
+
+
+def _topologies(results: dict[str, Any]) -> list[str]:
+    """Clusters beside their single server, measured in the same run: p50 per operation
+    (and cluster / single), concurrent throughput."""
+    dbs = results["databases"]
+    pairs = [(c, s) for c, s in _BESIDE.items() if dbs.get(c, {}).get("ops")]
+    if not pairs:
+        return []
+    lines = ["## Topologies (same run)", "", "p50 in ms; `x` = cluster / single server.", ""]
+    head = "| operation |" + "".join(f" {s} | {c} | x |" for c, s in pairs)
+    lines += [head, "|---|" + "---:|---:|---:|" * len(pairs)]
+    keys = [(o["group"], o["op"]) for o in dbs[pairs[0][0]]["ops"]]
+    for group, op in keys:
+        row = f"| {group}.{op} |"
+        for cluster, single in pairs:
+            p50 = {
+                n: next(
+                    (
+                        (o.get("ours") or {}).get("p50_ms")
+                        for o in dbs.get(n, {}).get("ops", [])
+                        if (o["group"], o["op"]) == (group, op)
+                    ),
+                    None,
+                )
+                for n in (single, cluster)
+            }
+            a, b = p50[single], p50[cluster]
+            row += f" {_ms(a)} | {_ms(b)} | {_ratio(b / a if a and b else None)} |"
+        lines.append(row)
+    lines.append("")
+    for cluster, single in pairs:
+        rates = [
+            (dbs.get(n, {}).get("concurrency") or {}).get("ours", {}) for n in (single, cluster)
+        ]
+        if all("throughput_per_s" in r for r in rates):
+            lines.append(
+                f"Concurrent throughput (ours): {single} {rates[0]['throughput_per_s']}/s, "
+                f"{cluster} {rates[1]['throughput_per_s']}/s."
+            )
+    return [*lines, ""]
 
 
 def _goals(results: dict[str, Any]) -> list[str]:

@@ -28,6 +28,7 @@ from bench.capture import (
 
 __all__ = [
     "ALL_DATABASES",
+    "CLUSTER_DATABASES",
     "BENCH_DB",
     "drop_target",
     "Target",
@@ -38,11 +39,24 @@ __all__ = [
 ]
 
 ALL_DATABASES = ("sqlite", "postgresql", "mysql")
+#: The clusters the test suite runs (tests/servers.py), measured on request.
+CLUSTER_DATABASES = ("pg-ha", "galera")
+FAMILIES = {"pg-ha": "postgresql", "galera": "mysql"}
 BENCH_PREFIX = "dataflow_bench"
 #: One database per run, so two runs (or a run and the tests) never share tables.
 BENCH_DB = f"{BENCH_PREFIX}_{os.getpid()}"
 PG_ADMIN = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 MYSQL_ADMIN = os.environ.get("BENCH_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
+#: The PostgreSQL primary + synchronous standby and the first Galera node of tests/servers.py.
+PG_HA_ADMIN = os.environ.get("BENCH_PG_HA_URL", "postgresql://postgres@127.0.0.1:5501/postgres")
+PG_HA_STANDBY = os.environ.get("BENCH_PG_HA_STANDBY", "127.0.0.1:5502")
+GALERA_ADMIN = os.environ.get("BENCH_GALERA_URL", "mysql://root@127.0.0.1:4401/mysql")
+ADMINS = {
+    "postgresql": PG_ADMIN,
+    "mysql": MYSQL_ADMIN,
+    "pg-ha": PG_HA_ADMIN,
+    "galera": GALERA_ADMIN,
+}
 _TIMEOUT = 5.0
 
 
@@ -63,12 +77,17 @@ class Target:
         return self.error is None
 
     @property
+    def family(self) -> str:
+        """``sqlite``, ``postgresql`` or ``mysql``: what the target runs."""
+        return FAMILIES.get(self.name, self.name)
+
+    @property
     def raw_drivers(self) -> tuple[str, ...]:
         return {
             "postgresql": ("asyncpg",),
             "mysql": ("asyncmy",),
             "sqlite": ("aiosqlite", "sqlite3"),
-        }[self.name]
+        }[self.family]
 
 
 def _params(url: str, default_port: int) -> dict[str, Any]:
@@ -98,11 +117,11 @@ def _stale(names: list[str]) -> list[str]:
     return [n for n, pid in pids.items() if pid.isdigit() and not _alive(int(pid))]
 
 
-async def _pg_admin(sql: str | None = None) -> tuple[Any, list[str]]:
+async def _pg_admin(admin: str, sql: str | None = None) -> tuple[Any, list[str]]:
     import asyncpg
 
-    p = _params(PG_ADMIN, 5432)
-    admin_db = urlsplit(PG_ADMIN).path.lstrip("/") or "postgres"
+    p = _params(admin, 5432)
+    admin_db = urlsplit(admin).path.lstrip("/") or "postgres"
     conn = await asyncpg.connect(database=admin_db, timeout=_TIMEOUT, **p)
     try:
         if sql is not None:
@@ -116,20 +135,41 @@ async def _pg_admin(sql: str | None = None) -> tuple[Any, list[str]]:
 
 
 async def _prepare_postgres(t: Target) -> None:
-    t.server_version, existing = await _pg_admin()
+    admin = ADMINS[t.name]
+    t.server_version, existing = await _pg_admin(admin)
     for name in [*_stale(existing), BENCH_DB]:
-        await _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await _pg_admin(f'CREATE DATABASE "{BENCH_DB}"')
-    p = _params(PG_ADMIN, 5432)
-    t.params = {**p, "database": BENCH_DB}
+        await _pg_admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await _pg_admin(admin, f'CREATE DATABASE "{BENCH_DB}"')
+    p = _params(admin, 5432)
+    t.params = {**p, "database": BENCH_DB}  # raw replays: on the primary itself
     auth = p["user"] + (f":{p['password']}" if p["password"] else "")
     t.url = f"postgresql://{auth}@{p['host']}:{p['port']}/{BENCH_DB}"
+    if t.name == "pg-ha":  # ours through the multi-host URL, the standby listed first
+        await _replayed(BENCH_DB)
+        hosts = f"{PG_HA_STANDBY},{p['host']}:{p['port']}"
+        t.url = f"postgresql://{auth}@{hosts}/{BENCH_DB}?target_session_attrs=read-write"
 
 
-async def _mysql_admin(*statements: str) -> tuple[str, list[str]]:
+async def _replayed(database: str) -> None:
+    """Wait until the standby has the new database (a host without it is an error)."""
+    import asyncpg
+
+    host, _, port = PG_HA_STANDBY.partition(":")
+    for _ in range(200):
+        conn = await asyncpg.connect(host=host, port=int(port), user="postgres", timeout=_TIMEOUT)
+        try:
+            if await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database):
+                return
+        finally:
+            await conn.close()
+        await asyncio.sleep(0.05)
+    raise RuntimeError(f"the standby never replayed CREATE DATABASE {database}")
+
+
+async def _mysql_admin(admin: str, *statements: str) -> tuple[str, list[str]]:
     import asyncmy
 
-    conn = await asyncmy.connect(connect_timeout=_TIMEOUT, **_params(MYSQL_ADMIN, 3306))
+    conn = await asyncmy.connect(connect_timeout=_TIMEOUT, **_params(admin, 3306))
     # asyncmy logs server warnings; "database doesn't exist" after IF EXISTS is expected.
     log = logging.getLogger("asyncmy")
     level = log.level
@@ -149,10 +189,11 @@ async def _mysql_admin(*statements: str) -> tuple[str, list[str]]:
 
 
 async def _prepare_mysql(t: Target) -> None:
-    t.server_version, existing = await _mysql_admin()
+    admin = ADMINS[t.name]
+    t.server_version, existing = await _mysql_admin(admin)
     drops = [f"DROP DATABASE IF EXISTS `{n}`" for n in [*_stale(existing), BENCH_DB]]
-    await _mysql_admin(*drops, f"CREATE DATABASE `{BENCH_DB}` CHARACTER SET utf8mb4")
-    p = _params(MYSQL_ADMIN, 3306)
+    await _mysql_admin(admin, *drops, f"CREATE DATABASE `{BENCH_DB}` CHARACTER SET utf8mb4")
+    p = _params(admin, 3306)
     t.params = {**p, "database": BENCH_DB}
     auth = p["user"] + (f":{p['password']}" if p["password"] else "")
     t.url = f"mysql://{auth}@{p['host']}:{p['port']}/{BENCH_DB}"
@@ -161,10 +202,10 @@ async def _prepare_mysql(t: Target) -> None:
 async def drop_target(t: Target) -> None:
     """Drop the run's bench database (best effort; SQLite's file goes with its directory)."""
     with contextlib.suppress(Exception):
-        if t.reachable and t.name == "postgresql":
-            await _pg_admin(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
-        elif t.reachable and t.name == "mysql":
-            await _mysql_admin(f"DROP DATABASE IF EXISTS `{BENCH_DB}`")
+        if t.reachable and t.family == "postgresql":
+            await _pg_admin(ADMINS[t.name], f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
+        elif t.reachable and t.family == "mysql":
+            await _mysql_admin(ADMINS[t.name], f"DROP DATABASE IF EXISTS `{BENCH_DB}`")
 
 
 def sqlite_target(path: Path, synchronous: str = "full") -> Target:
@@ -185,9 +226,9 @@ async def prepare_target(name: str, workdir: Path, *, synchronous: str = "full")
     try:
         if name == "sqlite":  # a fresh directory: no old file
             return sqlite_target(workdir / "bench.db", synchronous)
-        if name == "postgresql":
+        if t.family == "postgresql":
             await asyncio.wait_for(_prepare_postgres(t), _TIMEOUT * 2)
-        elif name == "mysql":
+        elif t.family == "mysql":
             await asyncio.wait_for(_prepare_mysql(t), _TIMEOUT * 2)
         else:
             raise ValueError(f"unknown database {name!r}")

@@ -274,6 +274,16 @@ class PgHaCluster:
                 raise RuntimeError("the standby did not become synchronous")
             time.sleep(0.1)
 
+    def create_database(self, name: str, seconds: float = 30) -> None:
+        """CREATE DATABASE on the primary, and wait until the standby has replayed it (a
+        multi-host URL lists the standby first: a host without it is an error)."""
+        self.primary.sql(f'CREATE DATABASE "{name}"')
+        deadline = time.monotonic() + seconds
+        while self.standby.sql(f"SELECT 1 FROM pg_database WHERE datname = '{name}'") != "1":
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the standby never replayed CREATE DATABASE {name}")
+            time.sleep(0.05)
+
     def running(self) -> bool:
         return all(s.adopt() and _listening(s.port) for s in (self.primary, self.standby))
 

@@ -111,8 +111,30 @@ async def _reset_postgres(target: Target) -> None:
     if target.name not in _created:
         await _pg_admin(target, f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
         await _pg_admin(target, f'CREATE DATABASE "{DB_NAME}"')
+        if target.name == "pg-ha":
+            await _replayed(PG_HA_PORTS[1], DB_NAME)
         _created.add(target.name)
     await _pg_admin(target, "DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public", DB_NAME)
+
+
+async def _replayed(standby_port: int, database: str, seconds: float = 30) -> None:
+    """Wait until the standby has replayed the creation of ``database``: the multi-host URL
+    lists it first, and a host without the database is an error, not a host to skip."""
+    import asyncpg
+
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        conn = await asyncpg.connect(
+            host="127.0.0.1", port=standby_port, user="postgres", database="postgres", timeout=5
+        )
+        try:
+            if await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database):
+                return
+        finally:
+            await conn.close()
+        if asyncio.get_running_loop().time() > deadline:
+            raise RuntimeError(f"the standby never replayed CREATE DATABASE {database}")
+        await asyncio.sleep(0.05)
 
 
 async def _mysql(target: Target, sql: str) -> None:

@@ -47,7 +47,7 @@ def pg_pair(base: Path) -> Iterator[PgHaCluster]:
     cluster = PgHaCluster(base / "pg")
     cluster.create()
     cluster.start()
-    cluster.primary.sql("CREATE DATABASE ha")
+    cluster.create_database("ha")
     yield cluster
     cluster.stop()
 

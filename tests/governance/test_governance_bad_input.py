@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from gov_helpers import custom
 
-from dataflow import ValidationError
+from dataflow import DuplicateKeyError, ValidationError
 from kaizen.governance import ApprovalRequirement, ExternalAgentApprovalManager
 from kaizen.governance.models import ApprovalLevel
 
@@ -115,3 +115,18 @@ def test_requirements_refuse_bad_approvers_and_reasons() -> None:
             ApprovalRequirement(ApprovalLevel.CUSTOM, **kwargs)  # type: ignore[arg-type]
     requirement = custom("lead-456")
     assert requirement.triggered_by({"data_classifications": [{"unhashable": 1}]}) is False
+
+
+async def test_a_request_repeated_with_its_id_is_stored_once(
+    any_manager: ExternalAgentApprovalManager,
+) -> None:
+    # After a ConnectionLostError the caller cannot know whether the request was
+    # stored: asking again with the same id is safe.
+    first = await any_manager.request_approval("agent-1", "user-1", {"n": 1}, request_id="req-1")
+    again = await any_manager.request_approval("agent-1", "user-1", {"n": 1}, request_id="req-1")
+    assert first == again == "req-1"
+    assert [e.event for e in await any_manager.get_audit_trail("req-1")] == ["requested"]
+    with pytest.raises(DuplicateKeyError):  # the same id for another request
+        await any_manager.request_approval("agent-1", "user-1", {"n": 2}, request_id="req-1")
+    with pytest.raises(ValidationError, match="request_id"):
+        await any_manager.request_approval("agent-1", "user-1", {}, request_id="")

@@ -10,12 +10,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import uuid
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from dataflow.errors import ConcurrencyError, ValidationError
+from dataflow.errors import ConcurrencyError, DuplicateKeyError, ValidationError
 from dataflow.jsonvalues import check_json
 from dataflow.retry import RetryPolicy
 from dataflow.values import utcnow
@@ -23,7 +22,6 @@ from kaizen.governance._store import ApprovalStore
 from kaizen.governance.approvers import ApproverDirectory
 from kaizen.governance.errors import (
     AlreadyDecidedError,
-    ApprovalConfigurationError,
     ApprovalNotFoundError,
     NotAuthorizedError,
 )
@@ -39,6 +37,7 @@ from kaizen.governance.models import (
     check_reason,
 )
 from kaizen.governance.notify import ControlProtocol, notify_approvers
+from kaizen.governance.routing import new_request, requirement_for, same_request
 from kaizen.governance.storage import ExternalAgentApprovalStorage
 
 __all__ = ["ExternalAgentApprovalManager"]
@@ -167,32 +166,57 @@ class ExternalAgentApprovalManager:
     # -- requests ----------------------------------------------------------
 
     async def request_approval(
-        self, external_agent_id: str, requested_by: str, metadata: dict[str, Any] | None = None
+        self,
+        external_agent_id: str,
+        requested_by: str,
+        metadata: dict[str, Any] | None = None,
+        *,
+        request_id: str | None = None,
     ) -> str:
         """Create a request routed to the agent's approvers, persist it, notify them.
 
         The deadline is ``approval_timeout_seconds`` of the agent's requirement from now.
         A failing notifier is logged; the request is stored regardless.
 
+        Args:
+            external_agent_id: The agent whose invocation needs approval.
+            requested_by: Who asks.
+            metadata: What the approvers see (a JSON object).
+            request_id: The id to store it under (default: a new UUID). Calling
+                again with the same id and the same content returns the id and
+                stores nothing more: a call that failed with
+                :class:`~dataflow.errors.ConnectionLostError` (it may or may not
+                have committed) can be repeated safely.
+
         Returns:
-            The new request's id.
+            The request's id.
 
         Raises:
             ValidationError: Empty ids, or metadata that is not a JSON object
                 (NaN included); nothing is written.
             ApprovalConfigurationError: The agent has no requirement, or its
                 level resolves to no approvers; the message says what to configure.
+            DuplicateKeyError: ``request_id`` names a different request.
         """
         check_id("external_agent_id", external_agent_id)
         check_id("requested_by", requested_by)
+        if request_id is not None:
+            check_id("request_id", request_id)
         metadata = {} if metadata is None else metadata
         if not isinstance(metadata, dict):
             raise ValidationError("metadata must be a dict")
         check_json(metadata, "metadata")  # before any work: the rules of every database
-        requirement = self._requirement_for(external_agent_id)
-        request = self._new_request(external_agent_id, requested_by, metadata, requirement)
+        requirement = requirement_for(self._requirements, external_agent_id)
+        request = new_request(
+            self.approvers, external_agent_id, requested_by, metadata, requirement, request_id
+        )
         store = self._store
-        await self.retry_policy.run(lambda: store.save(request))
+        try:
+            await self.retry_policy.run(lambda: store.save(request))
+        except DuplicateKeyError:
+            if not same_request(await store.load(request.id), request):
+                raise
+            return request.id  # stored by an earlier call that did not hear back
         logger.info(
             "approval request %s for %r created, approvers %s",
             request.id,
@@ -202,45 +226,6 @@ class ExternalAgentApprovalManager:
         if self.protocol is not None:
             await notify_approvers(self.protocol, request, self.base_url)
         return request.id
-
-    def _requirement_for(self, external_agent_id: str) -> ApprovalRequirement:
-        requirement = self._requirements.get(external_agent_id)
-        if requirement is None:
-            raise ApprovalConfigurationError(
-                f"no approval requirement is configured for external agent {external_agent_id!r}; "
-                f"add one first: manager.set_approvers({external_agent_id!r}, ['lead-456']) "
-                f"or manager.add_requirement({external_agent_id!r}, ApprovalRequirement(...))"
-            )
-        return requirement
-
-    def _new_request(
-        self,
-        agent: str,
-        requested_by: str,
-        metadata: dict[str, Any],
-        requirement: ApprovalRequirement,
-    ) -> ExternalAgentApprovalRequest:
-        level = requirement.approval_level
-        approvers = self.approvers.approvers_for(level, requested_by, requirement.custom_approvers)
-        if not approvers:
-            raise ApprovalConfigurationError(
-                f"no approvers for level {level.value!r} (request by {requested_by!r}): "
-                "configure them with manager.set_team() and manager.add_team_lead(), "
-                "manager.add_org_admin(), manager.set_owner(), or custom_approvers"
-            )
-        now = utcnow()
-        return ExternalAgentApprovalRequest(
-            id=str(uuid.uuid4()),
-            external_agent_id=agent,
-            requested_by=requested_by,
-            approvers=approvers,
-            status=_PENDING,
-            approval_reason=requirement.approval_reason
-            or "External agent invocation requires approval",
-            request_metadata=dict(metadata),
-            created_at=now,
-            deadline_at=now + timedelta(seconds=requirement.approval_timeout_seconds),
-        )
 
     # -- decisions ---------------------------------------------------------
 

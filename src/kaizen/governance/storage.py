@@ -15,6 +15,7 @@ from typing import Any
 
 from dataflow import ConcurrencyError, DataFlow, RetryPolicy
 from dataflow.values import utcnow
+from kaizen.governance._rows import content, decision_values, may_decide, timeout_event
 from kaizen.governance._schema import (
     audit_from_row,
     audit_row,
@@ -87,7 +88,7 @@ class ExternalAgentApprovalStorage:
         """
         request.validate()
         event = make_event(
-            request.id, 0, "requested", request.requested_by, utcnow(), _content(request), GENESIS
+            request.id, 0, "requested", request.requested_by, utcnow(), content(request), GENESIS
         )
         row = {"id": request.id, **request_row(request), "audit_seq": 0, "audit_head": event.hash}
         async with self.db.transaction() as tx:
@@ -114,7 +115,7 @@ class ExternalAgentApprovalStorage:
         actor = request.approved_by or "system"
         prev = await self._prev_hash(row)
         event = make_event(
-            request.id, row["audit_seq"] + 1, name, actor, utcnow(), _content(request), prev
+            request.id, row["audit_seq"] + 1, name, actor, utcnow(), content(request), prev
         )
         values = {**request_row(request), "audit_seq": event.seq, "audit_head": event.hash}
         where = {"id": request.id, "audit_seq": row["audit_seq"]}
@@ -226,14 +227,14 @@ class ExternalAgentApprovalStorage:
         check_id("actor", actor)
         check_reason(reason)
         row = await self.db.get(self._req, request_id)
-        if not _may_decide(row, from_status, actor, require_approver, before_deadline):
+        if not may_decide(row, from_status, actor, require_approver, before_deadline):
             return False
         assert row is not None
         now = utcnow()
         details = {"reason": reason} if reason is not None else {}
         seq, head = row["audit_seq"], await self._prev_hash(row)
         event = make_event(request_id, seq + 1, EVENT_NAMES[to_status], actor, now, details, head)
-        values = _decision_values(to_status, actor, reason, event)
+        values = decision_values(to_status, actor, reason, event)
         where: dict[str, Any] = {"id": request_id, "status": from_status.value, "audit_seq": seq}
         if require_approver:
             where["approvers_json"] = {"$contains": actor}
@@ -323,7 +324,7 @@ class ExternalAgentApprovalStorage:
                 return 0
             # A claimed row's seq was unchanged, so its head before the claim is the one read.
             heads = {r["id"]: r["audit_head"] for r in rows}
-            events = [_timeout_event(r, heads[r["id"]], token, now) for r in won]
+            events = [timeout_event(r, heads[r["id"]], token, now) for r in won]
             await tx.insert_many(self._aud, [audit_row(e, canonical(e.details)) for e in events])
             await tx.notify(CHANNEL, ANY)
         return len(events)
@@ -371,55 +372,3 @@ class ExternalAgentApprovalStorage:
                 yield wait
         else:
             yield backoff_waiter()
-
-
-def _may_decide(
-    row: dict[str, Any] | None,
-    from_status: ApprovalStatus,
-    actor: str,
-    require_approver: bool,
-    before_deadline: datetime | None,
-) -> bool:
-    """Whether the conditional write can match (a shortcut; the WHERE clause decides)."""
-    if row is None or row["status"] != from_status.value:
-        return False
-    if require_approver and actor not in (row["approvers_json"] or []):
-        return False
-    deadline = row["deadline_at"]
-    return before_deadline is None or deadline is None or deadline > before_deadline
-
-
-def _decision_values(
-    status: ApprovalStatus, actor: str, reason: str | None, event: AuditEvent
-) -> dict[str, Any]:
-    values: dict[str, Any] = {
-        "status": status.value,
-        "approved_at": event.occurred_at,
-        "audit_seq": event.seq,
-        "audit_head": event.hash,
-    }
-    if status in (ApprovalStatus.APPROVED, ApprovalStatus.REJECTED):
-        values["approved_by"] = actor
-    if reason is not None:
-        values["rejection_reason"] = reason
-    return values
-
-
-def _timeout_event(row: dict[str, Any], prev: str, token: str, now: datetime) -> AuditEvent:
-    details = {"deadline_at": row["deadline_at"].isoformat(), "sweep": token}
-    return make_event(row["id"], row["audit_seq"], "timed_out", "system", now, details, prev)
-
-
-def _content(request: ExternalAgentApprovalRequest) -> dict[str, Any]:
-    """What the audit trail records of a request's content."""
-    return {
-        "external_agent_id": request.external_agent_id,
-        "requested_by": request.requested_by,
-        "approvers": list(request.approvers),
-        "status": request.status.value,
-        "approval_reason": request.approval_reason,
-        "metadata": request.request_metadata,
-        "deadline_at": request.deadline_at.isoformat() if request.deadline_at else None,
-        "approved_by": request.approved_by,
-        "rejection_reason": request.rejection_reason,
-    }

@@ -1,0 +1,85 @@
+"""Routing a new request: the requirement of its agent, its approvers, its deadline."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+from dataflow.values import utcnow
+from kaizen.governance.approvers import ApproverDirectory
+from kaizen.governance.errors import ApprovalConfigurationError
+from kaizen.governance.models import (
+    ApprovalRequirement,
+    ApprovalStatus,
+    ExternalAgentApprovalRequest,
+)
+
+__all__ = ["new_request", "requirement_for", "same_request"]
+
+
+def requirement_for(
+    requirements: Mapping[str, ApprovalRequirement], external_agent_id: str
+) -> ApprovalRequirement:
+    """The requirement configured for the agent.
+
+    Raises:
+        ApprovalConfigurationError: None is; the message says how to add one.
+    """
+    requirement = requirements.get(external_agent_id)
+    if requirement is None:
+        raise ApprovalConfigurationError(
+            f"no approval requirement is configured for external agent {external_agent_id!r}; "
+            f"add one first: manager.set_approvers({external_agent_id!r}, ['lead-456']) "
+            f"or manager.add_requirement({external_agent_id!r}, ApprovalRequirement(...))"
+        )
+    return requirement
+
+
+def new_request(
+    directory: ApproverDirectory,
+    agent: str,
+    requested_by: str,
+    metadata: dict[str, Any],
+    requirement: ApprovalRequirement,
+    request_id: str | None = None,
+) -> ExternalAgentApprovalRequest:
+    """A pending request routed as ``requirement`` says, due in its timeout from now.
+
+    Raises:
+        ApprovalConfigurationError: The requirement's level resolves to no approvers.
+    """
+    level = requirement.approval_level
+    approvers = directory.approvers_for(level, requested_by, requirement.custom_approvers)
+    if not approvers:
+        raise ApprovalConfigurationError(
+            f"no approvers for level {level.value!r} (request by {requested_by!r}): "
+            "configure them with manager.set_team() and manager.add_team_lead(), "
+            "manager.add_org_admin(), manager.set_owner(), or custom_approvers"
+        )
+    now = utcnow()
+    return ExternalAgentApprovalRequest(
+        id=request_id or str(uuid.uuid4()),
+        external_agent_id=agent,
+        requested_by=requested_by,
+        approvers=approvers,
+        status=ApprovalStatus.PENDING,
+        approval_reason=requirement.approval_reason
+        or "External agent invocation requires approval",
+        request_metadata=dict(metadata),
+        created_at=now,
+        deadline_at=now + timedelta(seconds=requirement.approval_timeout_seconds),
+    )
+
+
+def same_request(
+    stored: ExternalAgentApprovalRequest | None, asked: ExternalAgentApprovalRequest
+) -> bool:
+    """Whether ``stored`` is the request ``asked`` again (a repeated call)."""
+    return stored is not None and (
+        stored.external_agent_id,
+        stored.requested_by,
+        stored.approvers,
+        stored.request_metadata,
+    ) == (asked.external_agent_id, asked.requested_by, asked.approvers, asked.request_metadata)
