@@ -23,7 +23,8 @@ import pytest
 from cluster_support import Worker, causal
 
 from dataflow import DataFlow
-from kaizen.governance import ExternalAgentApprovalStorage
+from kaizen.governance import ExternalAgentApprovalManager, ExternalAgentApprovalStorage
+from kaizen.governance import approval_manager as approval_module
 from kaizen.integrations.nexus import NexusSessionManager, SessionStorage
 from servers import GaleraCluster, PgHaCluster, missing_binaries
 
@@ -195,3 +196,31 @@ async def test_a_galera_node_killed_mid_load(galera: GaleraCluster, tmp_path: Pa
     assert all(c["ours"] for c in doomed_calls if not c["ok"])
     assert max(c["dt"] for c in doomed_calls[1:]) <= 1 + 1  # they fail fast
     assert await _missing(causal(urls[0]), session, writers) == (set(), set())
+
+
+async def test_the_notify_listener_follows_the_promoted_standby(
+    pg_pair: PgHaCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Waiters re-read only hourly here: only a NOTIFY from the new primary wakes them.
+    monkeypatch.setattr(approval_module, "_RECHECK_SECONDS", 3600.0)
+    url = pg_pair.url("ha", "connect_timeout=1&command_timeout=3")
+    async with DataFlow(url) as db, DataFlow(url) as other:
+        manager = ExternalAgentApprovalManager(storage_backend=ExternalAgentApprovalStorage(db))
+        manager.set_approvers("agent", ["lead"])
+        request_id = await manager.request_approval("agent", "user", {})
+        waiter = asyncio.create_task(manager.wait_for_approval(request_id, timeout=3600))
+        await asyncio.sleep(0.5)  # listening on the primary
+        await asyncio.to_thread(pg_pair.failover)
+        deciding = ExternalAgentApprovalManager(storage_backend=ExternalAgentApprovalStorage(other))
+        deciding.set_approvers("agent", ["lead"])
+        for _ in range(100):  # the listener re-listens on the new primary by itself
+            if (
+                pg_pair.standby.sql(
+                    "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN %'"
+                )
+                == "1"
+            ):
+                break
+            await asyncio.sleep(0.1)
+        await deciding.approve_request(request_id, "lead")
+        assert await asyncio.wait_for(waiter, 30) is True

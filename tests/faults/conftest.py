@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 from fault_load import Load
-from servers import MariaDBServer, PostgresServer, missing_binaries
 
 from dataflow import DataFlow
+from servers import MariaDBServer, PostgresServer, missing_binaries
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]

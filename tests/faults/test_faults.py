@@ -23,9 +23,9 @@ from typing import Any
 
 import pytest
 from fault_load import Load
-from servers import MariaDBServer, PostgresServer
 
 from dataflow import DataFlow, TimeoutError
+from servers import MariaDBServer, PostgresServer
 
 NETWORK = pytest.mark.parametrize("server", ["postgresql", "mysql"], indirect=True)
 #: Every limit at 1 s: a call waits for a connection, opens one, and runs statements.

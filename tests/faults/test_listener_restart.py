@@ -7,12 +7,12 @@ import time
 
 import asyncpg
 import pytest
-from servers import PostgresServer
 
 from dataflow import DataFlow
 from dataflow.dialects import pg_listen
 from kaizen.governance import ExternalAgentApprovalManager, ExternalAgentApprovalStorage
 from kaizen.governance import approval_manager as approval_module
+from servers import PostgresServer
 
 
 async def _listener_pid(server: PostgresServer, seconds: float = 30) -> int:
