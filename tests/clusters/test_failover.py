@@ -45,7 +45,8 @@ def base() -> Iterator[Path]:
 
 @pytest.fixture
 def pg_pair(base: Path) -> Iterator[PgHaCluster]:
-    cluster = PgHaCluster(base / "pg")
+    """A fresh pair for each test: a failover leaves it without a standby."""
+    cluster = PgHaCluster(Path(tempfile.mkdtemp(prefix="pg-", dir=base)))
     cluster.create()
     cluster.start()
     cluster.create_database("ha")
@@ -55,7 +56,7 @@ def pg_pair(base: Path) -> Iterator[PgHaCluster]:
 
 @pytest.fixture
 def galera(base: Path) -> Iterator[GaleraCluster]:
-    cluster = GaleraCluster(base / "galera")
+    cluster = GaleraCluster(Path(tempfile.mkdtemp(prefix="galera-", dir=base)))
     cluster.create()
     cluster.start()
     cluster.nodes[0].sql("CREATE DATABASE ha CHARACTER SET utf8mb4")
