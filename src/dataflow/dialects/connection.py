@@ -11,7 +11,7 @@ from __future__ import annotations
 import builtins
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from dataflow.errors import ConnectionLostError, DataFlowError, TimeoutError
 
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 __all__ = ["Connection", "Row", "first_line", "translate_error"]
 
 Row = Sequence[Any]
+T = TypeVar("T")
 
 
 class Connection(ABC):
@@ -29,7 +30,8 @@ class Connection(ABC):
 
     Dialects implement the ``_``-prefixed raw methods, each returning an
     awaitable (often the driver's own coroutine, which saves a frame per
-    statement). ``broken`` is set when a call failed in a way that leaves the
+    statement) that raises only when awaited: the public methods translate
+    what the awaitable raises. ``broken`` is set when a call failed in a way that leaves the
     connection's state unknown (lost, timed out, cancelled mid-statement); such
     a connection is never reused.
     """
@@ -68,60 +70,34 @@ class Connection(ABC):
         """Whether an idle connection still looks alive (no round trip)."""
         return True
 
-    async def fetch(self, sql: str, args: Sequence[Any]) -> list[Row]:
+    def fetch(self, sql: str, args: Sequence[Any]) -> Awaitable[list[Row]]:
         """Run a query and return its rows."""
-        try:
-            return await self._fetch(sql, args)
-        except BaseException as exc:
-            err = self._failed(exc)
-            if err is None:
-                raise
-            raise err from exc
+        return self._guarded(self._fetch(sql, args))
 
-    async def execute(self, sql: str, args: Sequence[Any]) -> int:
+    def execute(self, sql: str, args: Sequence[Any]) -> Awaitable[int]:
         """Run a statement and return the number of rows it matched."""
-        try:
-            return await self._execute(sql, args)
-        except BaseException as exc:
-            err = self._failed(exc)
-            if err is None:
-                raise
-            raise err from exc
+        return self._guarded(self._execute(sql, args))
 
-    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> Awaitable[None]:
         """Run one statement for many parameter rows."""
-        try:
-            await self._executemany(sql, rows)
-        except BaseException as exc:
-            err = self._failed(exc)
-            if err is None:
-                raise
-            raise err from exc
+        return self._guarded(self._executemany(sql, rows))
 
-    async def begin(self) -> None:
+    def begin(self) -> Awaitable[None]:
         """Start a transaction."""
-        try:
-            await self._begin()
-        except BaseException as exc:
-            err = self._failed(exc)
-            if err is None:
-                raise
-            raise err from exc
+        return self._guarded(self._begin())
 
-    async def commit(self) -> None:
+    def commit(self) -> Awaitable[None]:
         """Commit the transaction."""
-        try:
-            await self._commit()
-        except BaseException as exc:
-            err = self._failed(exc)
-            if err is None:
-                raise
-            raise err from exc
+        return self._guarded(self._commit())
 
-    async def rollback(self) -> None:
+    def rollback(self) -> Awaitable[None]:
         """Roll the transaction back."""
+        return self._guarded(self._rollback())
+
+    async def _guarded(self, call: Awaitable[T]) -> T:
+        """Await a raw call; whatever it raises leaves as an error of our tree."""
         try:
-            await self._rollback()
+            return await call
         except BaseException as exc:
             err = self._failed(exc)
             if err is None:
