@@ -1,7 +1,8 @@
 """The ``kaizen`` command: a thin layer over plain async functions that return data.
 
-Exit codes: 0 success, 1 other errors, 2 usage, 3 unknown id, 4 already decided,
-5 not authorized, 6 database unreachable, 7 bad input.
+Exit codes: 0 success, 1 other errors, 2 usage or configuration (a malformed token
+file, a URL naming no host...), 3 unknown id, 4 already decided, 5 not authorized, 6
+database unreachable, 7 bad input, 8 the audit trail found tampering.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"database URL (default: $KAIZEN_DATABASE_URL or {DEFAULT_DATABASE_URL})",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in ("demo", "approvals", "sessions", "maintain", "serve"):
+    for name in ("demo", "approvals", "sessions", "maintain", "serve", "tokens"):
         importlib.import_module(f"kaizen.cli.{name}").register(commands)
     return parser
 
