@@ -16,6 +16,7 @@ FLAT_AT_SCALE = (
     "approvals.list_by_status",
     "approvals.list_by_approver",
     "approvals.list_pending_for_agent",
+    "approvals.list_involving",
     "approvals.get_expired_pending_requests",
     "sessions.list_active",
     "sessions.list_by_user",

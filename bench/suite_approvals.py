@@ -207,6 +207,18 @@ class ApprovalSuite:
                 lambda i: s.list_pending_for_agent("agent-hot", limit=100),
                 weight=0.25,
             ),
+            Op(
+                "list_involving",
+                lambda i: s.list(involving="lead-hot", limit=100),
+                weight=0.25,
+                note="what a non-admin sees: made by them or routed to them, any status",
+            ),
+            Op(
+                "list_decided_by",
+                lambda i: s.list(decided_by="lead-7", limit=100),
+                weight=0.25,
+                note="the inbox's decided tab",
+            ),
             Op("count_by_status", lambda i: s.count_by_status(_PENDING), weight=0.25),
             Op(
                 "get_expired_pending_requests",

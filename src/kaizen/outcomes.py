@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from dataflow.errors import (
     ConcurrencyError,
+    ConfigurationError,
     ConnectionLostError,
     DataFlowError,
     IntegrityError,
@@ -19,7 +20,7 @@ from dataflow.errors import (
     TimeoutError,
     ValidationError,
 )
-from kaizen.governance.errors import AlreadyDecidedError, NotAuthorizedError
+from kaizen.governance.errors import AlreadyDecidedError, NotAuthorizedError, SelfDecisionError
 
 __all__ = ["OUTCOMES", "Outcome", "outcome_of", "public_message"]
 
@@ -34,6 +35,7 @@ class Outcome:
 
 
 OUTCOMES: tuple[tuple[type[BaseException], Outcome], ...] = (
+    (SelfDecisionError, Outcome(403, "own_request", 5)),
     (NotAuthorizedError, Outcome(403, "not_an_approver", 5)),
     (AlreadyDecidedError, Outcome(409, "already_decided", 4)),
     (NotFoundError, Outcome(404, "not_found", 3)),
@@ -42,6 +44,7 @@ OUTCOMES: tuple[tuple[type[BaseException], Outcome], ...] = (
     (ValidationError, Outcome(422, "invalid_request", 7)),
     (IntegrityError, Outcome(409, "conflict", 7)),
     (ConcurrencyError, Outcome(409, "conflict", 1)),
+    (ConfigurationError, Outcome(500, "configuration_error", 2)),
     (DataFlowError, Outcome(500, "internal_error", 1)),
 )
 

@@ -13,18 +13,20 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from datetime import datetime
 from typing import Any
 
 from dataflow import DataFlow
 from dataflow.errors import ValidationError
+from kaizen.access import Viewer, involving, may_see_request, may_see_session, may_see_trail
 from kaizen.governance import (
     ApprovalNotFoundError,
     ApprovalStatus,
     ExternalAgentApprovalManager,
     ExternalAgentApprovalRequest,
     ExternalAgentApprovalStorage,
+    NotAuthorizedError,
 )
 from kaizen.integrations.nexus import CrossChannelSession, NexusSessionManager, SessionStorage
 from kaizen.integrations.nexus.errors import SessionNotFoundError
@@ -32,6 +34,7 @@ from kaizen.integrations.nexus.errors import SessionNotFoundError
 __all__ = [
     "STATUSES",
     "Kaizen",
+    "Viewer",
     "approval_audit",
     "approval_dict",
     "approve",
@@ -111,6 +114,11 @@ def session_dict(session: CrossChannelSession, now: datetime | None = None) -> d
     }
 
 
+def _page_bounds(limit: int, offset: int) -> None:
+    if limit < 0 or offset < 0:
+        raise ValidationError("limit and offset must not be negative")
+
+
 def _status(value: str | None) -> ApprovalStatus | None:
     if value is None or value == "all":
         return None
@@ -135,83 +143,129 @@ async def health(k: Kaizen) -> dict[str, str]:
 async def list_approvals(
     k: Kaizen,
     *,
+    viewer: Viewer | None = None,
     status: str | None = None,
     approver: str | None = None,
     agent: str | None = None,
+    requested_by: str | None = None,
+    decided_by: str | None = None,
     limit: int = 100,
     offset: int = 0,
-) -> list[dict[str, Any]]:
-    """Approval requests, newest first.
+) -> dict[str, Any]:
+    """One page of approval requests, newest first, in one query.
 
     Args:
         k: The services.
+        viewer: Who reads (None: the operator, who sees everything); a
+            non-admin sees only requests they made or are an approver of.
         status: ``pending``, ``approved``, ``rejected``, ``timeout`` or ``all``
             (None: all).
         approver: Only requests this user may decide.
-        agent: Only pending requests for this external agent.
+        agent: Only requests for this external agent.
+        requested_by: Only requests this user made.
+        decided_by: Only requests this user approved or rejected.
         limit: At most this many.
         offset: Skip this many first.
+
+    Returns:
+        ``{"items": [...], "next_offset": int | None}``; ``next_offset`` is
+        where the next page starts, None on the last page.
     """
-    wanted = _status(status)
-    if limit < 0 or offset < 0:
-        raise ValidationError("limit and offset must not be negative")
-    window = limit + offset
-    store = k.approval_storage
-    if approver is not None:
-        found = await store.list_by_approver(approver, wanted, limit=window)
-        if agent is not None:
-            found = [r for r in found if r.external_agent_id == agent]
-    elif agent is not None:
-        if wanted not in (None, ApprovalStatus.PENDING):
-            raise ValidationError("agent filters list pending requests only")
-        found = await store.list_pending_for_agent(agent, limit=window)
-    elif wanted is not None:
-        found = await store.list_by_status(wanted, limit=limit, offset=offset)
-        return [approval_dict(r) for r in found]
-    else:
-        found = []
-        for each in ApprovalStatus:
-            found += await store.list_by_status(each, limit=window)
-        found.sort(key=lambda r: (r.created_at, r.id), reverse=True)
-    return [approval_dict(r) for r in found[offset:window]]
+    _page_bounds(limit, offset)
+    found = await k.approvals.list_requests(
+        status=_status(status),
+        approver=approver,
+        agent=agent,
+        requested_by=requested_by,
+        involving=involving(viewer),
+        decided_by=decided_by,
+        limit=limit + 1,
+        offset=offset,
+    )
+    more = len(found) > limit
+    return {
+        "items": [approval_dict(r) for r in found[:limit]],
+        "next_offset": offset + limit if more else None,
+    }
 
 
-async def get_approval(k: Kaizen, request_id: str) -> dict[str, Any]:
+async def _visible(
+    k: Kaizen, request_id: str, viewer: Viewer | None
+) -> ExternalAgentApprovalRequest:
+    request = await k.approvals.get_request(request_id)
+    if request is None or not may_see_request(viewer, request):
+        raise ApprovalNotFoundError(request_id)
+    return request
+
+
+async def get_approval(k: Kaizen, request_id: str, viewer: Viewer | None = None) -> dict[str, Any]:
     """One request.
 
     Raises:
-        ApprovalNotFoundError: No request has this id.
+        ApprovalNotFoundError: No request has this id, or ``viewer`` may not see it.
     """
-    request = await k.approvals.get_request(request_id)
-    if request is None:
-        raise ApprovalNotFoundError(request_id)
-    return approval_dict(request)
+    return approval_dict(await _visible(k, request_id, viewer))
 
 
-async def approve(k: Kaizen, request_id: str, approver_id: str) -> dict[str, Any]:
+async def _decided(
+    k: Kaizen, decision: Awaitable[None], request_id: str, viewer: Viewer | None
+) -> dict[str, Any]:
+    try:
+        await decision
+    except NotAuthorizedError:
+        if viewer is not None:  # a user who may not even see the request learns nothing
+            await _visible(k, request_id, viewer)
+        raise
+    return await get_approval(k, request_id)
+
+
+async def approve(
+    k: Kaizen, request_id: str, approver_id: str, *, viewer: Viewer | None = None
+) -> dict[str, Any]:
     """Approve a request as ``approver_id``; return it as stored.
 
+    Args:
+        k: The services.
+        request_id: The request.
+        approver_id: Who approves.
+        viewer: The approver as a reader (the HTTP API): a request they may
+            not see is reported as not found rather than as not theirs to decide.
+
     Raises:
-        ApprovalNotFoundError, NotAuthorizedError, AlreadyDecidedError: As the manager does.
+        ApprovalNotFoundError: Unknown id (or one ``viewer`` may not see).
+        NotAuthorizedError, SelfDecisionError, AlreadyDecidedError: As the manager does.
     """
-    await k.approvals.approve_request(request_id, approver_id)
-    return await get_approval(k, request_id)
+    decision = k.approvals.approve_request(request_id, approver_id)
+    return await _decided(k, decision, request_id, viewer)
 
 
-async def reject(k: Kaizen, request_id: str, approver_id: str, reason: str) -> dict[str, Any]:
-    """Reject a request as ``approver_id`` with ``reason``; return it as stored."""
-    await k.approvals.reject_request(request_id, approver_id, reason)
-    return await get_approval(k, request_id)
+async def reject(
+    k: Kaizen,
+    request_id: str,
+    approver_id: str,
+    reason: str,
+    *,
+    viewer: Viewer | None = None,
+) -> dict[str, Any]:
+    """Reject a request as ``approver_id`` with ``reason``; return it as stored (see
+    :func:`approve`)."""
+    decision = k.approvals.reject_request(request_id, approver_id, reason)
+    return await _decided(k, decision, request_id, viewer)
 
 
-async def approval_audit(k: Kaizen, request_id: str) -> list[dict[str, Any]]:
+async def approval_audit(
+    k: Kaizen, request_id: str, viewer: Viewer | None = None
+) -> list[dict[str, Any]]:
     """The audit events of one request, oldest first (also after the request was deleted).
 
     Raises:
-        ApprovalNotFoundError: Neither the request nor any event of it exists.
+        ApprovalNotFoundError: Neither the request nor any event of it exists,
+            or ``viewer`` may not see them.
     """
     events = await k.approvals.get_audit_trail(request_id)
-    if not events and await k.approvals.get_request(request_id) is None:
+    if not events:
+        await _visible(k, request_id, viewer)
+    elif not may_see_trail(viewer, events):
         raise ApprovalNotFoundError(request_id)
     return [dataclasses.asdict(e) for e in events]
 
@@ -235,14 +289,22 @@ async def verify_audit(k: Kaizen) -> dict[str, Any]:
 async def list_sessions(
     k: Kaizen,
     *,
+    viewer: Viewer | None = None,
     user: str | None = None,
     include_expired: bool = False,
     limit: int = 100,
     offset: int = 0,
 ) -> list[dict[str, Any]]:
-    """Sessions, most recently accessed first (expired ones too with ``include_expired``)."""
-    if limit < 0 or offset < 0:
-        raise ValidationError("limit and offset must not be negative")
+    """Sessions, most recently accessed first (expired ones too with ``include_expired``).
+
+    A non-admin ``viewer`` sees only their own sessions (another ``user``: none).
+    """
+    _page_bounds(limit, offset)
+    own = involving(viewer)
+    if own is not None:
+        if user not in (None, own):
+            return []
+        user = own
     store = k.session_storage
     if user is not None:
         found = await store.list_by_user(user, include_expired, limit, offset=offset)
@@ -251,14 +313,14 @@ async def list_sessions(
     return [session_dict(s) for s in found]
 
 
-async def get_session(k: Kaizen, session_id: str) -> dict[str, Any]:
+async def get_session(k: Kaizen, session_id: str, viewer: Viewer | None = None) -> dict[str, Any]:
     """One session, expired or not (until cleanup deletes it).
 
     Raises:
-        SessionNotFoundError: No session has this id.
+        SessionNotFoundError: No session has this id, or ``viewer`` may not see it.
     """
     session = await k.session_storage.load(session_id, include_expired=True)
-    if session is None:
+    if session is None or not may_see_session(viewer, session):
         raise SessionNotFoundError(f"no session {session_id!r}")
     return session_dict(session)
 

@@ -7,17 +7,28 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kaizen import service
-from kaizen.api import hash_token
+from kaizen.api import TokenStore, hash_token
+from kaizen.api.auth import tokens_from_env
 from kaizen.governance.models import ApprovalStatus, ExternalAgentApprovalRequest
 from kaizen.service import Kaizen
 
-#: user id -> bearer token of the test users.
+#: user id -> bearer token of the test users (role "user"): two approvers, the
+#: requester of the seeded requests, and a stranger involved in nothing.
 TOKENS = {
     "lead-456": "tok-lead-7f3a9c",
     "admin-1": "tok-admin-51d0e2",
+    "user-123": "tok-requester-9b1e44",
     "outsider": "tok-outsider-c0ffee",
 }
 HASHED = {hash_token(token): user for user, token in TOKENS.items()}
+#: The admin user (role "admin": reads everything) and its token.
+ADMIN, ADMIN_TOKEN = "root", "tok-root-4d2c77"
+TOKENS[ADMIN] = ADMIN_TOKEN
+
+
+def token_store() -> TokenStore:
+    """The tokens of every test user, the admin's with its role."""
+    return TokenStore.merged([TokenStore(HASHED), tokens_from_env(f"{ADMIN}:admin={ADMIN_TOKEN}")])
 
 
 def auth(user: str) -> dict[str, str]:

@@ -1,6 +1,7 @@
-"""A minimal Chrome DevTools Protocol client: launch headless Chromium and drive one page.
+"""A minimal Chrome DevTools Protocol client: launch headless Chromium and drive its tabs.
 
-Only what the inbox test needs: evaluate JavaScript, type text, press keys, wait for a condition.
+Only what the inbox test needs: open a fresh tab, evaluate JavaScript, type text, press keys,
+click an element with the mouse, wait for a condition.
 """
 
 from __future__ import annotations
@@ -21,7 +22,24 @@ _KEYS = {
     "Enter": {"code": "Enter", "windowsVirtualKeyCode": 13, "text": "\r"},
     "Escape": {"code": "Escape", "windowsVirtualKeyCode": 27},
     "Tab": {"code": "Tab", "windowsVirtualKeyCode": 9},
+    "Home": {"code": "Home", "windowsVirtualKeyCode": 36},
+    "End": {"code": "End", "windowsVirtualKeyCode": 35},
+    "ArrowLeft": {"code": "ArrowLeft", "windowsVirtualKeyCode": 37},
+    "ArrowRight": {"code": "ArrowRight", "windowsVirtualKeyCode": 39},
 }
+
+
+# The middle of an element in the viewport, if a click there would reach it; else why not.
+_POINT = """(() => {
+  const el = document.querySelector(%s);
+  if (!el) return "no such element";
+  el.scrollIntoView({block: "center"});
+  const box = el.getBoundingClientRect();
+  if (!box.width || !box.height) return "it is not displayed";
+  const x = box.left + box.width / 2, y = box.top + box.height / 2;
+  const hit = document.elementFromPoint(x, y);
+  return hit && el.contains(hit) ? [x, y] : "another element covers it";
+})()"""
 
 
 class BrowserError(AssertionError):
@@ -76,8 +94,21 @@ class Page:
         """Type ``text`` into the focused element, as a keyboard would."""
         self.send("Input.insertText", text=text)
 
+    def click(self, selector: str) -> None:
+        """Click the element ``selector`` matches with the mouse, as a person would.
+
+        Raises:
+            BrowserError: Nothing matches, it is not displayed, or another element covers it.
+        """
+        where = self.evaluate(_POINT % json.dumps(selector))
+        if not isinstance(where, list):
+            raise BrowserError(f"cannot click {selector}: {where}")
+        x, y = where
+        for kind in ("mousePressed", "mouseReleased"):
+            self.send("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1)
+
     def press(self, key: str) -> None:
-        """Press and release ``key`` (``Enter``, ``Escape`` or ``Tab``) on the focused element."""
+        """Press and release ``key`` (a name in ``_KEYS``) on the focused element."""
         info = _KEYS[key]
         down = "keyDown" if "text" in info else "rawKeyDown"
         self.send("Input.dispatchKeyEvent", type=down, key=key, **info)
@@ -97,29 +128,47 @@ def _debugger_port(profile: Path, proc: subprocess.Popen[bytes], timeout: float 
     raise BrowserError("chromium did not open its DevTools port")
 
 
-def _page_socket(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as response:
-        targets = json.load(response)
-    for target in targets:
-        if target.get("type") == "page":
-            return str(target["webSocketDebuggerUrl"])
-    raise BrowserError("chromium has no page target")
+class Browser:
+    """A running Chromium, reached over its DevTools HTTP endpoint on loopback."""
+
+    def __init__(self, port: int) -> None:
+        self._base = f"http://127.0.0.1:{port}"
+
+    def _http(self, path: str, method: str = "GET") -> bytes:
+        request = urllib.request.Request(f"{self._base}{path}", method=method)
+        with urllib.request.urlopen(request, timeout=10) as response:
+            body: bytes = response.read()
+            return body
+
+    @contextlib.contextmanager
+    def _attach(self, socket_url: str) -> Iterator[Page]:
+        with connect(socket_url, max_size=None, open_timeout=30) as ws:
+            page = Page(ws)
+            page.send("Page.enable")
+            yield page
+
+    @contextlib.contextmanager
+    def new_tab(self) -> Iterator[Page]:
+        """A new tab (its own session storage: nobody is signed in there), closed afterwards."""
+        target = json.loads(self._http("/json/new?about:blank", method="PUT"))
+        try:
+            with self._attach(str(target["webSocketDebuggerUrl"])) as page:
+                yield page
+        finally:
+            with contextlib.suppress(OSError):  # the browser may be gone already
+                self._http(f"/json/close/{target['id']}")
 
 
 @contextlib.contextmanager
-def chromium(executable: str, profile: Path, log: Path) -> Iterator[Page]:
-    """Run headless Chromium on a fresh profile and yield its first page."""
+def browser(executable: str, profile: Path, log: Path) -> Iterator[Browser]:
+    """Run headless Chromium on a fresh profile; yield it to open tabs in."""
     profile.mkdir(parents=True, exist_ok=True)
     (profile / "DevToolsActivePort").unlink(missing_ok=True)  # a stale port from an earlier run
     args = [executable, *FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0"]
     with log.open("wb") as out:
         proc = subprocess.Popen([*args, "about:blank"], stdout=out, stderr=subprocess.STDOUT)
     try:
-        port = _debugger_port(profile, proc)
-        with connect(_page_socket(port), max_size=None, open_timeout=30) as ws:
-            page = Page(ws)
-            page.send("Page.enable")
-            yield page
+        yield Browser(_debugger_port(profile, proc))
     finally:
         proc.terminate()
         try:

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from api_support import HASHED
+from api_support import token_store
 
 from kaizen.api import create_app
 from kaizen.service import Kaizen
@@ -22,7 +22,7 @@ async def kaizen(db_url: str) -> AsyncIterator[Kaizen]:
 @pytest.fixture
 async def client(kaizen: Kaizen) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client calling the app in-process (same event loop as ``kaizen``)."""
-    app = create_app(kaizen, tokens=HASHED, base_url="https://kaizen.example.com/")
+    app = create_app(kaizen, tokens=token_store(), base_url="https://kaizen.example.com/")
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
         yield http

@@ -11,6 +11,7 @@ import pytest
 from api_support import HASHED, auth, seed
 from starlette.routing import Route
 
+from dataflow.errors import ConfigurationError
 from kaizen import service
 from kaizen.api import TokenConfigError, TokenStore, create_app
 from kaizen.service import Kaizen
@@ -24,7 +25,7 @@ async def broken() -> AsyncIterator[httpx.AsyncClient]:
     async with Kaizen.open(UNREACHABLE) as kaizen:
         app = create_app(kaizen, tokens=TokenStore(HASHED))
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
             yield http
 
 
@@ -33,7 +34,7 @@ async def test_app_opens_and_closes_its_database_from_a_url(tmp_path: Path) -> N
     transport = httpx.ASGITransport(app=app)
     async with (
         app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=transport, base_url="http://t") as client,
+        httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client,
     ):
         assert (await client.get("/healthz")).status_code == 200
         response = await client.get("/api/approvals", headers=auth("lead-456"))
@@ -91,7 +92,9 @@ async def test_openapi_documents_every_api_route(client: httpx.AsyncClient) -> N
         assert ref.removeprefix("#/components/schemas/") in schemas
 
 
-async def test_notifier_links_point_at_this_api(client: httpx.AsyncClient, kaizen: Kaizen) -> None:
+async def test_notifier_links_open_the_inbox_and_change_nothing(
+    client: httpx.AsyncClient, kaizen: Kaizen
+) -> None:
     sent: list[dict[str, Any]] = []
 
     class Recorder:
@@ -103,12 +106,28 @@ async def test_notifier_links_point_at_this_api(client: httpx.AsyncClient, kaize
     manager.base_url = "https://kaizen.example.com"
     manager.set_approvers("copilot-001", ["lead-456"])
     request_id = await manager.request_approval("copilot-001", "user-123", {"cost": 15.0})
-    approve_url = sent[0]["approve_url"]
-    assert approve_url.startswith("https://kaizen.example.com/api/approvals/")
-    path = approve_url.removeprefix("https://kaizen.example.com")
-    response = await client.post(path, headers=auth("lead-456"))
+    page = f"https://kaizen.example.com/approvals/{request_id}"
+    assert sent[0]["url"] == page
+    assert sent[0]["approve_url"] == f"{page}?action=approve"
+    assert sent[0]["reject_url"] == f"{page}?action=reject"
+    for url in (sent[0]["approve_url"], sent[0]["reject_url"]):
+        # Clicked in an e-mail: a GET without a token, which opens the inbox page.
+        response = await client.get(url.removeprefix("https://kaizen.example.com"))
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/html")
+        assert "/static/inbox.js" in response.text
+    assert (await service.get_approval(kaizen, request_id))["status"] == "pending"
+    listed = await client.get(f"/api/approvals/{request_id}", headers=auth("lead-456"))
+    links = listed.json()["links"]
+    assert links["approve_page"] == sent[0]["approve_url"]
+    assert links["reject_page"] == sent[0]["reject_url"]
+    # Deciding is an authenticated POST to the API.
+    response = await client.post(links["approve"].removeprefix("https://kaizen.example.com"))
+    assert response.status_code == 401
+    response = await client.post(
+        links["approve"].removeprefix("https://kaizen.example.com"), headers=auth("lead-456")
+    )
     assert response.status_code == 200, response.text
-    assert response.json()["links"]["approve"] == approve_url
     stored = await service.get_approval(kaizen, request_id)
     assert stored["status"] == "approved" and stored["approved_by"] == "lead-456"
 
@@ -136,9 +155,49 @@ async def test_unexpected_errors_are_json_500(
     monkeypatch.setattr(service, "get_approval", fail)
     app = create_app(kaizen, tokens=HASHED)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
         response = await http.get(f"/api/approvals/{request_id}", headers=auth("lead-456"))
     assert response.status_code == 500
     assert response.json() == {
         "error": {"code": "internal_error", "message": "internal server error"}
     }
+
+
+async def _get(app: Any, host: str, path: str, user: str = "lead-456") -> httpx.Response:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as http:
+        return await http.get(path, headers={**auth(user), "Host": host})
+
+
+async def test_links_are_never_built_from_an_untrusted_host(kaizen: Kaizen) -> None:
+    request_id = await seed(kaizen)
+    path = f"/api/approvals/{request_id}"
+    app = create_app(kaizen, tokens=HASHED)  # no base URL: the loopback names only
+    for host in ("evil.example", "evil.example:8000", "127.0.0.1.evil.example", ""):
+        response = await _get(app, host, path)
+        assert response.status_code == 400, host
+        assert response.json()["error"]["code"] == "untrusted_host"
+        assert "evil" not in response.text
+    for host in ("127.0.0.1:8000", "localhost:8000", "[::1]:8000", "LOCALHOST"):
+        response = await _get(app, host, path)
+        assert response.status_code == 200, host
+        root = f"http://{host}/approvals/"
+        assert response.json()["links"]["page"].startswith(root)
+    # Allowed hosts as configured; a subdomain pattern does not match its parent.
+    app = create_app(kaizen, tokens=HASHED, allowed_hosts=["kaizen.example.com", "*.corp.test"])
+    assert (await _get(app, "kaizen.example.com", path)).status_code == 200
+    assert (await _get(app, "inbox.corp.test", path)).status_code == 200
+    assert (await _get(app, "corp.test", path)).status_code == 400
+    assert (await _get(app, "127.0.0.1", path)).status_code == 400
+    # With a public URL the links come from it, whatever the Host says.
+    app = create_app(kaizen, tokens=HASHED, base_url="https://kaizen.example.com")
+    response = await _get(app, "evil.example", path)
+    assert response.json()["links"]["page"] == f"https://kaizen.example.com/approvals/{request_id}"
+
+
+@pytest.mark.parametrize(
+    "hosts", ["kaizen.example.com", ["http://x.example"], ["a b"], [""], [42], ["x/y"]]
+)
+async def test_bad_allowed_hosts_are_refused(kaizen: Kaizen, hosts: Any) -> None:
+    with pytest.raises(ConfigurationError, match="allowed"):
+        create_app(kaizen, tokens=HASHED, allowed_hosts=hosts)

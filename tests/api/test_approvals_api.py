@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
-from api_support import auth, seed, snapshot, status_of
+from api_support import ADMIN, auth, seed, snapshot, status_of
 
 from kaizen import service
 from kaizen.service import Kaizen
@@ -70,12 +70,14 @@ async def test_401_comes_before_404(client: httpx.AsyncClient) -> None:
 async def test_me_names_the_token_user(client: httpx.AsyncClient) -> None:
     response = await client.get("/api/me", headers=auth("admin-1"))
     assert response.status_code == 200
-    assert response.json() == {"user": "admin-1"}
+    assert response.json() == {"user": "admin-1", "role": "user"}
+    response = await client.get("/api/me", headers=auth(ADMIN))
+    assert response.json() == {"user": ADMIN, "role": "admin"}
 
 
 async def test_get_one_request(client: httpx.AsyncClient, kaizen: Kaizen) -> None:
     request_id = await seed(kaizen, metadata={"cost": 15.0, "environment": "production"})
-    response = await client.get(f"/api/approvals/{request_id}", headers=auth("outsider"))
+    response = await client.get(f"/api/approvals/{request_id}", headers=auth("lead-456"))
     assert response.status_code == 200
     data = response.json()
     assert data["id"] == request_id
@@ -86,6 +88,9 @@ async def test_get_one_request(client: httpx.AsyncClient, kaizen: Kaizen) -> Non
     root = f"https://kaizen.example.com/api/approvals/{request_id}"
     assert data["links"]["approve"] == f"{root}/approve"
     assert data["links"]["reject"] == f"{root}/reject"
+    page = f"https://kaizen.example.com/approvals/{request_id}"
+    assert data["links"]["page"] == page
+    assert data["links"]["approve_page"] == f"{page}?action=approve"
 
 
 async def test_list_filters_and_pages(client: httpx.AsyncClient, kaizen: Kaizen) -> None:
@@ -95,7 +100,7 @@ async def test_list_filters_and_pages(client: httpx.AsyncClient, kaizen: Kaizen)
     await service.approve(kaizen, c, "admin-1")
 
     async def ids(query: str) -> set[str]:
-        response = await client.get(f"/api/approvals?{query}", headers=auth("lead-456"))
+        response = await client.get(f"/api/approvals?{query}", headers=auth(ADMIN))
         assert response.status_code == 200, response.text
         return {item["id"] for item in response.json()["items"]}
 
@@ -104,11 +109,22 @@ async def test_list_filters_and_pages(client: httpx.AsyncClient, kaizen: Kaizen)
     assert await ids("status=pending&approver=admin-1") == {b}
     assert await ids("approver=lead-456") == {a, c}
     assert await ids("status=pending&agent=agent-a") == {a}
+    assert await ids("agent=agent-a") == {a, c}
+    assert await ids("agent=agent-a&status=approved") == {c}
+    assert await ids("decided_by=admin-1") == {c}
+    assert await ids("decided_by=lead-456") == set()
+    assert await ids("requested_by=user-123") == {a, b, c}
+    assert await ids("requested_by=someone-else") == set()
     first = await ids("status=pending&limit=1")
     second = await ids("status=pending&limit=1&offset=1")
     assert len(first) == len(second) == 1 and first | second == {a, b}
-    response = await client.get("/api/approvals?limit=2&offset=3", headers=auth("lead-456"))
+    response = await client.get("/api/approvals?limit=2&offset=3", headers=auth(ADMIN))
     assert response.json()["limit"] == 2 and response.json()["offset"] == 3
+    assert response.json()["items"] == [] and response.json()["next_offset"] is None
+    pages = [(await client.get(f"/api/approvals?limit=2&offset={o}", headers=auth(ADMIN))).json()
+             for o in (0, 2)]  # fmt: skip
+    assert [p["next_offset"] for p in pages] == [2, None]
+    assert {i["id"] for p in pages for i in p["items"]} == {a, b, c}
 
 
 @pytest.mark.parametrize(
@@ -124,7 +140,8 @@ async def test_list_filters_and_pages(client: httpx.AsyncClient, kaizen: Kaizen)
         "agent=%20",
         "stauts=pending",
         "status=pending&status=approved",
-        "agent=agent-a&status=approved",
+        "decided_by=",
+        "requested_by=%20",
     ],
 )
 async def test_422_for_bad_list_params(client: httpx.AsyncClient, query: str) -> None:
@@ -144,7 +161,7 @@ async def test_404_for_unknown_ids(client: httpx.AsyncClient, kaizen: Kaizen) ->
     )
     assert_error(response, 404)
     assert await snapshot(kaizen, other) == before
-    assert await service.list_approvals(kaizen, status="approved") == []
+    assert (await service.list_approvals(kaizen, status="approved"))["items"] == []
 
 
 async def test_ids_with_slashes_and_spaces(client: httpx.AsyncClient, kaizen: Kaizen) -> None:
@@ -200,18 +217,70 @@ async def test_reject_records_user_and_reason(client: httpx.AsyncClient, kaizen:
     assert (last["event"], last["actor"]) == ("rejected", "lead-456")
 
 
-async def test_403_for_a_user_who_is_not_an_approver(
+async def test_403_for_a_user_who_sees_the_request_but_may_not_decide(
     client: httpx.AsyncClient, kaizen: Kaizen
 ) -> None:
-    request_id = await seed(kaizen)
+    # The requester is among the approvers: separation of duties still refuses.
+    request_id = await seed(kaizen, approvers=["lead-456", "user-123"])
     before = await snapshot(kaizen, request_id)
-    user = auth("outsider")
+    user = auth("user-123")
     response = await client.post(f"/api/approvals/{request_id}/approve", headers=user)
-    assert_error(response, 403, "not_an_approver")
+    assert_error(response, 403, "own_request")
     response = await client.post(
         f"/api/approvals/{request_id}/reject", json={"reason": "no"}, headers=user
     )
-    assert_error(response, 403)
+    assert_error(response, 403, "own_request")
+    # An admin reads everything but decides only where they are an approver.
+    response = await client.post(f"/api/approvals/{request_id}/approve", headers=auth(ADMIN))
+    assert_error(response, 403, "not_an_approver")
+    assert await snapshot(kaizen, request_id) == before
+
+
+async def test_approvers_and_requesters_see_theirs_and_admins_all(
+    client: httpx.AsyncClient, kaizen: Kaizen
+) -> None:
+    mine = await seed(kaizen, requested_by="user-123", approvers=["lead-456"])
+    routed = await seed(kaizen, requested_by="someone", approvers=["admin-1", "lead-456"])
+    other = await seed(kaizen, requested_by="someone", approvers=["admin-1"])
+
+    async def listed(user: str, query: str = "") -> list[str]:
+        response = await client.get(f"/api/approvals{query}", headers=auth(user))
+        assert response.status_code == 200, response.text
+        return [item["id"] for item in response.json()["items"]]
+
+    assert await listed("user-123") == [mine]
+    assert await listed("lead-456") == [routed, mine]
+    assert await listed("admin-1") == [other, routed]
+    assert await listed(ADMIN) == [other, routed, mine]
+    assert await listed("lead-456", "?approver=admin-1") == [routed]
+    assert await listed("lead-456", "?requested_by=user-123") == [mine]
+    assert await listed("user-123", "?approver=lead-456") == [mine]
+    for user, visible in (("user-123", {mine}), ("lead-456", {mine, routed}), (ADMIN, {other})):
+        for request_id in (mine, routed, other):
+            for path in (f"/api/approvals/{request_id}", f"/api/approvals/{request_id}/audit"):
+                response = await client.get(path, headers=auth(user))
+                expected = 200 if request_id in visible or user == ADMIN else 404
+                assert response.status_code == expected, (user, path)
+
+
+async def test_a_stranger_learns_nothing(client: httpx.AsyncClient, kaizen: Kaizen) -> None:
+    request_id = await seed(kaizen)
+    await kaizen.sessions.create_session_async(user_id="user-123")
+    before = await snapshot(kaizen, request_id)
+    user = auth("outsider")
+    for method, path, body in ENDPOINTS[:4]:
+        response = await client.request(method, path.format(id=request_id), json=body, headers=user)
+        missing = await client.request(method, path.format(id="req-nope"), json=body, headers=user)
+        assert_error(response, 404, "not_found")
+        assert response.json()["error"]["message"].replace(request_id, "X") == missing.json()[
+            "error"
+        ]["message"].replace("req-nope", "X")
+    for query in ("", "?status=pending", "?approver=lead-456", "?requested_by=user-123"):
+        response = await client.get(f"/api/approvals{query}", headers=user)
+        assert response.status_code == 200 and response.json()["items"] == []
+    for query in ("", "?user=user-123"):
+        response = await client.get(f"/api/sessions{query}", headers=user)
+        assert response.status_code == 200 and response.json()["items"] == []
     assert await snapshot(kaizen, request_id) == before
 
 
@@ -299,24 +368,35 @@ async def test_422_for_query_params_on_decisions(client: httpx.AsyncClient, kaiz
 # -- sessions ------------------------------------------------------------------
 
 
-async def test_sessions_are_readable(client: httpx.AsyncClient, kaizen: Kaizen) -> None:
+async def test_sessions_are_readable_by_their_user_and_admins(
+    client: httpx.AsyncClient, kaizen: Kaizen
+) -> None:
     mine = await kaizen.sessions.create_session_async(user_id="user-123")
     await kaizen.sessions.update_session_state_async(mine.session_id, {"k": 1}, "api")
-    await kaizen.sessions.create_session_async(user_id="user-999")
-    response = await client.get("/api/sessions?user=user-123", headers=auth("lead-456"))
+    theirs = await kaizen.sessions.create_session_async(user_id="lead-456")
+    response = await client.get("/api/sessions?user=user-123", headers=auth("user-123"))
     assert response.status_code == 200, response.text
     items = response.json()["items"]
     assert [s["session_id"] for s in items] == [mine.session_id]
     assert items[0]["state"] == {"k": 1}
-    response = await client.get("/api/sessions", headers=auth("lead-456"))
+    response = await client.get("/api/sessions", headers=auth("user-123"))
+    assert [s["session_id"] for s in response.json()["items"]] == [mine.session_id]
+    response = await client.get("/api/sessions?user=lead-456", headers=auth("user-123"))
+    assert response.json()["items"] == []
+    response = await client.get("/api/sessions", headers=auth(ADMIN))
     assert len(response.json()["items"]) == 2
     for flag in ("true", "1", "false", "0"):
         response = await client.get(
-            f"/api/sessions?user=user-123&include_expired={flag}", headers=auth("lead-456")
+            f"/api/sessions?user=user-123&include_expired={flag}", headers=auth(ADMIN)
         )
         assert len(response.json()["items"]) == 1
-    one = await client.get(f"/api/sessions/{mine.session_id}", headers=auth("lead-456"))
+    one = await client.get(f"/api/sessions/{mine.session_id}", headers=auth("user-123"))
     assert one.status_code == 200 and one.json()["user_id"] == "user-123"
+    assert_error(
+        await client.get(f"/api/sessions/{theirs.session_id}", headers=auth("user-123")), 404
+    )
+    one = await client.get(f"/api/sessions/{theirs.session_id}", headers=auth(ADMIN))
+    assert one.status_code == 200 and one.json()["user_id"] == "lead-456"
 
 
 async def test_sessions_errors(client: httpx.AsyncClient) -> None:

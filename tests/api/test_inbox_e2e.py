@@ -1,8 +1,11 @@
 """End to end: ``kaizen serve`` in a subprocess, the inbox driven in headless Chromium.
 
-An approver signs in with a token, approves one request and rejects another with
-the keyboard, and sees a request decided by another process leave the list
-without a reload. The database and the audit trail must then agree.
+An approver signs in with a token, approves one request (through its confirm step) and
+rejects another with the keyboard, sees a request decided by another process leave the
+list without a reload, and finds their decisions under the "Decided" tab. The links sent
+to approvers open the page of one request: signing in there changes nothing, only the
+confirm button decides; the requester is refused and a stranger learns nothing. The
+database and the audit trail must agree with what the page showed.
 """
 
 from __future__ import annotations
@@ -17,20 +20,28 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from api_support import HASHED, TOKENS, status_of
-from cdp import Page, chromium
+from api_support import TOKENS, status_of
+from cdp import Browser, Page, browser
 
 from kaizen import service
+from kaizen.api import hash_token
 from kaizen.service import Kaizen
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 REASON = "Not during the freeze, sorry"
+REQUESTER = "user-123"
+#: The API tests' users, with the requester, who signs in here too.
+USERS = {REQUESTER: "tok-requester-5e1f", **TOKENS}
+#: An id a link must carry intact: "/", "%", spaces, "?", "#" and non-ASCII letters.
+ODD_ID = "ops/deploy 100% sûr? #1 ✓"
+OWN_REQUEST = "You made this request; someone else must decide it."
 
 
 @pytest.fixture
@@ -43,6 +54,13 @@ def chromium_path() -> str:
             pytest.fail(message)
         pytest.skip(message)
     return found
+
+
+@pytest.fixture
+def chrome(chromium_path: str, tmp_path: Path) -> Iterator[Browser]:
+    """Headless Chromium on a fresh profile, to open tabs in."""
+    with browser(chromium_path, tmp_path / "profile", tmp_path / "chromium.log") as running:
+        yield running
 
 
 def _free_port() -> int:
@@ -78,7 +96,7 @@ def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
 def server(db_url: str, tmp_path: Path) -> Iterator[str]:
     """``kaizen serve`` on a free port against the test database; yields its URL."""
     tokens = tmp_path / "tokens.json"
-    tokens.write_text(json.dumps(HASHED))
+    tokens.write_text(json.dumps({hash_token(token): user for user, token in USERS.items()}))
     port = _free_port()
     log = tmp_path / "serve.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("KAIZEN_API_TOKENS")}
@@ -97,9 +115,10 @@ def server(db_url: str, tmp_path: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-    # The server must never write a token to its log.
     text = log.read_text(errors="replace")
-    assert not any(token in text for token in TOKENS.values())
+    print(f"kaizen serve log:\n{text[-5000:]}")  # pytest shows it when the test failed
+    # The server must never write a token to its log.
+    assert not any(token in text for token in USERS.values())
 
 
 def _run(db_url: str, work: Any) -> Any:
@@ -127,50 +146,173 @@ def _seed(db_url: str) -> dict[str, str]:
     return result
 
 
+def _seed_linked(db_url: str) -> dict[str, str]:
+    """Requests whose links the tests open: one with an awkward id, one of the requester's
+    own (routed to them too, which separation of duties must still refuse)."""
+
+    async def work(kaizen: Kaizen) -> dict[str, str]:
+        manager = kaizen.approvals
+        manager.set_approvers("copilot-deploy", ["lead-456", "admin-1"], reason="prod deploy")
+        manager.set_approvers("copilot-self", ["lead-456", REQUESTER])
+        meta = {"environment": "production"}
+        return {
+            "odd": await manager.request_approval(
+                "copilot-deploy", REQUESTER, meta, request_id=ODD_ID
+            ),
+            "plain": await manager.request_approval("copilot-deploy", REQUESTER, meta),
+            "own": await manager.request_approval("copilot-self", REQUESTER, meta),
+        }
+
+    result: dict[str, str] = _run(db_url, work)
+    return result
+
+
+def _state(db_url: str, request_id: str) -> tuple[str, str | None, str | None, list[str]]:
+    """Status, decider, rejection reason and audit event names of a stored request."""
+
+    async def work(kaizen: Kaizen) -> tuple[str, str | None, str | None, list[str]]:
+        approval = await service.get_approval(kaizen, request_id)
+        events = await service.approval_audit(kaizen, request_id)
+        return (
+            status_of(approval),
+            approval["approved_by"],
+            approval["rejection_reason"],
+            [e["event"] for e in events],
+        )
+
+    result: tuple[str, str | None, str | None, list[str]] = _run(db_url, work)
+    return result
+
+
+UNTOUCHED = ("pending", None, None, ["requested"])
+
+
+def _link(server: str, request_id: str, action: str) -> str:
+    """The ``approve_page``/``reject_page`` link the API gives for a request."""
+    quoted = urllib.parse.quote(request_id, safe="")
+    request = urllib.request.Request(
+        f"{server}/api/approvals/{quoted}",
+        headers={"Authorization": f"Bearer {USERS['lead-456']}"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        link: str = json.load(response)["links"][f"{action}_page"]
+    assert link == f"{server}/approvals/{quoted}?action={action}"
+    return link
+
+
+def _js(value: str) -> str:
+    return json.dumps(value)
+
+
 def _item(request_id: str) -> str:
-    return f"document.querySelector('li[data-id=\"' + CSS.escape({json.dumps(request_id)}) + '\"]')"
+    return f"document.querySelector('li[data-id=\"' + CSS.escape({_js(request_id)}) + '\"]')"
+
+
+def _shown(selector: str) -> str:
+    """JavaScript: the element is there and displayed."""
+    return f"(document.querySelector({_js(selector)})?.getClientRects().length ?? 0) > 0"
+
+
+def _text(page: Page, selector: str) -> str:
+    return str(page.evaluate(f"document.querySelector({_js(selector)}).textContent"))
+
+
+def _focused(page: Page, selector: str, what: str) -> None:
+    page.wait_for(f"document.activeElement?.matches({_js(selector)})", what)
+
+
+def _wait_notice(page: Page, prefix: str) -> None:
+    """The success message is on screen (not only read out) and says ``prefix``..."""
+    notice = "document.getElementById('notice')"
+    page.wait_for(
+        f"{notice}.textContent.startsWith({_js(prefix)}) && {notice}.offsetHeight > 10",
+        f"a visible '{prefix}' message",
+    )
+
+
+def _enter_token(page: Page, user: str) -> None:
+    _focused(page, "#token", "focus on the token field")
+    page.type_text(USERS[user])
+    page.press("Enter")
+    page.wait_for(f"document.getElementById('user-name').textContent === {_js(user)}", "sign-in")
 
 
 def _sign_in(page: Page, url: str) -> None:
     page.navigate(url)
-    focused = "document.activeElement && document.activeElement.id === 'token'"
-    page.wait_for(focused, "focus on the token field")
+    _focused(page, "#token", "focus on the token field")
     page.type_text("not-a-token")
     page.press("Enter")
-    page.wait_for(
-        "document.getElementById('error').textContent.includes('not accepted')", "the 401 alert"
-    )
+    page.wait_for(_shown("#token-error"), "the token error under the token field")
+    assert "not accepted" in _text(page, "#token-error")
+    token = "document.getElementById('token')"
+    assert page.evaluate(f"{token}.getAttribute('aria-invalid')") == "true"
+    assert page.evaluate(f"{token}.getAttribute('aria-describedby')") == "token-error"
     assert page.evaluate("sessionStorage.length") == 0
-    page.wait_for(focused, "focus back on the token field")
-    page.type_text(TOKENS["lead-456"])
-    page.press("Enter")
-    page.wait_for("document.getElementById('user-name').textContent === 'lead-456'", "sign-in")
+    _enter_token(page, "lead-456")
     page.wait_for("document.querySelectorAll('#requests > li').length === 3", "3 requests")
     assert page.evaluate("document.getElementById('error').hidden") is True
+    assert page.evaluate(f"{token}.hasAttribute('aria-invalid')") is False
 
 
-def _approve(page: Page, request_id: str) -> None:
-    page.evaluate(f"{_item(request_id)}.querySelector('button.approve').focus()")
+def _approve(page: Page, db_url: str, request_id: str) -> None:
+    """Approve from the list: Approve… opens the confirm step (Escape cancels it)."""
+    item = _item(request_id)
+    page.evaluate(f"{item}.querySelector('button.approve').focus()")
     page.press("Enter")
-    page.wait_for(f"{_item(request_id)} === null", "the approved request to leave")
-    page.wait_for(
-        "document.getElementById('announcer').textContent.startsWith('Approved')", "announcement"
-    )
+    _focused(page, "button.confirm-approve", "focus on 'Confirm approval'")
+    assert page.evaluate(f"{item}.querySelector('.approve').ariaExpanded") == "true"
+    page.press("Escape")
+    _focused(page, "button.approve", "focus back on Approve… after Escape")
+    assert page.evaluate(f"{item}.querySelector('.approve-confirm').hidden") is True
+    assert _state(db_url, request_id) == UNTOUCHED  # opening the step sent nothing
+    page.press("Enter")
+    _focused(page, "button.confirm-approve", "the confirm step again")
+    page.press("Enter")
+    page.wait_for(f"{item} === null", "the approved request to leave")
+    _wait_notice(page, "Approved the request from user-123 for copilot-deploy")
 
 
 def _reject(page: Page, request_id: str) -> None:
-    page.evaluate(f"{_item(request_id)}.querySelector('button.reject').focus()")
+    item = _item(request_id)
+    page.evaluate(f"{item}.querySelector('button.reject').focus()")
     page.press("Enter")
-    page.wait_for(
-        "document.activeElement && document.activeElement.classList.contains('reject-reason')",
-        "the reason field to take focus",
-    )
+    _focused(page, ".reject-reason", "the reason field to take focus")
     label = page.evaluate("document.activeElement.labels[0].textContent")
     assert label == "Reason for rejection"
     page.type_text(REASON)
-    page.evaluate(f"{_item(request_id)}.querySelector('button.confirm-reject').focus()")
+    page.evaluate(f"{item}.querySelector('button.confirm-reject').focus()")
     page.press("Enter")
-    page.wait_for(f"{_item(request_id)} === null", "the rejected request to leave")
+    page.wait_for(f"{item} === null", "the rejected request to leave")
+    _wait_notice(page, "Rejected")
+
+
+def _decided_rows(page: Page) -> list[list[str]]:
+    rows = "[...document.querySelectorAll('#decided > tr')]"
+    cells = ".map((r) => [...r.cells].map((c) => c.textContent.trim()))"
+    result: list[list[str]] = page.evaluate(rows + cells)
+    return result
+
+
+def _check_decided_tab(page: Page, server: str, ids: dict[str, str]) -> None:
+    """Arrow keys move between the tabs; "Decided" lists this user's own decisions."""
+    page.evaluate("document.getElementById('tab-pending').focus()")
+    page.press("ArrowRight")
+    _focused(page, "#tab-decided", "focus on the Decided tab")
+    assert page.evaluate("document.getElementById('tab-decided').ariaSelected") == "true"
+    assert page.evaluate("document.getElementById('panel-pending').hidden") is True
+    page.wait_for("document.querySelectorAll('#decided > tr').length === 2", "2 decisions")
+    rows = {row[0]: row for row in _decided_rows(page)}  # copilot-wiki was admin-1's
+    assert rows["copilot-deploy"][1:3] == ["user-123", "Approved"]
+    assert rows["copilot-billing"][1:3] == ["user-123", "Rejected"]
+    assert rows["copilot-billing"][4] == REASON
+    assert all(re.search(r"\d", row[3]) for row in rows.values())  # when
+    href = page.evaluate("document.querySelector('#decided a').href")
+    assert href.startswith(f"{server}/approvals/")
+    assert page.evaluate("location.search") == "?tab=decided"
+    page.press("Home")
+    _focused(page, "#tab-pending", "focus back on the Pending tab")
+    assert page.evaluate("document.getElementById('panel-pending').hidden") is False
+    assert page.evaluate("location.search") == ""
 
 
 def _stored(db_url: str, ids: dict[str, str]) -> dict[str, Any]:
@@ -208,10 +350,10 @@ def _assert_database_and_audit_agree(stored: dict[str, Any]) -> None:
 
 
 def test_inbox_sign_in_approve_reject_and_live_updates(
-    chromium_path: str, server: str, db_url: str, tmp_path: Path
+    chrome: Browser, server: str, db_url: str
 ) -> None:
     ids = _seed(db_url)
-    with chromium(chromium_path, tmp_path / "profile", tmp_path / "chromium.log") as page:
+    with chrome.new_tab() as page:
         _sign_in(page, server)
         assert page.evaluate(f"{_item(ids['copilot-other'])}") is None  # not lead-456's
         text = page.evaluate(f"{_item(ids['copilot-deploy'])}.innerText")
@@ -219,7 +361,7 @@ def test_inbox_sign_in_approve_reject_and_live_updates(
             assert expected in text
         age = page.evaluate(f"{_item(ids['copilot-deploy'])}.querySelector('.age').textContent")
         assert re.fullmatch(r"just now|\d+ (min|h) ago", age), age
-        _approve(page, ids["copilot-deploy"])
+        _approve(page, db_url, ids["copilot-deploy"])
         _reject(page, ids["copilot-billing"])
         # Another instance (this test process) decides the third one: it leaves without a reload.
         page.evaluate("window.__sameDocument = true")
@@ -231,5 +373,125 @@ def test_inbox_sign_in_approve_reject_and_live_updates(
         )
         assert page.evaluate("window.__sameDocument") is True
         assert page.evaluate("document.getElementById('empty').hidden") is False
+        _check_decided_tab(page, server, ids)
 
     _assert_database_and_audit_agree(_stored(db_url, ids))
+
+
+# -- the links sent to approvers ------------------------------------------------
+
+CARD = "#request-slot article"
+
+
+def _open_signed_out(page: Page, url: str, db_url: str, request_id: str) -> None:
+    """Open a link in a tab nobody signed in to: the sign-in form, and nothing decided."""
+    page.navigate(url)
+    _focused(page, "#token", "the sign-in form")
+    assert page.evaluate(_shown("#sign-in-context")) is True
+    assert page.evaluate("document.getElementById('request-page').hidden") is True
+    assert _state(db_url, request_id) == UNTOUCHED
+
+
+def _wait_card(page: Page, request_id: str) -> None:
+    page.wait_for(_shown(CARD), "the request's page")
+    assert _text(page, f"{CARD} .request-link") == request_id
+    assert _text(page, f"{CARD} .status") == "Pending"
+
+
+def test_approve_link_signs_in_then_asks_to_confirm(
+    chrome: Browser, server: str, db_url: str
+) -> None:
+    ids = _seed_linked(db_url)
+    url = _link(server, ODD_ID, "approve")
+    with chrome.new_tab() as page:
+        _open_signed_out(page, url, db_url, ODD_ID)
+        _enter_token(page, "lead-456")
+        _wait_card(page, ODD_ID)
+        assert page.evaluate(_shown(f"{CARD} .approve-confirm")) is True
+        assert page.evaluate("location.href") == url  # the URL still names the request
+        assert _state(db_url, ODD_ID) == UNTOUCHED  # signed in and shown: still pending
+        page.click(f"{CARD} .confirm-approve")
+        status = f"document.querySelector('{CARD} .status')?.textContent"
+        page.wait_for(f"{status} === 'Approved'", "the page to show the approval")
+        _wait_notice(page, "Approved the request from user-123 for copilot-deploy")
+        assert page.evaluate(_shown(f"{CARD} .actions")) is False
+        assert page.evaluate("location.search") == ""  # a reload would not offer it again
+        approved = ("approved", "lead-456", None, ["requested", "approved"])
+        assert _state(db_url, ODD_ID) == approved
+        # Already signed in, this tab opens the other link of the same request directly.
+        page.navigate(_link(server, ODD_ID, "reject"))
+        page.wait_for(_shown("#request-note"), "the 'already decided' note")
+        assert _text(page, f"{CARD} .status") == "Approved"
+        assert _text(page, f"{CARD} .decided-by") == "lead-456"
+        assert re.search(r"\d", _text(page, f"{CARD} .decided-at"))
+        assert page.evaluate(_shown(f"{CARD} .reject-form")) is False
+        page.navigate(f"{server}/approvals/%E0%A4%A")  # a damaged link
+        page.wait_for(_shown("#request-missing"), "the damaged-link message")
+        assert "damaged" in _text(page, "#request-missing")
+    assert _state(db_url, ids["plain"]) == UNTOUCHED
+
+
+def _check_empty_reason_refused(page: Page, db_url: str, request_id: str) -> None:
+    reason = f"{CARD} .reject-reason"
+    _focused(page, reason, "focus on the reason field")
+    page.click(f"{CARD} .confirm-reject")
+    error = f"{CARD} .reject-error"
+    page.wait_for(_shown(error), "the error under the reason field")
+    assert "reason" in _text(page, error)
+    field = f"document.querySelector({_js(reason)})"
+    assert page.evaluate(f"{field}.getAttribute('aria-invalid')") == "true"
+    described = page.evaluate(f"{field}.getAttribute('aria-describedby')")
+    assert page.evaluate(f"document.getElementById({_js(described)}).matches({_js(error)})")
+    assert page.evaluate("document.getElementById('error').hidden") is True  # not a global alert
+    assert _state(db_url, request_id) == UNTOUCHED
+
+
+def test_reject_link_wants_a_reason_next_to_its_field(
+    chrome: Browser, server: str, db_url: str
+) -> None:
+    ids = _seed_linked(db_url)
+    request_id = ids["plain"]
+    url = _link(server, request_id, "reject")
+    with chrome.new_tab() as page:
+        _open_signed_out(page, url, db_url, request_id)
+        _enter_token(page, "lead-456")
+        _wait_card(page, request_id)
+        _check_empty_reason_refused(page, db_url, request_id)
+        page.type_text(REASON)  # focus is still in the field
+        field = f"document.querySelector('{CARD} .reject-reason')"
+        assert page.evaluate(f"{field}.hasAttribute('aria-invalid')") is False
+        page.click(f"{CARD} .confirm-reject")
+        _wait_notice(page, "Rejected the request from user-123 for copilot-deploy")
+        assert _text(page, f"{CARD} .status") == "Rejected"
+        assert _text(page, f"{CARD} .rejection-reason") == REASON
+    stored = _state(db_url, request_id)
+    assert stored == ("rejected", "lead-456", REASON, ["requested", "rejected"])
+
+
+def test_links_refuse_the_requester_and_hide_from_strangers(
+    chrome: Browser, server: str, db_url: str
+) -> None:
+    ids = _seed_linked(db_url)
+    request_id = ids["own"]
+    url = _link(server, request_id, "approve")
+    with chrome.new_tab() as page:
+        _open_signed_out(page, url, db_url, request_id)
+        _enter_token(page, REQUESTER)
+        _wait_card(page, request_id)
+        page.click(f"{CARD} .confirm-approve")
+        page.wait_for(
+            f"document.getElementById('error').textContent === {_js(OWN_REQUEST)}",
+            "the own-request message",
+        )
+        assert page.evaluate(_shown("#error")) is True
+        assert _text(page, f"{CARD} .status") == "Pending"  # the request stays
+        assert page.evaluate(_shown(f"{CARD} .approve")) is True
+        assert _state(db_url, request_id) == UNTOUCHED
+    with chrome.new_tab() as page:
+        _open_signed_out(page, url, db_url, request_id)
+        _enter_token(page, "outsider")
+        page.wait_for(_shown("#request-missing"), "the not-found message")
+        assert "does not exist" in _text(page, "#request-missing")
+        assert page.evaluate(f"document.querySelector({_js(CARD)})") is None
+        assert page.evaluate("document.getElementById('to-inbox').getAttribute('href')") == "/"
+    assert _state(db_url, request_id) == UNTOUCHED

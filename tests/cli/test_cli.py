@@ -63,7 +63,7 @@ def test_demo_shows_both_flows_surviving_a_restart(
     assert "'key': 'value'" in out and "channels api, cli" in out
     assert "s3cret" not in out
     code, listed, _ = run(capsys, "--db", db_url, "approvals", "list", "--json")
-    assert code == 0 and json.loads(listed)[0]["status"] == "approved"
+    assert code == 0 and json.loads(listed)["items"][0]["status"] == "approved"
 
 
 def test_approvals_list_show_and_filters(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -71,14 +71,32 @@ def test_approvals_list_show_and_filters(db_url: str, capsys: pytest.CaptureFixt
     code, out, _ = run(capsys, "--db", db_url, "approvals", "list")
     assert code == 0 and first in out and second in out and "STATUS" in out
     code, out, _ = run(capsys, "--db", db_url, "approvals", "list", "--json", "--limit", "1")
-    rows = json.loads(out)
-    assert [r["id"] for r in rows] == [second]  # newest first
-    code, out, _ = run(capsys, "--db", db_url, "approvals", "list", "--approver", "lead", "--json")
-    assert {r["id"] for r in json.loads(out)} == {first, second}
-    code, out, _ = run(capsys, "--db", db_url, "approvals", "list", "--approver", "lea", "--json")
-    assert json.loads(out) == []
-    code, out, _ = run(capsys, "--db", db_url, "approvals", "list", "--agent", "agent-a", "--json")
-    assert len(json.loads(out)) == 2
+    page = json.loads(out)
+    assert [r["id"] for r in page["items"]] == [second] and page["next_offset"] == 1  # newest first
+    code, out, _ = run(capsys, "--db", db_url, "approvals", "list", "--limit", "1")
+    assert second in out and first not in out and "(more: --offset 1)" in out
+    code, out, _ = run(
+        capsys, "--db", db_url, "approvals", "list", "--limit", "1", "--offset", "1", "--json"
+    )
+    page = json.loads(out)
+    assert [r["id"] for r in page["items"]] == [first] and page["next_offset"] is None
+
+    def ids(*args: str) -> set[str]:
+        code, out, err = run(capsys, "--db", db_url, "approvals", "list", *args, "--json")
+        assert code == 0, err
+        return {r["id"] for r in json.loads(out)["items"]}
+
+    assert ids("--approver", "lead") == {first, second}
+    assert ids("--approver", "lea") == set()
+    assert ids("--agent", "agent-a") == {first, second}
+    assert ids("--requested-by", "user-1") == {first, second}
+    assert ids("--decided-by", "lead") == set()
+    # Read as a user: only what they made or may decide.
+    assert ids("--as", "lead-456") == {first, second}
+    assert ids("--as", "user-1") == {first, second}
+    assert ids("--as", "stranger") == set()
+    code, _, err = run(capsys, "--db", db_url, "approvals", "show", first, "--as", "stranger")
+    assert code == 3 and first in err
     code, out, _ = run(capsys, "--db", db_url, "approvals", "list", "--status", "approved")
     assert code == 0 and "no approval requests" in out
     code, out, _ = run(capsys, "--db", db_url, "approvals", "show", first, "--json")

@@ -341,8 +341,9 @@ async def test_notification_payload(any_manager: ExternalAgentApprovalManager) -
         "approvers": ["lead-456", "lead-789"],
         "created_at": request.created_at.isoformat(),
         "deadline_at": request.deadline_at.isoformat() if request.deadline_at else None,
-        "approve_url": f"https://kaizen.example.com/api/approvals/{request_id}/approve",
-        "reject_url": f"https://kaizen.example.com/api/approvals/{request_id}/reject",
+        "url": f"https://kaizen.example.com/approvals/{request_id}",
+        "approve_url": f"https://kaizen.example.com/approvals/{request_id}?action=approve",
+        "reject_url": f"https://kaizen.example.com/approvals/{request_id}?action=reject",
     }
 
 

@@ -3,25 +3,27 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from importlib import resources
 from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from kaizen.api._errors import exception_handlers
-from kaizen.api.auth import TokenStore
+from kaizen.api._hosts import LOOPBACK_HOSTS, HostCheck, trusted_hosts
+from kaizen.api.auth import TokenConfigError, TokenSource, TokenStore
 from kaizen.api.openapi import openapi_document
 from kaizen.api.routes import api_routes
 
 if TYPE_CHECKING:
     from kaizen.service import Kaizen
 
-__all__ = ["create_app"]
+__all__ = ["LOOPBACK_HOSTS", "create_app"]
 
 # The inbox only talks to this origin, runs only its own script and is never framed.
 _PAGE_HEADERS = {
@@ -36,6 +38,7 @@ _PAGE_HEADERS = {
 _STATIC = {
     "/": ("index.html", "text/html; charset=utf-8"),
     "/static/inbox.js": ("inbox.js", "text/javascript; charset=utf-8"),
+    "/static/common.js": ("common.js", "text/javascript; charset=utf-8"),
     "/static/inbox.css": ("inbox.css", "text/css; charset=utf-8"),
 }
 
@@ -52,6 +55,9 @@ def _static_routes() -> list[BaseRoute]:
             return Response(content, media_type=media_type, headers=_PAGE_HEADERS)
 
         routes.append(Route(path, page, methods=["GET"]))
+        if name == "index.html":
+            # The links sent to approvers: the inbox opened at one request (GET changes nothing).
+            routes.append(Route("/approvals/{request_id:path}", page, methods=["GET"]))
     return routes
 
 
@@ -78,35 +84,48 @@ def _lifespan(
 def create_app(
     kaizen_or_url: Kaizen | str,
     *,
-    tokens: TokenStore | Mapping[str, str],
+    tokens: TokenSource | Mapping[str, str],
     base_url: str | None = None,
+    allowed_hosts: Sequence[str] | None = None,
 ) -> Starlette:
     """Build the ASGI application.
 
     Args:
         kaizen_or_url: An open :class:`~kaizen.service.Kaizen` (the caller closes
             it), or a database URL the app opens on startup and closes on shutdown.
-        tokens: The bearer tokens: a :class:`TokenStore`, or a mapping of
-            sha256 hex digest of a token -> user id.
+        tokens: The bearer tokens: a :class:`TokenStore`, any
+            :class:`~kaizen.api.auth.TokenSource` (e.g. a reloading
+            :class:`~kaizen.api.tokens_file.TokenFile`), or a mapping of sha256 hex
+            digest of a token -> user id.
         base_url: Public URL the server is reached at; prefixes the approve/reject
             links (as in the notifier's payload) and names the OpenAPI server.
-            Default: the URL each request came in on.
+            Default: the URL each request came in on, if its Host is allowed.
+        allowed_hosts: Host names requests may be addressed to (``*.example.com``
+            matches subdomains); others get 400 before anything else runs, so a
+            forged Host never ends up in a link. Default: any when ``base_url``
+            is given (links do not use the Host then), else the loopback names.
 
     Returns:
         The Starlette app.
 
     Raises:
-        TokenConfigError: ``tokens`` is malformed.
+        TokenConfigError: ``tokens`` is malformed, or neither a mapping nor a token source.
+        ConfigurationError: ``allowed_hosts`` holds something that is not a host name.
     """
-    store = tokens if isinstance(tokens, TokenStore) else TokenStore(tokens)
+    store: TokenSource = TokenStore(tokens) if isinstance(tokens, Mapping) else tokens
+    if not isinstance(store, TokenSource):
+        raise TokenConfigError("tokens must be a mapping or have identify(token)")
     document = openapi_document(base_url)
 
     async def openapi(request: Request) -> JSONResponse:
         return JSONResponse(document)
 
     routes = [*api_routes(), Route("/openapi.json", openapi, methods=["GET"]), *_static_routes()]
+    hosts = trusted_hosts(base_url, allowed_hosts)
+    middleware = [] if hosts is None else [Middleware(HostCheck, hosts=hosts)]
     app = Starlette(
         routes=routes,
+        middleware=middleware,
         exception_handlers=exception_handlers(),
         lifespan=_lifespan(kaizen_or_url, base_url),
     )

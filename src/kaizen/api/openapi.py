@@ -21,8 +21,9 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 def _errors(*statuses: int) -> dict[str, Any]:
     text = {
         401: "Missing or invalid bearer token.",
-        403: "The authenticated user is not an approver of this request.",
-        404: "Unknown id.",
+        403: "The authenticated user is not an approver of this request (code "
+        "``not_an_approver``), or made it (``own_request``: nobody decides their own request).",
+        404: "Unknown id, or one the authenticated user may not see.",
         409: "The request was already decided (or timed out).",
         422: "Invalid or unknown query parameters, or an invalid body.",
         503: "The database is unreachable.",
@@ -87,7 +88,15 @@ _SCHEMAS: dict[str, Any] = {
                 "type": "object",
                 "properties": {
                     k: {"type": "string", "format": "uri"}
-                    for k in ("self", "approve", "reject", "audit")
+                    for k in (
+                        "self",
+                        "approve",
+                        "reject",
+                        "audit",
+                        "page",
+                        "approve_page",
+                        "reject_page",
+                    )
                 },
             },
         },
@@ -99,6 +108,10 @@ _SCHEMAS: dict[str, Any] = {
             "items": {"type": "array", "items": _ref("Approval")},
             "limit": {"type": "integer"},
             "offset": {"type": "integer"},
+            "next_offset": {
+                "type": ["integer", "null"],
+                "description": "Offset of the next page; null on the last page.",
+            },
         },
     },
     "AuditTrail": {
@@ -148,17 +161,18 @@ def _approval_paths() -> dict[str, Any]:
         "status", {"type": "string", "enum": list(STATUSES)}, "Only this status (default: all)."
     )
     approver = _param("approver", {"type": "string"}, "Only requests this user may decide.")
-    agent = _param(
-        "agent",
-        {"type": "string"},
-        "Only pending requests for this external agent (with ``approver``: any status).",
+    agent = _param("agent", {"type": "string"}, "Only requests for this external agent.")
+    requested_by = _param("requested_by", {"type": "string"}, "Only requests this user made.")
+    decided_by = _param(
+        "decided_by", {"type": "string"}, "Only requests this user approved or rejected."
     )
     root = "/api/approvals/{request_id}"
     return {
         "/api/approvals": {
             "get": _op(
-                "List approval requests, newest first",
-                [status, approver, agent, *_PAGE],
+                "List the approval requests the caller may see (made by them or routed to "
+                "them; an admin: all), newest first; filters combine",
+                [status, approver, agent, requested_by, decided_by, *_PAGE],
                 _json(_ref("ApprovalList"), "A page of requests."),
             )
         },
@@ -182,7 +196,10 @@ def _other_paths() -> dict[str, Any]:
         "include_expired", {"type": "boolean", "default": False}, "Include expired sessions."
     )
     sid = _param("session_id", {"type": "string"}, "Session id.", "path")
-    me = {"type": "object", "properties": {"user": {"type": "string"}}}
+    me = {
+        "type": "object",
+        "properties": {"user": {"type": "string"}, "role": {"enum": ["user", "admin"]}},
+    }
     return {
         "/healthz": {
             "get": {
@@ -194,7 +211,7 @@ def _other_paths() -> dict[str, Any]:
         "/api/me": {"get": _op("The authenticated user", [], _json(me, "Whose token it is."))},
         "/api/sessions": {
             "get": _op(
-                "List sessions (read-only)",
+                "List the caller's sessions (an admin: anyone's), read-only",
                 [user, expired, *_PAGE],
                 _json(_ref("SessionList"), "A page of sessions."),
             )

@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from kaizen import service
+from kaizen.access import Viewer
 from kaizen.api._errors import ApiError, error_response
 from kaizen.api._json import jsonable
 from kaizen.api._params import (
@@ -30,7 +31,7 @@ from kaizen.api._params import (
 )
 
 if TYPE_CHECKING:
-    from kaizen.api.auth import TokenStore
+    from kaizen.api.auth import TokenSource
     from kaizen.service import Kaizen
 
 __all__ = ["api_routes"]
@@ -45,111 +46,131 @@ def _kaizen(request: Request) -> Kaizen:
     return kaizen
 
 
-def authenticate(request: Request) -> str:
-    """The user id of the request's bearer token.
+def authenticate(request: Request) -> Viewer:
+    """Who the request's bearer token authenticates, as the reader of the data.
 
     Raises:
-        ApiError: 401 (with ``WWW-Authenticate``) when the token is missing or unknown.
+        ApiError: 401 (with ``WWW-Authenticate``) when the token is missing, unknown,
+            expired or revoked.
     """
-    tokens: TokenStore = request.app.state.tokens
+    tokens: TokenSource = request.app.state.tokens
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    user = tokens.user_for(token.strip()) if scheme.lower() == "bearer" else None
-    if user is None:
+    identity = tokens.identify(token.strip()) if scheme.lower() == "bearer" else None
+    if identity is None:
         raise ApiError(
             401,
             "a valid bearer token is required",
             headers={"WWW-Authenticate": 'Bearer realm="kaizen"'},
         )
-    return user
+    return Viewer(identity.user, admin=identity.is_admin)
 
 
 def _approval_json(request: Request, approval: dict[str, Any]) -> dict[str, Any]:
     """An approval as JSON, with the URLs the notifier also sends (same base URL)."""
-    base = request.app.state.base_url or str(request.base_url)
-    root = f"{base.rstrip('/')}/api/approvals/{quote(str(approval['id']), safe='')}"
+    base = (request.app.state.base_url or str(request.base_url)).rstrip("/")
+    quoted = quote(str(approval["id"]), safe="")
+    root = f"{base}/api/approvals/{quoted}"
     data: dict[str, Any] = jsonable(approval)
     data["links"] = {
         "self": root,
         "approve": f"{root}/approve",
         "reject": f"{root}/reject",
         "audit": f"{root}/audit",
+        "page": f"{base}/approvals/{quoted}",
+        "approve_page": f"{base}/approvals/{quoted}?action=approve",
+        "reject_page": f"{base}/approvals/{quoted}?action=reject",
     }
     return data
 
 
 async def me(request: Request) -> JSONResponse:
     """``GET /api/me``: who the token belongs to."""
-    user = authenticate(request)
+    viewer = authenticate(request)
     query(request, ())
-    return JSONResponse({"user": user})
+    return JSONResponse({"user": viewer.user, "role": "admin" if viewer.admin else "user"})
 
 
 async def list_approvals(request: Request) -> JSONResponse:
-    """``GET /api/approvals``: approvals, newest first, filtered and paged."""
-    authenticate(request)
-    params = query(request, ("status", "approver", "agent", "limit", "offset"))
+    """``GET /api/approvals``: the approvals the caller may see, newest first, filtered
+    and paged."""
+    viewer = authenticate(request)
+    names = ("status", "approver", "agent", "requested_by", "decided_by", "limit", "offset")
+    params = query(request, names)
     limit = query_int(params, "limit", default=100, low=1, high=MAX_LIMIT)
     offset = query_int(params, "offset", default=0, low=0, high=10**9)
-    items = await service.list_approvals(
+    page = await service.list_approvals(
         _kaizen(request),
+        viewer=viewer,
         status=query_str(params, "status", choices=STATUSES),
         approver=query_str(params, "approver"),
         agent=query_str(params, "agent"),
+        requested_by=query_str(params, "requested_by"),
+        decided_by=query_str(params, "decided_by"),
         limit=limit,
         offset=offset,
     )
-    body = {"items": [_approval_json(request, a) for a in items], "limit": limit, "offset": offset}
+    body = {
+        "items": [_approval_json(request, a) for a in page["items"]],
+        "limit": limit,
+        "offset": offset,
+        "next_offset": page["next_offset"],
+    }
     return JSONResponse(body)
 
 
 async def get_approval(request: Request) -> JSONResponse:
-    """``GET /api/approvals/{id}``."""
-    authenticate(request)
+    """``GET /api/approvals/{id}`` (404 also when the caller may not see it)."""
+    viewer = authenticate(request)
     query(request, ())
-    approval = await service.get_approval(_kaizen(request), request.path_params["request_id"])
+    request_id = request.path_params["request_id"]
+    approval = await service.get_approval(_kaizen(request), request_id, viewer)
     return JSONResponse(_approval_json(request, approval))
 
 
 async def approve(request: Request) -> JSONResponse:
     """``POST /api/approvals/{id}/approve``: the token's user approves."""
-    user = authenticate(request)
+    viewer = authenticate(request)
     query(request, ())
     await json_object(request, allowed=())
-    approval = await service.approve(_kaizen(request), request.path_params["request_id"], user)
+    request_id = request.path_params["request_id"]
+    approval = await service.approve(_kaizen(request), request_id, viewer.user, viewer=viewer)
     return JSONResponse(_approval_json(request, approval))
 
 
 async def reject(request: Request) -> JSONResponse:
     """``POST /api/approvals/{id}/reject`` with ``{"reason": ...}``: the token's user rejects."""
-    user = authenticate(request)
+    viewer = authenticate(request)
     query(request, ())
     body = await json_object(request, allowed=("reason",))
     reason = body.get("reason")
     if not isinstance(reason, str) or not reason.strip() or len(reason) > MAX_REASON:
         raise ApiError(422, f"reason must be a non-empty string of at most {MAX_REASON} characters")
     request_id = request.path_params["request_id"]
-    approval = await service.reject(_kaizen(request), request_id, user, reason)
+    kaizen = _kaizen(request)
+    approval = await service.reject(kaizen, request_id, viewer.user, reason, viewer=viewer)
     return JSONResponse(_approval_json(request, approval))
 
 
 async def audit(request: Request) -> JSONResponse:
     """``GET /api/approvals/{id}/audit``: the request's audit events, oldest first
     (still there after the request was deleted)."""
-    authenticate(request)
+    viewer = authenticate(request)
     query(request, ())
     request_id = request.path_params["request_id"]
-    events = await service.approval_audit(_kaizen(request), request_id)
+    events = await service.approval_audit(_kaizen(request), request_id, viewer)
     return JSONResponse({"request_id": request_id, "events": jsonable(events)})
 
 
 async def list_sessions(request: Request) -> JSONResponse:
-    """``GET /api/sessions``: sessions (read-only), optionally of one user."""
-    authenticate(request)
+    """``GET /api/sessions``: the caller's sessions (an admin's: everyone's, optionally
+    of one user), read-only."""
+    viewer = authenticate(request)
     params = query(request, ("user", "include_expired", "limit", "offset"))
     limit = query_int(params, "limit", default=100, low=1, high=MAX_LIMIT)
     offset = query_int(params, "offset", default=0, low=0, high=10**9)
     items = await service.list_sessions(
         _kaizen(request),
+        viewer=viewer,
         user=query_str(params, "user"),
         include_expired=query_bool(params, "include_expired"),
         limit=limit,
@@ -159,10 +180,11 @@ async def list_sessions(request: Request) -> JSONResponse:
 
 
 async def get_session(request: Request) -> JSONResponse:
-    """``GET /api/sessions/{id}`` (read-only)."""
-    authenticate(request)
+    """``GET /api/sessions/{id}`` (read-only; 404 also when it is not the caller's)."""
+    viewer = authenticate(request)
     query(request, ())
-    session = await service.get_session(_kaizen(request), request.path_params["session_id"])
+    session_id = request.path_params["session_id"]
+    session = await service.get_session(_kaizen(request), session_id, viewer)
     return JSONResponse(jsonable(session))
 
 

@@ -12,20 +12,39 @@ from kaizen.cli._output import emit
 __all__ = ["register"]
 
 _COLUMNS = ("id", "status", "external_agent_id", "requested_by", "approvers", "created_at")
+_PROBLEM_COLUMNS = ("request_id", "seq", "message")
+
+
+def _viewer(args: argparse.Namespace) -> service.Viewer | None:
+    return service.Viewer(args.as_user) if args.as_user is not None else None
 
 
 async def _list(args: argparse.Namespace) -> int:
     async with service.Kaizen.open(args.database_url) as k:
-        rows = await service.list_approvals(
-            k, status=args.status, approver=args.approver, agent=args.agent, limit=args.limit
+        page = await service.list_approvals(
+            k,
+            viewer=_viewer(args),
+            status=args.status,
+            approver=args.approver,
+            agent=args.agent,
+            requested_by=args.requested_by,
+            decided_by=args.decided_by,
+            limit=args.limit,
+            offset=args.offset,
         )
-    emit(sys.stdout, rows, as_json=args.json, columns=_COLUMNS, empty="no approval requests")
+    if args.json:
+        emit(sys.stdout, page, as_json=True)
+        return 0
+    emit(sys.stdout, page["items"], as_json=False, columns=_COLUMNS, empty="no approval requests")
+    if page["next_offset"] is not None:
+        sys.stdout.write(f"(more: --offset {page['next_offset']})\n")
     return 0
 
 
 async def _show(args: argparse.Namespace) -> int:
     async with service.Kaizen.open(args.database_url) as k:
-        emit(sys.stdout, await service.get_approval(k, args.id), as_json=args.json)
+        approval = await service.get_approval(k, args.id, _viewer(args))
+    emit(sys.stdout, approval, as_json=args.json)
     return 0
 
 
@@ -65,8 +84,18 @@ async def _verify(args: argparse.Namespace) -> int:
         )
     else:
         sys.stdout.write(f"audit FAILED: {len(report['problems'])} problem(s)\n")
-        emit(sys.stdout, report["problems"], as_json=False)
+        # The message names the fields of a row that differs from its trail.
+        emit(sys.stdout, report["problems"], as_json=False, columns=_PROBLEM_COLUMNS)
     return 0 if report["ok"] else 8
+
+
+def _as_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--as",
+        dest="as_user",
+        metavar="USER",
+        help="read as this user: only what they made or may decide (default: everything)",
+    )
 
 
 def _json_flag(parser: argparse.ArgumentParser) -> None:
@@ -81,13 +110,18 @@ def register(commands: Any) -> None:
     p = sub.add_parser("list", help="list requests, newest first")
     p.add_argument("--status", choices=service.STATUSES, default="all")
     p.add_argument("--approver", help="only requests this user may decide")
-    p.add_argument("--agent", help="only pending requests for this external agent")
+    p.add_argument("--agent", help="only requests for this external agent")
+    p.add_argument("--requested-by", metavar="USER", help="only requests this user made")
+    p.add_argument("--decided-by", metavar="USER", help="only requests this user decided")
     p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--offset", type=int, default=0, help="skip this many first")
+    _as_flag(p)
     _json_flag(p)
     p.set_defaults(handler=_list)
 
     p = sub.add_parser("show", help="show one request")
     p.add_argument("id")
+    _as_flag(p)
     _json_flag(p)
     p.set_defaults(handler=_show)
 

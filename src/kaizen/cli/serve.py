@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from kaizen.api.auth import TokenStore
+    from kaizen.api.tokens_file import TokenFile
 
 __all__ = ["register"]
 
@@ -26,9 +27,9 @@ def register(subparsers: Any) -> None:
         help="serve the approvals API and the approver inbox",
         description=(
             "Serve the HTTP approvals API (/api/...), its OpenAPI document (/openapi.json) "
-            f"and the approver inbox (/). Tokens come from --tokens FILE, ${TOKENS_FILE_VAR} "
-            f"or ${ENV_VAR} (user=token pairs); files map sha256 hex digests of tokens to "
-            "user ids (print one with: python -m kaizen.api < token.txt)."
+            f"and the approver inbox (/). Tokens come from --tokens FILE or ${TOKENS_FILE_VAR} "
+            "(managed with: kaizen tokens add|list|revoke; reloaded when the file changes) "
+            f"and/or ${ENV_VAR} (user=token or user:admin=token pairs)."
         ),
     )
     parser.add_argument(
@@ -36,36 +37,84 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--port", type=int, default=8000, help="TCP port (default: %(default)s)")
     parser.add_argument(
-        "--tokens", metavar="FILE", help="JSON or TOML file of {sha256(token): user}"
+        "--tokens", metavar="FILE", help="token file (written by: kaizen tokens add)"
     )
     parser.add_argument(
         "--base-url",
         metavar="URL",
-        help="public URL of this server, used in approve/reject links (default: as requested)",
+        help="public URL of this server, used in approve/reject links",
+    )
+    parser.add_argument(
+        "--allowed-host",
+        action="append",
+        metavar="HOST",
+        dest="allowed_hosts",
+        help="a Host name requests may be addressed to (repeatable; *.example.com for "
+        "subdomains); others get 400, so no link is ever built from a forged Host "
+        "(default: the --base-url host, else the bind address)",
     )
     parser.set_defaults(handler=_serve)
 
 
-def load_tokens(path: str | None) -> TokenStore:
-    """The token store from ``path``, the token-file variable and/or ``KAIZEN_API_TOKENS``.
+_ANY_INTERFACE = ("0.0.0.0", "::", "")
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def allowed_hosts(host: str, base_url: str | None, given: list[str] | None) -> list[str]:
+    """The Host names ``kaizen serve`` answers to.
 
     Raises:
-        TokenConfigError: A source is malformed, or no token is configured at all.
+        ConfigurationError: Bound to every interface with neither ``--base-url`` nor
+            ``--allowed-host``: no Host could be trusted.
     """
-    from kaizen.api.auth import TokenConfigError, TokenStore, load_token_file, tokens_from_env
+    from urllib.parse import urlsplit
 
-    stores = []
+    from dataflow.errors import ConfigurationError
+
+    if given:
+        return list(given)
+    if base_url:
+        public = urlsplit(base_url).hostname
+        if not public:
+            raise ConfigurationError(f"--base-url {base_url!r} names no host")
+        return [f"[{public}]" if ":" in public else public]
+    if host in _ANY_INTERFACE:
+        raise ConfigurationError(
+            f"--host {host or '(all)'} listens on every interface: say which Host names "
+            "are yours with --base-url URL or --allowed-host HOST"
+        )
+    if host in _LOOPBACK:
+        return ["127.0.0.1", "localhost", "[::1]"]
+    return [f"[{host}]" if ":" in host else host]
+
+
+def load_tokens(path: str | None) -> TokenFile | TokenStore:
+    """The tokens from ``path`` (else the token-file variable) and/or ``KAIZEN_API_TOKENS``.
+
+    Args:
+        path: The token file, or None for ``$KAIZEN_API_TOKENS_FILE`` (if set).
+
+    Returns:
+        With a token file, a :class:`~kaizen.api.tokens_file.TokenFile` that reloads
+        it when it changes, serving the environment's tokens too; else the
+        environment's tokens.
+
+    Raises:
+        TokenConfigError: A source is malformed, or no token source is configured
+            (a token file may hold no token yet: ``kaizen tokens add`` can add one).
+    """
+    from kaizen.api.auth import TokenConfigError, tokens_from_env
+    from kaizen.api.tokens_file import TokenFile
+
     path = path or os.environ.get(TOKENS_FILE_VAR)
+    env = tokens_from_env(os.environ.get(ENV_VAR, ""))
     if path:
-        stores.append(load_token_file(path))
-    if os.environ.get(ENV_VAR):
-        stores.append(tokens_from_env(os.environ[ENV_VAR]))
-    store = TokenStore.merged(stores)
-    if not len(store):
+        return TokenFile(path, extra=env)
+    if not len(env):
         raise TokenConfigError(
             f"no API tokens configured: use --tokens FILE, ${TOKENS_FILE_VAR} or ${ENV_VAR}"
         )
-    return store
+    return env
 
 
 async def _serve(args: argparse.Namespace) -> int:
@@ -76,15 +125,21 @@ async def _serve(args: argparse.Namespace) -> int:
     except ImportError as exc:
         sys.stderr.write(f"kaizen: error: {_MISSING_EXTRA} ({exc})\n")
         return 1
+    from dataflow.errors import ConfigurationError
     from kaizen.service import Kaizen
 
     try:
         tokens = load_tokens(args.tokens)
-    except TokenConfigError as exc:
+        hosts = allowed_hosts(args.host, args.base_url, args.allowed_hosts)
+    except (TokenConfigError, ConfigurationError) as exc:
         sys.stderr.write(f"kaizen: error: {exc}\n")
         return 2
+    if not len(tokens):
+        sys.stderr.write(
+            "kaizen: warning: no API token yet; add one with: kaizen tokens add USER\n"
+        )
     async with Kaizen.open(args.database_url, base_url=args.base_url) as kaizen:
-        app = create_app(kaizen, tokens=tokens, base_url=args.base_url)
+        app = create_app(kaizen, tokens=tokens, base_url=args.base_url, allowed_hosts=hosts)
         config = uvicorn.Config(
             app, host=args.host, port=args.port, lifespan="on", log_level="info"
         )

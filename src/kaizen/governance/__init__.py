@@ -15,6 +15,7 @@ from kaizen.governance.errors import (
     ApprovalNotFoundError,
     GovernanceError,
     NotAuthorizedError,
+    SelfDecisionError,
 )
 from kaizen.governance.memory import InMemoryApprovalStore
 from kaizen.governance.models import (
@@ -47,5 +48,6 @@ __all__ = [
     "GovernanceError",
     "InMemoryApprovalStore",
     "NotAuthorizedError",
+    "SelfDecisionError",
     "approval_payload",
 ]

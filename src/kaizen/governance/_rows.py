@@ -49,7 +49,11 @@ def timeout_event(row: dict[str, Any], prev: str, token: str, now: datetime) -> 
 
 
 def content(request: ExternalAgentApprovalRequest) -> dict[str, Any]:
-    """What the audit trail records of a request's content."""
+    """What the audit trail records of a request's content (all of it seals the row).
+
+    ``approved_at`` is recorded since the row was sealed: events written before
+    lack it, and leave it unsealed until a decision (see ``kaizen.governance._seal``).
+    """
     return {
         "external_agent_id": request.external_agent_id,
         "requested_by": request.requested_by,
@@ -59,5 +63,6 @@ def content(request: ExternalAgentApprovalRequest) -> dict[str, Any]:
         "metadata": request.request_metadata,
         "deadline_at": request.deadline_at.isoformat() if request.deadline_at else None,
         "approved_by": request.approved_by,
+        "approved_at": request.approved_at.isoformat() if request.approved_at else None,
         "rejection_reason": request.rejection_reason,
     }

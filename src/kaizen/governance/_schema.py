@@ -64,6 +64,8 @@ _REQUEST_INDEXES = [
     Index("external_agent_id", "status", "created_at"),
     Index("status", "deadline_at"),
     Index("created_at"),
+    Index("requested_by", "created_at"),
+    Index("approved_by", "created_at"),
     Index("approvers_json", membership=True),
 ]
 _AUDIT_INDEXES = [Index("request_id", "seq", unique=True)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
@@ -34,6 +35,7 @@ class ApprovalStore(Protocol):
         require_approver: bool = False,
         overdue_at: datetime | None = None,
         before_deadline: datetime | None = None,
+        not_requester: bool = False,
     ) -> bool: ...
     async def timeout_overdue(
         self, now: datetime | None = None, *, retry: RetryPolicy | None = None
@@ -46,3 +48,15 @@ class ApprovalStore(Protocol):
     def watch(
         self, request_id: str
     ) -> AbstractAsyncContextManager[Callable[[float], Awaitable[None]]]: ...
+    async def list(
+        self,
+        *,
+        status: ApprovalStatus | None = None,
+        approver: str | None = None,
+        agent: str | None = None,
+        requested_by: str | None = None,
+        involving: str | None = None,
+        decided_by: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> builtins.list[ExternalAgentApprovalRequest]: ...

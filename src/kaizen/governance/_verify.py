@@ -1,4 +1,8 @@
-"""Reading audit chains back from the database and verifying them page by page."""
+"""Reading audit chains back from the database and verifying them page by page.
+
+Each chain is checked against its request row as read in the same page: the
+row's sealed columns must hold what the chain folds to.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ from typing import Any
 
 from dataflow import DataFlow
 from kaizen.governance._schema import audit_from_row
+from kaizen.governance._seal import SEALED
 from kaizen.governance.audit import verify_chain
 from kaizen.governance.models import AuditEvent, AuditProblem, AuditReport
 
@@ -13,6 +18,8 @@ __all__ = ["verify_all", "verify_one"]
 
 _PAGE = 500
 Chain = list[tuple[AuditEvent, str]]
+#: Sealed field -> its column, where the names differ.
+_COLUMNS = {"approvers": "approvers_json", "request_metadata": "request_metadata_json"}
 
 
 async def verify_one(db: DataFlow, req: str, aud: str, request_id: str) -> AuditReport:
@@ -22,9 +29,16 @@ async def verify_one(db: DataFlow, req: str, aud: str, request_id: str) -> Audit
     row = await db.get(req, request_id)
     if row is None and not rows:
         return report
-    head = (row["audit_seq"], row["audit_head"]) if row is not None else None
-    verify_chain(request_id, [audit_from_row(r) for r in rows], head, report)
+    _verify(request_id, [audit_from_row(r) for r in rows], row, report)
     return report
+
+
+def _verify(request_id: str, chain: Chain, row: dict[str, Any] | None, report: AuditReport) -> None:
+    if row is None:
+        verify_chain(request_id, chain, None, report)
+        return
+    values = {name: row[_COLUMNS.get(name, name)] for name in SEALED}
+    verify_chain(request_id, chain, (row["audit_seq"], row["audit_head"]), report, values)
 
 
 async def verify_all(db: DataFlow, req: str, aud: str) -> AuditReport:
@@ -76,9 +90,9 @@ async def _check(db: DataFlow, req: str, chains: dict[str, Chain], report: Audit
     if not chains:
         return
     rows = await db.select(req, {"id": {"$in": list(chains)}})
-    heads = {r["id"]: (r["audit_seq"], r["audit_head"]) for r in rows}
+    by_id = {r["id"]: r for r in rows}
     for request_id, chain in chains.items():
-        verify_chain(request_id, chain, heads.get(request_id), report)
+        _verify(request_id, chain, by_id.get(request_id), report)
 
 
 async def _rows_without_events(db: DataFlow, req: str, aud: str, report: AuditReport) -> None:

@@ -24,6 +24,7 @@ from kaizen.governance.errors import (
     AlreadyDecidedError,
     ApprovalNotFoundError,
     NotAuthorizedError,
+    SelfDecisionError,
 )
 from kaizen.governance.memory import InMemoryApprovalStore
 from kaizen.governance.models import (
@@ -235,6 +236,8 @@ class ExternalAgentApprovalManager:
         Raises:
             ApprovalNotFoundError: Unknown id.
             NotAuthorizedError: ``approver_id`` is not one of its approvers.
+            SelfDecisionError: ``approver_id`` made the request (separation of
+                duties: nobody decides their own request, whatever the routing).
             AlreadyDecidedError: It was already approved, rejected or timed out
                 (also when its deadline has passed: it is timed out now).
         """
@@ -246,6 +249,7 @@ class ExternalAgentApprovalManager:
         Raises:
             ApprovalNotFoundError: Unknown id.
             NotAuthorizedError: ``approver_id`` is not one of its approvers.
+            SelfDecisionError: ``approver_id`` made the request.
             AlreadyDecidedError: It was already decided (or is past its deadline).
         """
         if not isinstance(reason, str):
@@ -269,6 +273,7 @@ class ExternalAgentApprovalManager:
                     reason=reason,
                     require_approver=True,
                     before_deadline=utcnow(),
+                    not_requester=True,
                 )
             )
             if done:
@@ -284,6 +289,8 @@ class ExternalAgentApprovalManager:
             raise ApprovalNotFoundError(request_id)
         if approver_id not in request.approvers:
             raise NotAuthorizedError(request_id, approver_id)
+        if approver_id == request.requested_by:
+            raise SelfDecisionError(request_id, approver_id)
         if request.status is _PENDING and _overdue(request, utcnow()):
             await self._time_out(request_id)
             request = await self._store.load(request_id)
@@ -381,6 +388,34 @@ class ExternalAgentApprovalManager:
     ) -> list[ExternalAgentApprovalRequest]:
         """Pending requests ``approver_id`` may decide, newest first."""
         return await self._store.list_by_approver(approver_id, _PENDING, limit)
+
+    async def list_requests(
+        self,
+        *,
+        status: ApprovalStatus | None = None,
+        approver: str | None = None,
+        agent: str | None = None,
+        requested_by: str | None = None,
+        involving: str | None = None,
+        decided_by: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[ExternalAgentApprovalRequest]:
+        """Requests matching every given filter, newest first, in one query.
+
+        ``involving`` keeps the requests a user made or is an approver of (what
+        a non-admin may see).
+        """
+        return await self._store.list(
+            status=status,
+            approver=approver,
+            agent=agent,
+            requested_by=requested_by,
+            involving=involving,
+            decided_by=decided_by,
+            limit=limit,
+            offset=offset,
+        )
 
     async def get_audit_trail(self, approval_request_id: str) -> list[AuditEvent]:
         """The request's audit events, oldest first (kept after it is deleted)."""

@@ -5,18 +5,21 @@ event ``n - 1``, or :data:`GENESIS` for the first) and ``hash``: sha256 of the
 canonical JSON of its fields and ``prev_hash``. The request row keeps the seq
 and hash of its latest event, updated by the same conditional write that
 changes its state, so removing the last event is detected as well as editing
-or removing an earlier one. The chain proves integrity against edits made
-outside this code, not against someone who can recompute every hash.
+or removing an earlier one. The events also seal the row: the state they fold
+to (:mod:`kaizen.governance._seal`) must be what the row holds. The chain proves
+integrity against edits made outside this code, not against someone who can
+recompute every hash.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from kaizen.governance._seal import differences, fold
 from kaizen.governance.models import AuditEvent, AuditProblem, AuditReport
 
 __all__ = [
@@ -100,25 +103,43 @@ def verify_chain(
     events: Sequence[tuple[AuditEvent, str]],
     head: tuple[int, str] | None,
     report: AuditReport,
+    row: Mapping[str, Any] | None = None,
 ) -> None:
     """Check one request's chain and record what is wrong in ``report``.
+
+    When the chain itself is intact and ``row`` is given, the row is compared
+    with the state the chain folds to; differing fields are one problem.
 
     Args:
         request_id: The request.
         events: ``(event, details_json as stored)`` in seq order.
         head: ``(seq, hash)`` the request row holds, or None if the row is gone.
         report: Collects counts and problems.
+        row: The stored request's values by field name (see
+            :data:`kaizen.governance._seal.SEALED`), or None if the row is gone.
     """
     report.requests += 1
     report.events += len(events)
     problems = report.problems
+    found = len(problems)
+    if not _check_links(request_id, events, problems):
+        return
+    _check_head(request_id, events, head, problems)
+    if row is not None and len(problems) == found:
+        _check_row(request_id, events, row, problems)
+
+
+def _check_links(
+    request_id: str, events: Sequence[tuple[AuditEvent, str]], problems: list[AuditProblem]
+) -> bool:
+    """Check seqs, links and hashes; False when an event is missing (nothing more to check)."""
     prev = GENESIS
     for expected_seq, (ev, details_json) in enumerate(events):
         if ev.seq != expected_seq:
             problems.append(
                 AuditProblem(request_id, expected_seq, f"event {expected_seq} is missing")
             )
-            return
+            return False
         if ev.prev_hash != prev:
             problems.append(
                 AuditProblem(request_id, ev.seq, "chain broken: prev_hash does not match")
@@ -129,7 +150,25 @@ def verify_chain(
         if recomputed != ev.hash:
             problems.append(AuditProblem(request_id, ev.seq, "event was modified (hash mismatch)"))
         prev = ev.hash
-    _check_head(request_id, events, head, problems)
+    return True
+
+
+def _check_row(
+    request_id: str,
+    events: Sequence[tuple[AuditEvent, str]],
+    row: Mapping[str, Any],
+    problems: list[AuditProblem],
+) -> None:
+    seal = fold(ev for ev, _ in events)
+    if seal is None:  # a row whose head is a 'deleted' event: put back behind our back
+        problems.append(
+            AuditProblem(request_id, None, "request row exists but its trail ends with 'deleted'")
+        )
+        return
+    fields = differences(seal, row)
+    if fields:
+        message = f"row differs from its audit trail: {', '.join(fields)}"
+        problems.append(AuditProblem(request_id, None, message, fields))
 
 
 def _check_head(

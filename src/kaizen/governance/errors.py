@@ -21,6 +21,7 @@ __all__ = [
     "ApprovalNotFoundError",
     "GovernanceError",
     "NotAuthorizedError",
+    "SelfDecisionError",
 ]
 
 
@@ -65,6 +66,19 @@ class NotAuthorizedError(GovernanceError):
     def __init__(self, request_id: str, approver_id: str) -> None:
         super().__init__(
             f"user {approver_id!r} is not authorized to decide approval request {request_id!r}"
+        )
+        self.request_id = request_id
+        self.approver_id = approver_id
+
+
+class SelfDecisionError(NotAuthorizedError):
+    """The user made the request: nobody approves or rejects their own request."""
+
+    def __init__(self, request_id: str, approver_id: str) -> None:
+        GovernanceError.__init__(
+            self,
+            f"user {approver_id!r} made approval request {request_id!r} and may not decide it "
+            "(separation of duties)",
         )
         self.request_id = request_id
         self.approver_id = approver_id

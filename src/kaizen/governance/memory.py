@@ -9,6 +9,7 @@ from their write.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import copy
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -18,6 +19,9 @@ from typing import Any
 from dataflow.errors import DuplicateKeyError, ValidationError
 from dataflow.retry import RetryPolicy
 from dataflow.values import utcnow
+from kaizen.governance._listing import listing_filter
+from kaizen.governance._rows import content
+from kaizen.governance._seal import SEALED
 from kaizen.governance.audit import GENESIS, canonical, make_event, verify_chain
 from kaizen.governance.errors import ApprovalNotFoundError
 from kaizen.governance.models import (
@@ -50,10 +54,18 @@ class InMemoryApprovalStore:
         self._changed: dict[str, asyncio.Event] = {}
         self._counter = 0
 
-    def _append(self, request_id: str, name: str, actor: str, details: dict[str, Any]) -> None:
+    def _append(
+        self,
+        request_id: str,
+        name: str,
+        actor: str,
+        details: dict[str, Any],
+        when: datetime | None = None,
+    ) -> None:
         chain = self._events.setdefault(request_id, [])
         prev = chain[-1].hash if chain else GENESIS
-        chain.append(make_event(request_id, len(chain), name, actor, utcnow(), details, prev))
+        when = when or utcnow()
+        chain.append(make_event(request_id, len(chain), name, actor, when, details, prev))
         event = self._changed.pop(request_id, None)
         if event is not None:
             event.set()
@@ -66,7 +78,7 @@ class InMemoryApprovalStore:
         self._counter += 1
         self._order[request.id] = self._counter
         self._requests[request.id] = copy.deepcopy(request)
-        details = {"approvers": list(request.approvers), "metadata": request.request_metadata}
+        details = copy.deepcopy(content(request))  # the storage's event: it seals the request
         self._append(request.id, "requested", request.requested_by, details)
         return request.id
 
@@ -82,9 +94,8 @@ class InMemoryApprovalStore:
             raise ApprovalNotFoundError(request.id)
         name = _EVENT_NAMES[request.status] if stored.status is not request.status else "updated"
         self._requests[request.id] = copy.deepcopy(request)
-        self._append(
-            request.id, name, request.approved_by or "system", {"status": request.status.value}
-        )
+        details = copy.deepcopy(content(request))
+        self._append(request.id, name, request.approved_by or "system", details)
 
     async def load(self, request_id: str) -> ExternalAgentApprovalRequest | None:
         """A copy of the request, or None."""
@@ -149,6 +160,7 @@ class InMemoryApprovalStore:
         require_approver: bool = False,
         overdue_at: datetime | None = None,
         before_deadline: datetime | None = None,
+        not_requester: bool = False,
     ) -> bool:
         """Same contract as :meth:`ExternalAgentApprovalStorage.decide`."""
         check_id("request id", request_id)
@@ -158,6 +170,8 @@ class InMemoryApprovalStore:
         if request is None or request.status is not from_status:
             return False
         if require_approver and actor not in request.approvers:
+            return False
+        if not_requester and actor == request.requested_by:
             return False
         deadline = request.deadline_at
         if overdue_at is not None and (deadline is None or deadline > overdue_at):
@@ -174,13 +188,16 @@ class InMemoryApprovalStore:
         actor: str,
         reason: str | None,
     ) -> None:
+        # The row and its event share one time, as the storage's conditional write does.
+        now = utcnow()
         request.status = status
-        request.approved_at = utcnow()
+        request.approved_at = now
         if status in (ApprovalStatus.APPROVED, ApprovalStatus.REJECTED):
             request.approved_by = actor
         if reason is not None:
             request.rejection_reason = reason
-        self._append(request.id, _EVENT_NAMES[status], actor, {"reason": reason} if reason else {})
+        details = {"reason": reason} if reason is not None else {}
+        self._append(request.id, _EVENT_NAMES[status], actor, details, now)
 
     async def timeout_overdue(
         self, now: datetime | None = None, *, retry: RetryPolicy | None = None
@@ -213,15 +230,20 @@ class InMemoryApprovalStore:
         return list(self._events.get(request_id, []))
 
     async def verify_audit(self, request_id: str | None = None) -> AuditReport:
-        """Verify the hash chains (see :func:`kaizen.governance.audit.verify_chain`)."""
+        """Verify the hash chains and that each request holds what its trail seals.
+
+        See :func:`kaizen.governance.audit.verify_chain`.
+        """
         report = AuditReport()
         ids = [request_id] if request_id is not None else list(self._events)
         for rid in ids:
             chain = self._events.get(rid, [])
             if not chain:
                 continue
-            head = (chain[-1].seq, chain[-1].hash) if rid in self._requests else None
-            verify_chain(rid, [(e, canonical(e.details)) for e in chain], head, report)
+            stored = self._requests.get(rid)
+            head = (chain[-1].seq, chain[-1].hash) if stored is not None else None
+            row = {n: getattr(stored, n) for n in SEALED} if stored is not None else None
+            verify_chain(rid, [(e, canonical(e.details)) for e in chain], head, report, row)
         return report
 
     @contextlib.asynccontextmanager
@@ -236,6 +258,38 @@ class InMemoryApprovalStore:
                     await event.wait()
 
         yield wait
+
+    # last: the name shadows the builtin in the class body
+    async def list(
+        self,
+        *,
+        status: ApprovalStatus | None = None,
+        approver: str | None = None,
+        agent: str | None = None,
+        requested_by: str | None = None,
+        involving: str | None = None,
+        decided_by: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> builtins.list[ExternalAgentApprovalRequest]:
+        """Same contract as :meth:`ExternalAgentApprovalStorage.list`."""
+        listing_filter(status, approver, agent, requested_by, involving, decided_by)  # validates
+        wanted = None if status is None else as_status(status)
+
+        def keep(r: ExternalAgentApprovalRequest) -> bool:
+            return (
+                (wanted is None or r.status is wanted)
+                and (approver is None or approver in r.approvers)
+                and (agent is None or r.external_agent_id == agent)
+                and (requested_by is None or r.requested_by == requested_by)
+                and (involving is None or involving in (r.requested_by, *r.approvers))
+                and (
+                    decided_by is None
+                    or (r.approved_by == decided_by and decided_by in r.approvers)
+                )
+            )
+
+        return self._newest_first(keep)[offset : offset + limit]
 
 
 def _key(request_id: object) -> str:

@@ -64,6 +64,10 @@ class ApprovalRequirement:
         approval_timeout_seconds: Seconds a request stays decidable; each request
             stores its own deadline computed from this.
         approval_reason: Human-readable reason shown to approvers.
+        excluded_approvers: Users who may never decide this agent's requests
+            (e.g. the agent's own developers), whatever the level routes to:
+            separation of duties made stricter. The requester is always excluded
+            from deciding their own request; there is no way to loosen that.
 
     Raises:
         ValidationError: A non-positive timeout or an empty custom approver id.
@@ -77,6 +81,7 @@ class ApprovalRequirement:
     custom_approvers: list[str] = field(default_factory=list)
     approval_timeout_seconds: float = 3600
     approval_reason: str | None = None
+    excluded_approvers: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not isinstance(self.approval_level, ApprovalLevel):
@@ -96,6 +101,10 @@ class ApprovalRequirement:
             raise ValidationError("custom_approvers must be a list of approver ids")
         for approver in self.custom_approvers:
             check_id("custom approver id", approver)
+        if not isinstance(self.excluded_approvers, list):
+            raise ValidationError("excluded_approvers must be a list of user ids")
+        for user in self.excluded_approvers:
+            check_id("excluded approver id", user)
         check_reason(self.approval_reason, "approval_reason")
 
     def triggered_by(self, metadata: dict[str, Any]) -> bool:
@@ -236,11 +245,20 @@ class AuditEvent:
 
 @dataclass(frozen=True)
 class AuditProblem:
-    """One inconsistency :func:`verify` found."""
+    """One inconsistency ``verify_audit()`` found.
+
+    Attributes:
+        request_id: The request.
+        seq: The event concerned, or None when it is about the request row.
+        message: What is wrong, e.g. ``row differs from its audit trail: approved_by``.
+        fields: The request fields whose stored value differs from the state
+            its audit trail seals (empty for problems of the chain itself).
+    """
 
     request_id: str
     seq: int | None
     message: str
+    fields: tuple[str, ...] = ()
 
 
 @dataclass
@@ -251,7 +269,8 @@ class AuditReport:
         ok: True when no problem was found.
         requests: How many request chains were checked.
         events: How many events were checked.
-        problems: What was found wrong.
+        problems: What was found wrong: edited, removed or inserted events, and
+            request rows that differ from what their trail seals.
     """
 
     requests: int = 0

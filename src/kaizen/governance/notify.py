@@ -36,9 +36,12 @@ def approval_payload(request: ExternalAgentApprovalRequest, base_url: str = "") 
     Returns:
         ``request_id``, ``external_agent_id``, ``requested_by``, ``approval_reason``,
         ``metadata``, ``approvers``, ``created_at`` and ``deadline_at`` (ISO 8601),
-        ``approve_url`` and ``reject_url``.
+        ``url`` (the approver inbox opened at the request), ``approve_url`` and
+        ``reject_url``: links for a browser, which open that page with the
+        decision pre-selected; nothing changes until the approver signs in and
+        confirms (the HTTP API takes decisions by authenticated POST only).
     """
-    root = f"{base_url.rstrip('/')}/api/approvals/{quote(request.id, safe='')}"
+    page = f"{base_url.rstrip('/')}/approvals/{quote(request.id, safe='')}"
     return {
         "request_id": request.id,
         "external_agent_id": request.external_agent_id,
@@ -48,8 +51,9 @@ def approval_payload(request: ExternalAgentApprovalRequest, base_url: str = "") 
         "approvers": list(request.approvers),
         "created_at": request.created_at.isoformat(),
         "deadline_at": request.deadline_at.isoformat() if request.deadline_at else None,
-        "approve_url": f"{root}/approve",
-        "reject_url": f"{root}/reject",
+        "url": page,
+        "approve_url": f"{page}?action=approve",
+        "reject_url": f"{page}?action=reject",
     }
 
 

@@ -51,7 +51,14 @@ def new_request(
         ApprovalConfigurationError: The requirement's level resolves to no approvers.
     """
     level = requirement.approval_level
-    approvers = directory.approvers_for(level, requested_by, requirement.custom_approvers)
+    routed = directory.approvers_for(level, requested_by, requirement.custom_approvers)
+    excluded = set(requirement.excluded_approvers)
+    approvers = [a for a in routed if a not in excluded]
+    if routed and not approvers:
+        raise ApprovalConfigurationError(
+            f"every approver for level {level.value!r} (request by {requested_by!r}) is in "
+            "the requirement's excluded_approvers: nobody could decide it"
+        )
     if not approvers:
         raise ApprovalConfigurationError(
             f"no approvers for level {level.value!r} (request by {requested_by!r}): "

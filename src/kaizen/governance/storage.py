@@ -7,6 +7,7 @@ one transaction together with its audit event.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
@@ -15,6 +16,7 @@ from typing import Any
 
 from dataflow import ConcurrencyError, DataFlow, RetryPolicy
 from dataflow.values import utcnow
+from kaizen.governance._listing import listing_filter
 from kaizen.governance._rows import content, decision_values, may_decide, timeout_event
 from kaizen.governance._schema import (
     audit_from_row,
@@ -209,11 +211,13 @@ class ExternalAgentApprovalStorage:
         require_approver: bool = False,
         overdue_at: datetime | None = None,
         before_deadline: datetime | None = None,
+        not_requester: bool = False,
     ) -> bool:
         """Move a request from ``from_status`` to ``to_status`` if its preconditions hold.
 
         One conditional UPDATE (status; with ``require_approver`` the actor's
-        membership in the approvers; with ``overdue_at`` a deadline not after it;
+        membership in the approvers; with ``not_requester`` an actor other than
+        the requester; with ``overdue_at`` a deadline not after it;
         with ``before_deadline`` no deadline or one after it) plus the audit event,
         in one transaction. Of concurrent callers at most one gets True.
         ``actor`` becomes ``approved_by`` for APPROVED and REJECTED; ``reason``
@@ -229,6 +233,8 @@ class ExternalAgentApprovalStorage:
         row = await self.db.get(self._req, request_id)
         if not may_decide(row, from_status, actor, require_approver, before_deadline):
             return False
+        if not_requester and row is not None and row["requested_by"] == actor:
+            return False
         assert row is not None
         now = utcnow()
         details = {"reason": reason} if reason is not None else {}
@@ -238,6 +244,8 @@ class ExternalAgentApprovalStorage:
         where: dict[str, Any] = {"id": request_id, "status": from_status.value, "audit_seq": seq}
         if require_approver:
             where["approvers_json"] = {"$contains": actor}
+        if not_requester:
+            where["requested_by"] = {"$ne": actor}
         if overdue_at is not None:
             where["deadline_at"] = {"$lte": overdue_at}
         if before_deadline is not None:
@@ -372,3 +380,41 @@ class ExternalAgentApprovalStorage:
                 yield wait
         else:
             yield backoff_waiter()
+
+    # -- listing (last: the method's name shadows the builtin in the class body) --
+
+    async def list(
+        self,
+        *,
+        status: ApprovalStatus | None = None,
+        approver: str | None = None,
+        agent: str | None = None,
+        requested_by: str | None = None,
+        involving: str | None = None,
+        decided_by: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> builtins.list[ExternalAgentApprovalRequest]:
+        """Requests matching every filter given, newest first (ties broken by id).
+
+        One query, whichever filters are combined; each filter has an index
+        to start from (status, agent, requester, decider, approver membership).
+
+        Args:
+            status: Only requests with this status.
+            approver: Only requests this user is an approver of.
+            agent: Only requests for this external agent.
+            requested_by: Only requests this user made.
+            involving: Only requests this user made or is an approver of.
+            decided_by: Only requests this user approved or rejected.
+            limit: At most this many.
+            offset: Skip this many first.
+        """
+        rows = await self.db.select(
+            self._req,
+            listing_filter(status, approver, agent, requested_by, involving, decided_by),
+            order_by="-created_at",
+            limit=limit,
+            offset=offset,
+        )
+        return [request_from_row(r) for r in rows]

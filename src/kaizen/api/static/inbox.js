@@ -1,147 +1,71 @@
-// Approver inbox: sign in with a token, list pending requests, approve or reject.
-// Polls the API so decisions made elsewhere (another instance, the CLI) show up without a reload.
-"use strict";
+// Approver inbox: sign in with a token; then either the inbox (tabs "Pending", polled so
+// decisions made elsewhere show up without a reload, and "Decided", the user's own
+// decisions) or, at /approvals/<id>, the page of one request (the links sent to approvers).
+// Opening a page never changes anything: only a confirmed Approve/Reject sends a POST.
+import {
+  $, EXPIRED, TOKEN_KEY, announce, api, apiPath, clearError, createCard, decisionVerb,
+  fillCard, notify, openStep, pagePath, problemText, setFieldError, showError, showStatus,
+} from "./common.js";
 
-const TOKEN_KEY = "kaizen.token";
 const POLL_MS = 2000;
-const $ = (id) => document.getElementById(id);
+const DECIDED_PAGE = 25;
+const TABS = ["pending", "decided"];
 
 let user = null;
+let route = null; // what the URL asks for: { view: "inbox", tab } or { view: "request", id, action }
 let pollTimer = null;
-let serial = 0;
 let refreshSeq = 0; // only the latest refresh may render: older responses may be stale
+let decidedSeq = 0;
+let decidedNext = null; // offset of the next page of decisions, null when none
 const mine = new Set(); // ids this page is deciding or decided: not "decided elsewhere"
 
-class ApiError extends Error {
-  constructor(status, code, message) {
-    super(message);
-    this.status = status;
-    this.code = code;
+function parseRoute() {
+  const params = new URLSearchParams(location.search);
+  const prefix = "/approvals/";
+  if (!location.pathname.startsWith(prefix)) {
+    return { view: "inbox", tab: params.get("tab") === "decided" ? "decided" : "pending" };
   }
-}
-
-async function api(path, { method = "GET", body } = {}) {
-  const headers = { Accept: "application/json" };
-  const token = sessionStorage.getItem(TOKEN_KEY);
-  if (token) headers.Authorization = `Bearer ${token}`;
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  const response = await fetch(path, {
-    method, headers, cache: "no-store", credentials: "omit",
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  let data = null;
-  try { data = await response.json(); } catch { data = null; }
-  if (!response.ok) {
-    const error = (data && data.error) || {};
-    throw new ApiError(response.status, error.code || "error", error.message || `HTTP ${response.status}`);
+  let id = null;
+  try {
+    id = decodeURIComponent(location.pathname.slice(prefix.length)) || null;
+  } catch {
+    id = null; // a malformed %-escape: the link is damaged
   }
-  return data;
+  const action = params.get("action");
+  return { view: "request", id, action: ["approve", "reject"].includes(action) ? action : null };
 }
 
-function announce(text) {
-  // Clear first so the same message twice is still read out.
-  const region = $("announcer");
-  region.textContent = "";
-  window.setTimeout(() => { region.textContent = text; }, 50);
-}
+const label = (a) => `the request from ${a.requested_by} for ${a.external_agent_id}`;
 
-function showError(text) {
-  $("error").textContent = text;
-  $("error").hidden = !text;
-}
+// -- the pending list -------------------------------------------------------
 
-function relative(date) {
-  const ms = date.getTime() - Date.now();
-  const minutes = Math.round(Math.abs(ms) / 60000);
-  if (minutes < 1) return ms <= 0 ? "just now" : "in under a minute";
-  const span = minutes < 120 ? `${minutes} min` : `${Math.round(minutes / 60)} h`;
-  return ms < 0 ? `${span} ago` : `in ${span}`;
-}
-
-function fill(item, approval) {
-  const q = (sel) => item.querySelector(sel);
-  q(".agent").textContent = approval.external_agent_id;
-  q(".requester").textContent = approval.requested_by;
-  q(".reason").textContent = approval.approval_reason || "—";
-  q(".metadata").textContent = JSON.stringify(approval.request_metadata || {}, null, 2);
-  q(".age").textContent = relative(new Date(approval.created_at));
-  q(".request-id").textContent = approval.id;
-  const deadline = q(".deadline");
-  if (approval.deadline_at) {
-    const when = new Date(approval.deadline_at);
-    deadline.textContent = `${when.toLocaleString()} (${relative(when)})`;
-    deadline.classList.toggle("overdue", when.getTime() <= Date.now());
-  } else {
-    deadline.textContent = "none";
-  }
+function listHooks(id, item) {
+  return {
+    started: () => mine.add(id),
+    decided: (approval, action) => {
+      removeItem(item);
+      notify(`${decisionVerb(action)} ${label(approval)}.`);
+      refreshDecided();
+      refresh();
+    },
+    failed: (error) => {
+      if (error.status === 401) return signOut(EXPIRED);
+      if (error.status === 404 || error.status === 409) {
+        showError(problemText(error));
+        removeItem(item);
+      } else {
+        mine.delete(id);
+      }
+      refresh();
+    },
+  };
 }
 
 function build(approval) {
-  const item = $("request-template").content.firstElementChild.cloneNode(true);
-  const n = ++serial;
+  const item = document.createElement("li");
   item.dataset.id = approval.id;
-  const heading = item.querySelector(".agent");
-  heading.id = `req-${n}-title`;
-  item.querySelector("article").setAttribute("aria-labelledby", heading.id);
-  const reason = item.querySelector(".reject-reason");
-  reason.id = `req-${n}-reason`;
-  item.querySelector(".reject-label").htmlFor = reason.id;
-  const form = item.querySelector(".reject-form");
-  form.id = `req-${n}-reject`;
-  item.querySelector(".reject").setAttribute("aria-controls", form.id);
-  const label = `request from ${approval.requested_by} for ${approval.external_agent_id}`;
-  item.querySelector(".approve").setAttribute("aria-label", `Approve ${label}`);
-  item.querySelector(".reject").setAttribute("aria-label", `Reject ${label}`);
-  wire(item, approval.id);
+  item.append(createCard(approval, listHooks(approval.id, item)));
   return item;
-}
-
-function wire(item, id) {
-  const form = item.querySelector(".reject-form");
-  const rejectButton = item.querySelector(".reject");
-  item.querySelector(".approve").addEventListener("click", () => decide(item, id, "approve"));
-  rejectButton.addEventListener("click", () => {
-    form.hidden = false;
-    rejectButton.setAttribute("aria-expanded", "true");
-    form.querySelector("textarea").focus();
-  });
-  const cancel = () => {
-    form.hidden = true;
-    rejectButton.setAttribute("aria-expanded", "false");
-    rejectButton.focus();
-  };
-  item.querySelector(".cancel-reject").addEventListener("click", cancel);
-  form.addEventListener("keydown", (event) => { if (event.key === "Escape") cancel(); });
-  form.addEventListener("submit", (event) => {
-    event.preventDefault();
-    const reason = form.querySelector("textarea").value.trim();
-    if (!reason) {
-      showError("Please give a reason for the rejection.");
-      form.querySelector("textarea").focus();
-      return;
-    }
-    decide(item, id, "reject", { reason });
-  });
-}
-
-async function decide(item, id, action, body) {
-  const buttons = item.querySelectorAll("button");
-  buttons.forEach((b) => { b.disabled = true; });
-  showError("");
-  mine.add(id);
-  try {
-    await api(`/api/approvals/${encodeURIComponent(id)}/${action}`, { method: "POST", body: body || {} });
-    const agent = item.querySelector(".agent").textContent;
-    removeItem(item);
-    announce(`${action === "approve" ? "Approved" : "Rejected"} the request for ${agent}.`);
-  } catch (error) {
-    buttons.forEach((b) => { b.disabled = false; });
-    if (error.status === 401) return signOut("Your token is no longer accepted; please sign in again.");
-    if (error.status === 409 || error.status === 404) removeItem(item);
-    else mine.delete(id);
-    showError(error.message);
-  }
-  refresh();
 }
 
 function removeItem(item) {
@@ -170,11 +94,11 @@ function render(approvals) {
       removeItem(li);
     }
   }
-  // Reuse existing items so a half-typed rejection reason and focus survive each poll.
+  // Reuse existing items so a half-typed rejection reason, an open step and focus survive each poll.
   let before = list.firstElementChild;
   for (const approval of approvals) {
     const item = existing.get(approval.id) || build(approval);
-    fill(item, approval);
+    fillCard(item.firstElementChild, approval);
     if (item !== before) list.insertBefore(item, before);
     else before = before.nextElementSibling;
   }
@@ -184,21 +108,168 @@ function render(approvals) {
 
 async function refresh() {
   window.clearTimeout(pollTimer);
-  if (!user) return;
+  if (!user || route.view !== "inbox") return;
   const seq = ++refreshSeq;
   try {
     const query = new URLSearchParams({ status: "pending", approver: user, limit: "500" });
     const page = await api(`/api/approvals?${query}`);
     if (seq !== refreshSeq) return; // superseded (a decision, sign-out or newer poll)
     render(page.items);
-    if ($("error").dataset.kind === "poll") { showError(""); delete $("error").dataset.kind; }
+    clearError("poll");
   } catch (error) {
     if (seq !== refreshSeq) return;
-    if (error.status === 401) return signOut("Your token is no longer accepted; please sign in again.");
-    showError(`Could not refresh the list: ${error.message}`);
-    $("error").dataset.kind = "poll";
+    if (error.status === 401) return signOut(EXPIRED);
+    showError(`Could not refresh the list: ${error.message}`, "poll");
   }
   if (user) pollTimer = window.setTimeout(refresh, POLL_MS);
+}
+
+// -- the decided tab --------------------------------------------------------
+
+function decidedRow(approval) {
+  const row = $("decided-template").content.firstElementChild.cloneNode(true);
+  const q = (sel) => row.querySelector(sel);
+  row.dataset.id = approval.id;
+  q(".decided-link").textContent = approval.external_agent_id;
+  q(".decided-link").href = pagePath(approval.id);
+  q(".decided-requester").textContent = approval.requested_by;
+  showStatus(q(".status"), approval.status);
+  if (approval.approved_at) {
+    q(".decided-when").dateTime = approval.approved_at;
+    q(".decided-when").textContent = new Date(approval.approved_at).toLocaleString();
+  }
+  q(".decided-reason").textContent = approval.rejection_reason || "—";
+  return row;
+}
+
+async function refreshDecided(more = false) {
+  if (!user) return;
+  const seq = ++decidedSeq;
+  const offset = more ? decidedNext : 0;
+  const query = new URLSearchParams({ decided_by: user, limit: String(DECIDED_PAGE), offset: String(offset) });
+  $("panel-decided").setAttribute("aria-busy", "true");
+  try {
+    const page = await api(`/api/approvals?${query}`);
+    if (seq !== decidedSeq) return;
+    const body = $("decided");
+    const rows = page.items.map(decidedRow);
+    if (more) body.append(...rows);
+    else body.replaceChildren(...rows);
+    if (more && rows.length) rows[0].querySelector("a").focus();
+    decidedNext = page.next_offset;
+    $("decided-more").hidden = decidedNext === null;
+    $("decided-table").hidden = body.children.length === 0;
+    $("decided-empty").hidden = body.children.length > 0;
+    clearError("decided");
+  } catch (error) {
+    if (seq !== decidedSeq) return;
+    if (error.status === 401) return signOut(EXPIRED);
+    showError(`Could not load your decisions: ${error.message}`, "decided");
+  } finally {
+    if (seq === decidedSeq) $("panel-decided").removeAttribute("aria-busy");
+  }
+}
+
+// -- tabs (WAI-ARIA tabs pattern, automatic activation) ----------------------
+
+function selectTab(name, { focus = false } = {}) {
+  for (const tab of TABS) {
+    const selected = tab === name;
+    $(`tab-${tab}`).setAttribute("aria-selected", String(selected));
+    $(`tab-${tab}`).tabIndex = selected ? 0 : -1;
+    $(`panel-${tab}`).hidden = !selected;
+  }
+  if (focus) $(`tab-${name}`).focus();
+  route = { view: "inbox", tab: name };
+  history.replaceState(null, "", name === "decided" ? "/?tab=decided" : "/");
+  if (name === "decided") refreshDecided();
+}
+
+function onTabKey(event) {
+  const index = TABS.indexOf(event.currentTarget.id.slice("tab-".length));
+  const moves = { ArrowRight: index + 1, ArrowLeft: index - 1, Home: 0, End: TABS.length - 1 };
+  if (!(event.key in moves)) return;
+  event.preventDefault();
+  selectTab(TABS[(moves[event.key] + TABS.length) % TABS.length], { focus: true });
+}
+
+function showInbox(tab) {
+  $("request-page").hidden = true;
+  $("inbox").hidden = false;
+  document.title = "Kaizen approvals inbox";
+  selectTab(tab);
+  $(tab === "decided" ? "decided-title" : "inbox-title").focus();
+  refresh();
+}
+
+// -- the page of one request (/approvals/<id>?action=approve|reject) --------
+
+function pageHooks(id, getCard) {
+  return {
+    stepChanged: (action) => history.replaceState(null, "", pagePath(id, action)),
+    decided: (approval, action) => {
+      fillCard(getCard(), approval);
+      notify(`${decisionVerb(action)} ${label(approval)}.`);
+      history.replaceState(null, "", pagePath(id));
+      getCard().querySelector(".agent").focus();
+    },
+    failed: (error) => {
+      if (error.status === 401) signOut(EXPIRED);
+      else if (error.status === 404) showMissing(problemText(error));
+      else if (error.status === 409) {
+        showError(problemText(error));
+        open({ view: "request", id, action: null }); // reload it to show the decision
+      }
+    },
+  };
+}
+
+function showMissing(text) {
+  document.title = "Request not found — Kaizen approvals";
+  $("request-slot").replaceChildren();
+  $("request-note").hidden = true;
+  $("request-missing").textContent = text;
+  $("request-missing").hidden = false;
+  $("request-missing").focus();
+}
+
+async function showRequestPage(target) {
+  $("inbox").hidden = true;
+  $("request-page").hidden = false;
+  $("request-missing").hidden = true;
+  $("request-note").hidden = true;
+  if (target.id === null) return showMissing("This link does not name a request; it may be damaged.");
+  $("request-loading").hidden = false;
+  let approval = null;
+  let failure = null;
+  try {
+    approval = await api(apiPath(target.id));
+  } catch (error) {
+    failure = error;
+  }
+  $("request-loading").hidden = true;
+  if (!user || route !== target) return; // signed out (or sent elsewhere) meanwhile
+  if (failure && failure.status === 401) return signOut(EXPIRED);
+  if (failure) {
+    const why = failure.status === 404 ? problemText(failure) : `Could not load the request: ${failure.message}`;
+    return showMissing(why);
+  }
+  const card = createCard(approval, pageHooks(target.id, () => card));
+  $("request-slot").replaceChildren(card);
+  document.title = `Request for ${approval.external_agent_id} — Kaizen approvals`;
+  const pending = approval.status === "pending";
+  $("request-note").hidden = pending;
+  if (pending && target.action) openStep(card, target.action, target.action === "reject");
+  else history.replaceState(null, "", pagePath(target.id));
+  if (!(pending && target.action === "reject")) card.querySelector(".agent").focus();
+}
+
+// -- signing in and out -----------------------------------------------------
+
+function open(target) {
+  route = target;
+  if (target.view === "request") return showRequestPage(target);
+  return showInbox(target.tab);
 }
 
 async function signIn(token) {
@@ -208,34 +279,44 @@ async function signIn(token) {
   } catch (error) {
     sessionStorage.removeItem(TOKEN_KEY);
     user = null;
-    showError(error.status === 401 ? "That token was not accepted." : `Sign-in failed: ${error.message}`);
+    if (error.status === 401) setFieldError($("token"), $("token-error"), "That token was not accepted.");
+    else showError(`Sign-in failed: ${error.message}`);
     $("token").focus();
     return;
   }
+  setFieldError($("token"), $("token-error"), "");
   showError("");
   $("user-name").textContent = user;
   $("whoami").hidden = false;
   $("sign-in").hidden = true;
-  $("inbox").hidden = false;
-  $("inbox-title").focus();
   announce(`Signed in as ${user}.`);
-  await refresh();
+  await open(parseRoute());
 }
 
 function signOut(message) {
   window.clearTimeout(pollTimer);
   refreshSeq++;
+  decidedSeq++;
   sessionStorage.removeItem(TOKEN_KEY);
   user = null;
   mine.clear();
   $("requests").replaceChildren();
+  $("decided").replaceChildren();
+  $("request-slot").replaceChildren();
   $("whoami").hidden = true;
   $("inbox").hidden = true;
-  $("sign-in").hidden = false;
-  $("token").value = "";
-  showError(message || "");
-  $("token").focus();
+  $("request-page").hidden = true;
+  showSignIn();
+  setFieldError($("token"), $("token-error"), message || "");
+  showError("");
   if (!message) announce("Signed out.");
+}
+
+function showSignIn() {
+  $("sign-in").hidden = false;
+  $("sign-in-context").hidden = parseRoute().view !== "request";
+  $("token").value = "";
+  $("token").focus();
 }
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -244,15 +325,26 @@ document.addEventListener("DOMContentLoaded", () => {
     const token = $("token").value.trim();
     $("token").value = "";
     if (!token) {
-      showError("Please enter your access token.");
+      setFieldError($("token"), $("token-error"), "Please enter your access token.");
       $("token").focus();
       return;
     }
     signIn(token);
   });
+  $("token").addEventListener("input", () => setFieldError($("token"), $("token-error"), ""));
   $("sign-out").addEventListener("click", () => signOut());
-  document.addEventListener("visibilitychange", () => { if (!document.hidden) refresh(); });
+  for (const tab of TABS) {
+    $(`tab-${tab}`).addEventListener("click", () => selectTab(tab));
+    $(`tab-${tab}`).addEventListener("keydown", onTabKey);
+  }
+  $("decided-more").addEventListener("click", () => refreshDecided(true));
+  document.addEventListener("visibilitychange", () => {
+    if (document.hidden || !user || route.view !== "inbox") return;
+    refresh();
+    if (route.tab === "decided") refreshDecided();
+  });
+  route = parseRoute();
   const saved = sessionStorage.getItem(TOKEN_KEY);
   if (saved) signIn(saved);
-  else $("token").focus();
+  else showSignIn();
 });

@@ -1,0 +1,71 @@
+"""Who may see what: the read rules of approvals and sessions, in one place.
+
+A :class:`Viewer` is the authenticated user on whose behalf a surface (the
+HTTP API, the inbox, the CLI given ``--as``) reads. An admin sees everything;
+anyone else sees the approval requests routed to them or made by them, and
+only their own sessions. Surfaces answer a request the viewer may not see as
+if it did not exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kaizen.governance.models import AuditEvent, ExternalAgentApprovalRequest
+from kaizen.integrations.nexus.models import CrossChannelSession
+
+__all__ = ["Viewer", "involving", "may_see_request", "may_see_session", "may_see_trail"]
+
+
+@dataclass(frozen=True, slots=True)
+class Viewer:
+    """The user a read is made for.
+
+    Args:
+        user: The user id.
+        admin: Whether the user may read everything.
+    """
+
+    user: str
+    admin: bool = False
+
+
+def involving(viewer: Viewer | None) -> str | None:
+    """The user whose requests a listing is restricted to (None: no restriction).
+
+    ``None`` as the viewer is the operator at the database (the CLI without
+    ``--as``): unrestricted, as the database itself is.
+    """
+    if viewer is None or viewer.admin:
+        return None
+    return viewer.user
+
+
+def _involved(user: str, requested_by: Any, approvers: Any) -> bool:
+    return user == requested_by or (isinstance(approvers, list) and user in approvers)
+
+
+def may_see_request(viewer: Viewer | None, request: ExternalAgentApprovalRequest) -> bool:
+    """Whether ``viewer`` may read ``request`` (its approvers, its requester, admins)."""
+    user = involving(viewer)
+    return user is None or _involved(user, request.requested_by, request.approvers)
+
+
+def may_see_trail(viewer: Viewer | None, events: list[AuditEvent]) -> bool:
+    """Whether ``viewer`` may read an audit trail (also of a deleted request).
+
+    The first event (``requested``) records who asked and who was asked.
+    """
+    user = involving(viewer)
+    if user is None:
+        return True
+    first: Mapping[str, Any] = events[0].details if events else {}
+    return _involved(user, first.get("requested_by"), first.get("approvers"))
+
+
+def may_see_session(viewer: Viewer | None, session: CrossChannelSession) -> bool:
+    """Whether ``viewer`` may read ``session`` (its user and admins)."""
+    user = involving(viewer)
+    return user is None or session.user_id == user

@@ -1,0 +1,43 @@
+"""The filter of the one approval listing query (no database access)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kaizen.governance.models import ApprovalStatus, as_status, check_id
+
+__all__ = ["listing_filter"]
+
+
+def listing_filter(
+    status: ApprovalStatus | None,
+    approver: str | None,
+    agent: str | None,
+    requested_by: str | None,
+    involving: str | None,
+    decided_by: str | None = None,
+) -> dict[str, Any]:
+    """The DataFlow filter selecting requests that match every given criterion.
+
+    Raises:
+        ValidationError: A criterion is not a valid id or status.
+    """
+    filt: dict[str, Any] = {}
+    if status is not None:
+        filt["status"] = as_status(status).value
+    if approver is not None:
+        check_id("approver", approver)
+        filt["approvers_json"] = {"$contains": approver}
+    if agent is not None:
+        check_id("external agent id", agent)
+        filt["external_agent_id"] = agent
+    if requested_by is not None:
+        check_id("requested_by", requested_by)
+        filt["requested_by"] = requested_by
+    if decided_by is not None:
+        check_id("decided_by", decided_by)
+        filt["approved_by"] = decided_by
+    if involving is not None:
+        check_id("user", involving)
+        filt["$or"] = [{"requested_by": involving}, {"approvers_json": {"$contains": involving}}]
+    return filt

@@ -1,0 +1,138 @@
+"""What an audit trail seals of its request row: the state the chain folds to.
+
+A request's events, replayed in order, say what its row must hold. ``requested``
+and ``updated`` events (and a status change made through ``update()``) carry the
+request's content; a decision (``approved``, ``rejected``, ``timed_out``) sets the
+status, ``approved_at`` to the event's time, ``approved_by`` to its actor (not
+for a timeout) and ``rejection_reason`` to its reason, if any; ``deleted`` means
+no row. The fold reads only hashed event fields, so each event's hash covers
+the state its request has after it.
+
+A field an event's content lacks (``approved_at`` in events written before it
+was recorded) is not sealed until a later event sets it. Values are compared
+canonically: datetimes as UTC instants, JSON as every database stores it.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from dataflow.errors import ValidationError
+from dataflow.jsonvalues import clean_json
+from kaizen.governance.models import AuditEvent
+
+__all__ = ["SEALED", "Seal", "canonical_value", "differences", "fold"]
+
+#: Content key of the audit events -> the request field it records.
+_CONTENT = {
+    "external_agent_id": "external_agent_id",
+    "requested_by": "requested_by",
+    "approvers": "approvers",
+    "status": "status",
+    "approval_reason": "approval_reason",
+    "metadata": "request_metadata",
+    "deadline_at": "deadline_at",
+    "approved_by": "approved_by",
+    "approved_at": "approved_at",
+    "rejection_reason": "rejection_reason",
+}
+#: The request fields a trail can seal (names of ExternalAgentApprovalRequest).
+SEALED: tuple[str, ...] = tuple(_CONTENT.values())
+#: Events that carry the request's content.
+_CONTENT_EVENTS = frozenset({"requested", "updated"})
+#: Decision events -> the status they set.
+_DECISIONS = {"approved": "approved", "rejected": "rejected", "timed_out": "timeout"}
+_TIMES = frozenset({"deadline_at", "approved_at"})
+# The audit encoder's settings; its own copy, as kaizen.governance.audit imports this module.
+_ENCODER = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
+
+#: Sealed field -> canonical value; a field missing is not sealed.
+Seal = dict[str, Any]
+
+
+def fold(events: Iterable[AuditEvent]) -> Seal | None:
+    """The row state a chain describes, or None when the request was deleted.
+
+    Args:
+        events: The request's events in seq order.
+
+    Returns:
+        The sealed fields and their canonical values.
+    """
+    state: Seal | None = {}
+    for event in events:
+        state = _step({} if state is None else state, event)
+    return state
+
+
+def _step(state: Seal, event: AuditEvent) -> Seal | None:
+    if event.event == "deleted":
+        return None
+    details = event.details
+    if event.event in _CONTENT_EVENTS or "status" in details:
+        # update() overwrites every column: what its event does not record is unknown.
+        return {
+            name: canonical_value(name, details[key])
+            for key, name in _CONTENT.items()
+            if key in details
+        }
+    status = _DECISIONS.get(event.event)
+    if status is None:
+        return state  # an event this version does not know changes nothing it seals
+    state = {
+        **state,
+        "status": status,
+        "approved_at": canonical_value("approved_at", event.occurred_at),
+    }
+    if event.event != "timed_out":
+        state["approved_by"] = event.actor
+    if details.get("reason") is not None:
+        state["rejection_reason"] = details["reason"]
+    return state
+
+
+def differences(seal: Seal, row: Mapping[str, Any]) -> tuple[str, ...]:
+    """The sealed fields whose value in ``row`` differs from the trail's.
+
+    Args:
+        seal: What :func:`fold` returned.
+        row: The stored request's values by field name (see :data:`SEALED`).
+    """
+    return tuple(
+        name
+        for name in SEALED
+        if name in seal and canonical_value(name, row.get(name)) != seal[name]
+    )
+
+
+def canonical_value(name: str, value: Any) -> Any:
+    """``value`` of field ``name`` in the form compared (as an event or a row holds it)."""
+    if name in _TIMES:
+        return _instant(value)
+    if name == "request_metadata":
+        try:
+            return _ENCODER.encode(clean_json(value, name))
+        except ValidationError:
+            return repr(value)  # a row no database stores differs from any event
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def _instant(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+    if isinstance(value, datetime) and value.utcoffset() is not None:
+        return value.astimezone(UTC)
+    return value

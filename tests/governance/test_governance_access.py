@@ -1,0 +1,141 @@
+"""Separation of duties and the one listing query, on every database and in memory."""
+
+from __future__ import annotations
+
+import pytest
+from gov_helpers import custom
+
+from dataflow import ValidationError
+from kaizen.governance import (
+    ApprovalStatus,
+    ExternalAgentApprovalManager,
+    NotAuthorizedError,
+    SelfDecisionError,
+)
+
+
+async def test_the_requester_never_decides_their_own_request(
+    any_manager: ExternalAgentApprovalManager,
+) -> None:
+    # Routing put the requester among the approvers (e.g. a team lead asking).
+    any_manager.add_requirement("agent-self", custom("lead-456", "user-123"))
+    request_id = await any_manager.request_approval("agent-self", "user-123", {"cost": 1})
+    before = await any_manager.get_audit_trail(request_id)
+    with pytest.raises(SelfDecisionError, match="separation of duties") as caught:
+        await any_manager.approve_request(request_id, "user-123")
+    assert isinstance(caught.value, NotAuthorizedError)
+    with pytest.raises(SelfDecisionError):
+        await any_manager.reject_request(request_id, "user-123", "no")
+    request = await any_manager.get_request(request_id)
+    assert request is not None and request.status is ApprovalStatus.PENDING
+    assert request.approved_by is None
+    assert await any_manager.get_audit_trail(request_id) == before
+    # Another approver still can.
+    await any_manager.approve_request(request_id, "lead-456")
+    request = await any_manager.get_request(request_id)
+    assert request is not None and request.approved_by == "lead-456"
+
+
+async def test_the_store_refuses_a_self_decision_by_itself(
+    any_manager: ExternalAgentApprovalManager,
+) -> None:
+    any_manager.add_requirement("agent-self", custom("user-123"))
+    request_id = await any_manager.request_approval("agent-self", "user-123", {})
+    store = any_manager._store
+    decided = await store.decide(
+        request_id,
+        from_status=ApprovalStatus.PENDING,
+        to_status=ApprovalStatus.APPROVED,
+        actor="user-123",
+        require_approver=True,
+        not_requester=True,
+    )
+    assert decided is False
+    request = await any_manager.get_request(request_id)
+    assert request is not None and request.status is ApprovalStatus.PENDING
+
+
+async def test_one_listing_query_combines_every_filter(
+    any_manager: ExternalAgentApprovalManager,
+) -> None:
+    m = any_manager
+    m.add_requirement("agent-2", custom("lead-789", "ops-1"))
+    a = await m.request_approval("agent-1", "alice", {})
+    b = await m.request_approval("agent-2", "alice", {})
+    c = await m.request_approval("agent-1", "bob", {})
+    d = await m.request_approval("agent-2", "bob", {})
+    await m.approve_request(c, "lead-456")
+    await m.reject_request(d, "ops-1", "no")
+
+    async def ids(**filters: object) -> list[str]:
+        return [r.id for r in await m.list_requests(**filters)]  # type: ignore[arg-type]
+
+    assert await ids() == [d, c, b, a]  # newest first
+    assert await ids(status=ApprovalStatus.PENDING) == [b, a]
+    assert await ids(agent="agent-1") == [c, a]
+    assert await ids(agent="agent-1", status=ApprovalStatus.PENDING) == [a]
+    assert await ids(approver="lead-789") == [d, c, b, a]
+    assert await ids(approver="ops-1", status=ApprovalStatus.PENDING) == [b]
+    assert await ids(requested_by="bob") == [d, c]
+    assert await ids(decided_by="ops-1") == [d]
+    assert await ids(decided_by="ops-1", approver="lead-789") == [d]
+    assert await ids(decided_by="lead-456", approver="ops-1") == []
+    assert await ids(involving="alice") == [b, a]
+    assert await ids(involving="ops-1") == [d, b]
+    assert await ids(involving="ops-1", status=ApprovalStatus.REJECTED) == [d]
+    assert await ids(involving="nobody") == []
+    # The filter applies before the page: limit never hides matching rows.
+    assert await ids(agent="agent-1", limit=1) == [c]
+    assert await ids(agent="agent-1", limit=1, offset=1) == [a]
+    assert await ids(involving="alice", limit=5, offset=2) == []
+
+
+@pytest.mark.parametrize(
+    "filters",
+    [
+        {"approver": ""},
+        {"agent": " "},
+        {"requested_by": 3},
+        {"involving": "x" * 256},
+        {"decided_by": ""},
+        {"status": "maybe"},
+    ],
+)
+async def test_listing_refuses_bad_filters(
+    any_manager: ExternalAgentApprovalManager, filters: dict[str, object]
+) -> None:
+    with pytest.raises(ValidationError):
+        await any_manager.list_requests(**filters)  # type: ignore[arg-type]
+
+
+async def test_excluded_approvers_make_separation_of_duties_stricter(
+    any_manager: ExternalAgentApprovalManager,
+) -> None:
+    from kaizen.governance import ApprovalConfigurationError, ApprovalLevel, ApprovalRequirement
+
+    requirement = ApprovalRequirement(
+        approval_level=ApprovalLevel.CUSTOM,
+        custom_approvers=["lead-456", "dev-1"],
+        excluded_approvers=["dev-1"],
+    )
+    any_manager.add_requirement("agent-x", requirement)
+    request_id = await any_manager.request_approval("agent-x", "user-123", {})
+    request = await any_manager.get_request(request_id)
+    assert request is not None and request.approvers == ["lead-456"]  # frozen into the request
+    with pytest.raises(NotAuthorizedError):
+        await any_manager.approve_request(request_id, "dev-1")
+    only_excluded = ApprovalRequirement(
+        approval_level=ApprovalLevel.CUSTOM,
+        custom_approvers=["dev-1"],
+        excluded_approvers=["dev-1"],
+    )
+    any_manager.add_requirement("agent-y", only_excluded)
+    with pytest.raises(ApprovalConfigurationError, match="excluded_approvers"):
+        await any_manager.request_approval("agent-y", "user-123", {})
+    for bad in ("dev-1", [""], [3]):
+        with pytest.raises(ValidationError, match="excluded"):
+            ApprovalRequirement(
+                approval_level=ApprovalLevel.CUSTOM,
+                custom_approvers=["a"],
+                excluded_approvers=bad,  # type: ignore[arg-type]
+            )
