@@ -214,6 +214,13 @@ class ApprovalSuite:
                 note="what a non-admin sees: made by them or routed to them, any status",
             ),
             Op(
+                "list_involving_quiet",
+                lambda i: s.list(involving="user-7", limit=100),
+                weight=0.25,
+                note="a requester with few requests, spread over the table: where a plan "
+                "walking the created_at index would scan",
+            ),
+            Op(
                 "list_decided_by",
                 lambda i: s.list(decided_by="lead-7", limit=100),
                 weight=0.25,

@@ -50,6 +50,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
+    """Terminate ``proc`` and reap it (killed when it does not end within ``timeout``)."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def missing_binaries(*, galera: bool = False) -> list[str]:
     """Server programs the tests need that this machine lacks."""
     needed = [PG_BIN / "initdb", PG_BIN / "pg_ctl", Path("/usr/sbin/mariadbd")]

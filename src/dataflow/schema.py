@@ -190,6 +190,7 @@ async def _apply(
     created = False
     for index in table.indexes:
         if str(index.name).lower() not in existing:
+            await dialect.prepare_index(conn, table, index)
             await dialect.run_ddl(conn, *_sql(dialect, CreateIndex(index)))
             created = True
     return bool(missing) or created

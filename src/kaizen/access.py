@@ -54,15 +54,16 @@ def may_see_request(viewer: Viewer | None, request: ExternalAgentApprovalRequest
 
 
 def may_see_trail(viewer: Viewer | None, events: list[AuditEvent]) -> bool:
-    """Whether ``viewer`` may read an audit trail (also of a deleted request).
+    """Whether ``viewer`` may read the audit trail of a deleted request.
 
-    The first event (``requested``) records who asked and who was asked.
+    Everyone its events name as requester or approver may (a request's trail
+    is read through :func:`may_see_request` while the request exists).
     """
     user = involving(viewer)
     if user is None:
         return True
-    first: Mapping[str, Any] = events[0].details if events else {}
-    return _involved(user, first.get("requested_by"), first.get("approvers"))
+    details: list[Mapping[str, Any]] = [e.details for e in events]
+    return any(_involved(user, d.get("requested_by"), d.get("approvers")) for d in details)
 
 
 def may_see_session(viewer: Viewer | None, session: CrossChannelSession) -> bool:

@@ -263,9 +263,12 @@ async def approval_audit(
             or ``viewer`` may not see them.
     """
     events = await k.approvals.get_audit_trail(request_id)
-    if not events:
-        await _visible(k, request_id, viewer)
-    elif not may_see_trail(viewer, events):
+    request = await k.approvals.get_request(request_id)
+    if request is not None:  # who may read it now, not who could when it was made
+        visible = may_see_request(viewer, request)
+    else:
+        visible = bool(events) and may_see_trail(viewer, events)
+    if not visible:
         raise ApprovalNotFoundError(request_id)
     return [dataclasses.asdict(e) for e in events]
 

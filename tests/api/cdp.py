@@ -17,6 +17,8 @@ from typing import Any
 
 from websockets.sync.client import ClientConnection, connect
 
+from servers import stop_process
+
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 _KEYS = {
     "Enter": {"code": "Enter", "windowsVirtualKeyCode": 13, "text": "\r"},
@@ -170,9 +172,4 @@ def browser(executable: str, profile: Path, log: Path) -> Iterator[Browser]:
     try:
         yield Browser(_debugger_port(profile, proc))
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, timeout=15)

@@ -201,3 +201,14 @@ async def test_links_are_never_built_from_an_untrusted_host(kaizen: Kaizen) -> N
 async def test_bad_allowed_hosts_are_refused(kaizen: Kaizen, hosts: Any) -> None:
     with pytest.raises(ConfigurationError, match="allowed"):
         create_app(kaizen, tokens=HASHED, allowed_hosts=hosts)
+
+
+def test_the_inbox_checks_the_reason_length_the_api_checks() -> None:
+    import re
+    from importlib import resources
+
+    from kaizen.api._params import MAX_REASON
+
+    script = (resources.files("kaizen.api") / "static" / "common.js").read_text()
+    found = re.search(r"const MAX_REASON = (\d+);", script)
+    assert found is not None and int(found[1]) == MAX_REASON

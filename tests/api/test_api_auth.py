@@ -118,14 +118,14 @@ def test_expired_tokens_never_authenticate() -> None:
         TokenStore.of([(hash_token("x"), Identity("x"), datetime(2030, 1, 1))])
 
 
-def test_an_expired_duplicate_does_not_hide_a_live_entry() -> None:
-    store = TokenStore.of(
-        [
-            (hash_token("t"), Identity("ann"), NOW - timedelta(days=1)),
-            (hash_token("t"), Identity("ann", ADMIN), None),
-        ]
-    )
-    assert store.identify("t", now=NOW) == Identity("ann", ADMIN)
+def test_a_token_reused_for_another_role_is_refused_even_when_one_expired() -> None:
+    with pytest.raises(TokenConfigError, match=r"'ann' \(user\) and 'ann' \(admin\)"):
+        TokenStore.of(
+            [
+                (hash_token("t"), Identity("ann"), NOW - timedelta(days=1)),
+                (hash_token("t"), Identity("ann", ADMIN), None),
+            ]
+        )
 
 
 def test_token_sources_are_a_protocol() -> None:
@@ -216,6 +216,11 @@ def test_legacy_records_have_stable_ids_and_no_expiry(tmp_path: Path) -> None:
         ({"version": 1, "tokens": [_record(created_at="2026-01-01T00:00")]}, "UTC offset"),
         ({"version": 1, "tokens": [_record(created_at=5)]}, "UTC offset"),
         ({"version": 1, "tokens": [_record(expires_at="soon")]}, "expires_at"),
+        (
+            {"version": 1, "tokens": [_record(expires_at="9999-12-31T23:59:59-05:00")]},
+            "expires_at: the datetime is out of range",
+        ),
+        ({"version": 1, "tokens": [_record(user="alice ")]}, "surrounding whitespace"),
         ({"version": 1, "tokens": [_record(), _record(hash=hash_token("x"))]}, "stored twice"),
         ({"version": 1, "tokens": [_record(), _record(id="tok_other")]}, "stored twice"),
         ({"abc": "x"}, "sha256"),
@@ -314,9 +319,10 @@ def test_a_broken_reload_keeps_the_last_good_tokens(
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1  # once per change, not once per request
     assert "keeping the 1 token(s)" in warnings[0].getMessage()
-    file.unlink()
-    assert source.identify(token) == Identity("alice")
-    assert len(source) == 1
+    file.unlink()  # deleting the file revokes every token in it
+    assert source.identify(token) is None
+    assert len(source) == 0
+    assert "is gone" in caplog.records[-1].getMessage()
     file.write_text(json.dumps({hash_token("fresh"): "bob"}))
     assert source.identify(token) is None
     assert source.user_for("fresh") == "bob"
@@ -393,3 +399,15 @@ def test_on_a_terminal_it_prompts_on_stderr_and_does_not_echo() -> None:
     assert b"token" in prompt
     assert out.decode().strip() == hash_token("s3cret")
     assert b"s3cret" not in prompt + err
+
+
+def test_one_token_for_two_identities_is_refused() -> None:
+    with pytest.raises(
+        TokenConfigError, match=r"configured twice .*'root' \(admin\) and 'bob' \(user\)"
+    ):
+        tokens_from_env("root:admin=same-token bob=same-token")
+    with pytest.raises(TokenConfigError, match="configured twice"):
+        TokenStore.merged([tokens_from_env("alice=t1"), TokenStore({hash_token("t1"): "eve"})])
+    with pytest.raises(TokenConfigError, match="configured twice"):
+        tokens_from_env("alice=t1 alice:admin=t1")  # same user, another role
+    assert tokens_from_env("alice=t1 alice=t1").user_for("t1") == "alice"  # harmless repeat

@@ -263,6 +263,26 @@ async def test_approvers_and_requesters_see_theirs_and_admins_all(
                 assert response.status_code == expected, (user, path)
 
 
+async def test_the_audit_trail_is_read_by_who_may_see_the_request_now(
+    client: httpx.AsyncClient, kaizen: Kaizen
+) -> None:
+    request_id = await seed(kaizen, approvers=["lead-456"])
+    request = await kaizen.approval_storage.load(request_id)
+    assert request is not None
+    request.approvers = ["admin-1"]  # re-routed
+    await kaizen.approval_storage.update(request)
+
+    async def status(user: str) -> int:
+        path = f"/api/approvals/{request_id}/audit"
+        return (await client.get(path, headers=auth(user))).status_code
+
+    assert (await status("lead-456"), await status("admin-1")) == (404, 200)
+    await kaizen.approval_storage.delete(request_id)  # the trail stays
+    for user, expected in (("user-123", 200), ("lead-456", 200), ("admin-1", 200), (ADMIN, 200)):
+        assert await status(user) == expected, user
+    assert await status("outsider") == 404
+
+
 async def test_a_stranger_learns_nothing(client: httpx.AsyncClient, kaizen: Kaizen) -> None:
     request_id = await seed(kaizen)
     await kaizen.sessions.create_session_async(user_id="user-123")
@@ -384,7 +404,14 @@ async def test_sessions_are_readable_by_their_user_and_admins(
     response = await client.get("/api/sessions?user=lead-456", headers=auth("user-123"))
     assert response.json()["items"] == []
     response = await client.get("/api/sessions", headers=auth(ADMIN))
-    assert len(response.json()["items"]) == 2
+    assert len(response.json()["items"]) == 2 and response.json()["next_offset"] is None
+    first = (await client.get("/api/sessions?limit=1", headers=auth(ADMIN))).json()
+    second = (await client.get("/api/sessions?limit=1&offset=1", headers=auth(ADMIN))).json()
+    assert (first["next_offset"], second["next_offset"]) == (1, None)
+    assert {first["items"][0]["session_id"], second["items"][0]["session_id"]} == {
+        mine.session_id,
+        theirs.session_id,
+    }
     for flag in ("true", "1", "false", "0"):
         response = await client.get(
             f"/api/sessions?user=user-123&include_expired={flag}", headers=auth(ADMIN)

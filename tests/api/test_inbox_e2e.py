@@ -15,7 +15,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -33,6 +32,7 @@ from cdp import Browser, Page, browser
 from kaizen import service
 from kaizen.api import hash_token
 from kaizen.service import Kaizen
+from servers import free_port, stop_process
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 REASON = "Not during the freeze, sorry"
@@ -63,13 +63,6 @@ def chrome(chromium_path: str, tmp_path: Path) -> Iterator[Browser]:
         yield running
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def server_command(db_url: str, port: int, tokens: Path) -> list[str]:
     """The ``kaizen serve`` command line (the CLI's entry point, run by this interpreter)."""
     entry = "import sys; from kaizen.cli import main; sys.exit(main())"
@@ -97,7 +90,7 @@ def server(db_url: str, tmp_path: Path) -> Iterator[str]:
     """``kaizen serve`` on a free port against the test database; yields its URL."""
     tokens = tmp_path / "tokens.json"
     tokens.write_text(json.dumps({hash_token(token): user for user, token in USERS.items()}))
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "serve.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("KAIZEN_API_TOKENS")}
     with log.open("wb") as out:
@@ -109,12 +102,7 @@ def server(db_url: str, tmp_path: Path) -> Iterator[str]:
         _wait_healthy(url, proc, log)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
     text = log.read_text(errors="replace")
     print(f"kaizen serve log:\n{text[-5000:]}")  # pytest shows it when the test failed
     # The server must never write a token to its log.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import stat
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from kaizen.api.token_admin import add_token, list_tokens
 from kaizen.cli import main
 from kaizen.cli.serve import load_tokens
 from kaizen.cli.tokens import parse_expiry
+from servers import free_port, stop_process
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
@@ -115,7 +115,16 @@ def test_revoke_unknown_is_exit_3(tmp_path: Path, capsys: pytest.CaptureFixture[
 
 
 @pytest.mark.parametrize(
-    "expires", ["2001-01-01", "2001-01-01T00:00:00+00:00", "0d", "tomorrow", "12x", "99999999w"]
+    "expires",
+    [
+        "2001-01-01",
+        "2001-01-01T00:00:00+00:00",
+        "0d",
+        "tomorrow",
+        "12x",
+        "99999999w",
+        "9999-12-31T23:59:59-05:00",  # past year 9999 in UTC
+    ],
 )
 def test_past_or_invalid_expiry_is_exit_7(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], expires: str
@@ -281,13 +290,6 @@ def test_concurrent_adds_lose_nothing_and_the_file_is_always_valid(tmp_path: Pat
     assert all(tokens.identify(p["token"]) == Identity(p["user"]) for p in printed)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _me(url: str, token: str) -> int:
     request = urllib.request.Request(f"{url}/api/me", headers={"Authorization": f"Bearer {token}"})
     try:
@@ -312,7 +314,7 @@ def test_a_running_server_refuses_a_revoked_token_within_2_s(
 ) -> None:
     file = tmp_path / "tokens.json"
     keeper = _add(capsys, file, "keeper")
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = tmp_path / "serve.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("KAIZEN_API_TOKENS")}
@@ -334,12 +336,7 @@ def test_a_running_server_refuses_a_revoked_token_within_2_s(
         assert _wait_for(url, added["token"], 401, within=2) < 2
         assert _me(url, keeper["token"]) == 200
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
     text = log.read_text(errors="replace")
     assert keeper["token"] not in text and added["token"] not in text
     assert hash_token(added["token"]) not in text

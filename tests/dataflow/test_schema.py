@@ -320,3 +320,44 @@ async def test_index_added_to_an_existing_model_is_created(db_url: str, raw: Raw
 
         await db.initialize()
     assert ("name",) in set((await raw.index_columns("item")).values())
+
+
+def _notes(db: DataFlow, indexes: list[Index]) -> None:
+    @db.model(table="note", indexes=indexes)
+    class Note:
+        id: str
+        author: str | None = None
+        created: datetime | None = None
+
+
+async def test_an_unindexed_text_field_that_becomes_indexed_keeps_its_rows(
+    db_url: str, raw: RawDB
+) -> None:
+    when = datetime(2026, 1, 1, tzinfo=UTC)
+    async with DataFlow(db_url) as db:
+        _notes(db, [])
+        await db.insert("Note", {"id": "a", "author": "ann", "created": when})
+        await db.insert("Note", {"id": "b"})
+    async with DataFlow(db_url) as db:
+        _notes(db, [Index("author", "created")])  # MySQL stored it as MEDIUMTEXT
+        rows = await db.select("Note", {"author": "ann"}, order_by="created")
+        assert [r["id"] for r in rows] == ["a"]
+        assert (await db.get("Note", "b"))["author"] is None
+    assert ("author", "created") in set((await raw.index_columns("note")).values())
+
+
+async def test_a_text_too_long_to_index_is_a_schema_error_on_mysql(db_url: str, raw: RawDB) -> None:
+    async with DataFlow(db_url) as db:
+        _notes(db, [])
+        await db.insert("Note", {"id": "a", "author": "x" * 300})
+    async with DataFlow(db_url) as db:
+        _notes(db, [Index("author", "created")])
+        if raw.dialect != "mysql":  # the others index any text
+            assert (await db.get("Note", "a"))["author"] == "x" * 300
+            return
+        for _ in range(2):  # nothing was half-done: the same error again
+            with pytest.raises(SchemaError, match=r"note\.author .* longer than 255"):
+                await db.initialize()
+    async with DataFlow(db_url) as db:
+        _notes(db, [])
+        assert (await db.get("Note", "a"))["author"] == "x" * 300

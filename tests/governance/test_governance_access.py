@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import timedelta, timezone
+from pathlib import Path
+from typing import Any
+
 import pytest
 from gov_helpers import custom
 
-from dataflow import ValidationError
+from dataflow import DataFlow, ValidationError
+from dataflow.values import utcnow
 from kaizen.governance import (
     ApprovalStatus,
     ExternalAgentApprovalManager,
+    ExternalAgentApprovalStorage,
     NotAuthorizedError,
     SelfDecisionError,
 )
@@ -39,7 +45,7 @@ async def test_the_requester_never_decides_their_own_request(
 async def test_the_store_refuses_a_self_decision_by_itself(
     any_manager: ExternalAgentApprovalManager,
 ) -> None:
-    any_manager.add_requirement("agent-self", custom("user-123"))
+    any_manager.add_requirement("agent-self", custom("user-123", "lead-456"))
     request_id = await any_manager.request_approval("agent-self", "user-123", {})
     store = any_manager._store
     decided = await store.decide(
@@ -88,6 +94,10 @@ async def test_one_listing_query_combines_every_filter(
     assert await ids(agent="agent-1", limit=1) == [c]
     assert await ids(agent="agent-1", limit=1, offset=1) == [a]
     assert await ids(involving="alice", limit=5, offset=2) == []
+    assert await ids(involving="ops-1", limit=1) == [d]
+    assert await ids(involving="ops-1", limit=1, offset=1) == [b]
+    assert await ids(involving="lead-456", approver="lead-789", limit=2, offset=1) == [a]
+    assert await ids(involving="alice", agent="agent-2") == [b]
 
 
 @pytest.mark.parametrize(
@@ -139,3 +149,59 @@ async def test_excluded_approvers_make_separation_of_duties_stricter(
                 custom_approvers=["a"],
                 excluded_approvers=bad,  # type: ignore[arg-type]
             )
+
+
+async def test_waiting_never_spins_when_the_database_disagrees_about_the_deadline(
+    tmp_path: Path,
+) -> None:
+    # SQLite only: it compares stored datetimes as text, which a hand edit can exploit.
+    async with DataFlow(f"sqlite:///{tmp_path / 'w.db'}") as db:
+        storage = ExternalAgentApprovalStorage(db)
+        manager = ExternalAgentApprovalManager(storage_backend=storage)
+        manager.add_requirement("agent-1", custom("lead-456"))
+        request_id = await manager.request_approval("agent-1", "user-123", {})
+        # The same instant written with a +14:00 offset: overdue for Python, not for
+        # SQLite's text comparison, so the timeout write never matches.
+        past = (utcnow() - timedelta(minutes=1)).astimezone(timezone(timedelta(hours=14)))
+        backend = await db._backend()
+        sql = "UPDATE external_agent_approval_request SET deadline_at = ? WHERE id = ?"
+        await backend.run(lambda c: c.execute(sql, [past.isoformat(), request_id]), atomic=False)
+        attempts = 0
+        decide = storage.decide
+
+        async def counting(*args: Any, **kwargs: Any) -> bool:
+            nonlocal attempts
+            attempts += 1
+            return await decide(*args, **kwargs)
+
+        storage.decide = counting  # type: ignore[method-assign]
+        assert await manager.wait_for_approval(request_id, timeout=0.3) is False
+        # Tried, then waited with the poll backoff (50, 100, 200 ms...) instead of spinning.
+        assert 1 <= attempts <= 6
+
+
+async def test_a_request_only_its_requester_could_decide_is_refused(
+    any_manager: ExternalAgentApprovalManager,
+) -> None:
+    from kaizen.governance import ApprovalConfigurationError
+
+    any_manager.add_requirement("agent-self", custom("user-123"))
+    with pytest.raises(ApprovalConfigurationError, match=r"only approver .* is the requester"):
+        await any_manager.request_approval("agent-self", "user-123", {})
+    assert await any_manager.list_requests(requested_by="user-123") == []
+
+
+@pytest.mark.parametrize("user", ["lead-456 ", " lead-456", "lead-456\t", "\nlead-456"])
+async def test_ids_with_surrounding_whitespace_are_refused(
+    any_manager: ExternalAgentApprovalManager, user: str
+) -> None:
+    # MySQL compares 'a ' equal to 'a': such an id would read or decide as another user.
+    with pytest.raises(ValidationError, match="whitespace"):
+        any_manager.set_approvers("agent-ws", [user])
+    with pytest.raises(ValidationError, match="whitespace"):
+        await any_manager.request_approval("agent-1", user, {})
+    request_id = await any_manager.request_approval("agent-1", "user-123", {})
+    with pytest.raises(ValidationError, match="whitespace"):
+        await any_manager.approve_request(request_id, user)
+    with pytest.raises(ValidationError, match="whitespace"):
+        await any_manager.list_requests(involving=user)

@@ -196,7 +196,6 @@ async def test_list_by_approver_matches_exactly(
         "_",
         "l_ad",
         "le%",
-        f"{approver} ",
     ]
     if approver.swapcase() != approver:
         decoys.append(approver.swapcase())

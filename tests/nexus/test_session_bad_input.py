@@ -24,7 +24,7 @@ async def test_ttls_are_bounded(manager: NexusSessionManager, ttl: Any) -> None:
     assert await manager.storage.count_active() == 0  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize("bad_id", [{}, [], None, 5, "", "x" * 256, "nul\x00", "\ud800"])
+@pytest.mark.parametrize("bad_id", [{}, [], None, 5, "", "x" * 256, "nul\x00", "\ud800", "a ", " a"])
 async def test_bad_session_ids_are_validation_errors(
     manager: NexusSessionManager, bad_id: Any
 ) -> None:
@@ -75,3 +75,12 @@ async def test_early_times_are_refused_by_storage_identically(storage: SessionSt
     with pytest.raises(ValidationError, match="year 1000"):
         await storage.save(session)
     assert await storage.list_active(include_expired=True) == []
+
+
+@pytest.mark.parametrize("user", ["alice ", " alice", "alice\n"])
+async def test_user_ids_with_surrounding_whitespace_are_refused(
+    manager: NexusSessionManager, user: str
+) -> None:
+    # MySQL compares 'a ' equal to 'a': such a user would read another's sessions.
+    with pytest.raises(SessionValidationError, match="whitespace"):
+        await manager.create_session_async(user_id=user)

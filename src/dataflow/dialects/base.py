@@ -98,6 +98,10 @@ class Dialect(ABC):
     supports_notify: bool = False
     #: False when SQL JSON functions would alter values (merges then run row by row).
     json_merge_in_sql: bool = True
+    #: False when the planner answers ``$or`` of differently indexed conditions with an
+    #: ORDER BY ... LIMIT by walking the order's index (a scan): callers that know
+    #: such a query is hot then run one query per branch.
+    or_uses_indexes: bool = True
     #: True when the data is gone once the dialect is closed (an in-memory database).
     volatile: bool = False
     #: Options ``DataFlow(url, **options)`` and the URL's query accept.
@@ -161,6 +165,15 @@ class Dialect(ABC):
     @abstractmethod
     def schema_lock(self, conn: Connection) -> contextlib.AbstractAsyncContextManager[None]:
         """Serialize schema changes across processes (inside ``conn``'s transaction)."""
+
+    async def prepare_index(  # noqa: B027 - a hook, a no-op unless a dialect needs it
+        self, conn: Connection, table: sa.Table, index: sa.Index
+    ) -> None:
+        """Make an existing table's columns indexable before ``index`` is added to it.
+
+        Nothing to do by default: only MySQL stores unindexed text in a type it
+        cannot index (see :meth:`MySQLDialect.prepare_index`).
+        """
 
     async def run_ddl(self, conn: Connection, sql: str, args: Sequence[Any]) -> None:
         """Run one DDL statement of the schema set-up (see :mod:`dataflow.schema`)."""

@@ -28,6 +28,7 @@ from dataflow.errors import (
     DataFlowError,
     DuplicateKeyError,
     IntegrityError,
+    SchemaError,
     ValidationError,
 )
 from dataflow.models import Kind
@@ -47,6 +48,8 @@ _CONCURRENCY_CODES = {1205, 1213}
 _VALUE_CODES = {1264, 1265, 1366, 1406, 3140, 4025}
 _ALREADY_THERE = {1050, 1060, 1061}  # table exists, duplicate column, duplicate key name
 _BIN = "utf8mb4_bin"
+
+
 _SSL_MODES = ("disabled", "preferred", "required", "verify_ca", "verify_identity")
 T = TypeVar("T")
 
@@ -150,6 +153,9 @@ class MySQLDialect(PooledDialect):
     """MySQL/MariaDB: JSON, DATETIME(6) in UTC, side-table membership indexes."""
 
     name = "mysql"
+    # MariaDB walks the ORDER BY index for `a = ? OR id IN (side table)` instead of
+    # merging the two indexes: 300 ms at 300,000 rows where each branch alone takes 1 ms.
+    or_uses_indexes = False
     encode_datetime = staticmethod(_encode_dt)
     decode_datetime = staticmethod(_decode_dt)
     bool_as_int = True
@@ -289,6 +295,39 @@ class MySQLDialect(PooledDialect):
         finally:
             if not conn.broken:  # a lost session released the lock with itself
                 await conn.fetch("SELECT RELEASE_LOCK('dataflow_schema')", [])
+
+    async def prepare_index(self, conn: Connection, table: sa.Table, index: sa.Index) -> None:
+        """A text field that becomes indexed is stored as MEDIUMTEXT, which MySQL cannot
+        index whole: convert it in place to the key type (``VARCHAR(255)``).
+
+        Raises:
+            SchemaError: A stored value is longer than 255 characters (nothing changed).
+        """
+        stored = await self.table_columns(conn, table.name) or {}
+        quote = self.sa_dialect.identifier_preparer.quote
+        key = self.column_type(Kind.STR, key=True).compile(dialect=self.sa_dialect)
+        for column in index.columns:
+            if stored.get(column.name) not in ("mediumtext", "text", "longtext"):
+                continue
+            probe = (
+                sa.select(sa.literal(1))
+                .select_from(table)
+                .where(sa.func.char_length(column) > 255)
+                .limit(1)
+                .compile(dialect=self.sa_dialect, compile_kwargs={"literal_binds": True})
+            )
+            if await conn.fetch(str(probe), []):
+                raise SchemaError(
+                    f"column {table.name}.{column.name} is now indexed, but a stored value is "
+                    "longer than 255 characters, the longest an indexed text can be; shorten "
+                    "it or drop the index"
+                )
+            null = "NULL" if column.nullable else "NOT NULL"
+            await self.run_ddl(
+                conn,
+                f"ALTER TABLE {quote(table.name)} MODIFY COLUMN {quote(column.name)} {key} {null}",
+                [],
+            )
 
     async def run_ddl(self, conn: Connection, sql: str, args: Sequence[Any]) -> None:
         # GET_LOCK is per node on Galera, so another node may have created the table,

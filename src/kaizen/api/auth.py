@@ -93,10 +93,14 @@ def check_user(user: object, where: str) -> str:
     """``user`` if it is a usable user id.
 
     Raises:
-        TokenConfigError: Not a non-empty string of at most 255 characters.
+        TokenConfigError: Not a non-empty string of at most 255 characters without
+            surrounding whitespace.
     """
-    if not isinstance(user, str) or not user.strip() or len(user) > 255:
-        raise TokenConfigError(f"{where}: user id must be a non-empty string of at most 255 chars")
+    if not isinstance(user, str) or not user.strip() or len(user) > 255 or user != user.strip():
+        raise TokenConfigError(
+            f"{where}: user id must be a non-empty string of at most 255 chars, "
+            "without surrounding whitespace"
+        )
     return user
 
 
@@ -132,7 +136,21 @@ def _checked(entries: Iterable[tuple[object, Identity, datetime | None]]) -> tup
         if expires_at is not None and expires_at.utcoffset() is None:
             raise TokenConfigError("token expiry must be a timezone-aware datetime")
         checked.append((check_hash(digest, "token entry").encode("ascii"), identity, expires_at))
-    return tuple(checked)
+    return _unique(checked)
+
+
+def _unique(entries: list[_Entry]) -> tuple[_Entry, ...]:
+    """``entries``, refusing one token configured twice (it would authenticate either user)."""
+    found: dict[bytes, Identity] = {}
+    for digest, identity, _ in entries:
+        other = found.setdefault(digest, identity)
+        if other != identity:
+            raise TokenConfigError(
+                f"one token is configured twice (for {other.user!r} ({other.role}) and "
+                f"{identity.user!r} ({identity.role})): "
+                "every token must be unique"
+            )
+    return tuple(entries)
 
 
 class TokenStore:
@@ -202,9 +220,13 @@ class TokenStore:
 
     @classmethod
     def merged(cls, stores: Iterable[TokenStore]) -> TokenStore:
-        """One store holding the entries of all ``stores``."""
+        """One store holding the entries of all ``stores``.
+
+        Raises:
+            TokenConfigError: One token is in several of them.
+        """
         merged = cls({})
-        merged._entries = tuple(e for s in stores for e in s._entries)
+        merged._entries = _unique([e for s in stores for e in s._entries])
         return merged
 
 

@@ -54,6 +54,10 @@ _PAGE = [
     ),
     _param("offset", {"type": "integer", "minimum": 0, "default": 0}, "Rows to skip."),
 ]
+_NEXT = {
+    "type": ["integer", "null"],
+    "description": "Offset of the next page; null on the last page.",
+}
 _NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
 
 _SCHEMAS: dict[str, Any] = {
@@ -108,10 +112,7 @@ _SCHEMAS: dict[str, Any] = {
             "items": {"type": "array", "items": _ref("Approval")},
             "limit": {"type": "integer"},
             "offset": {"type": "integer"},
-            "next_offset": {
-                "type": ["integer", "null"],
-                "description": "Offset of the next page; null on the last page.",
-            },
+            "next_offset": _NEXT,
         },
     },
     "AuditTrail": {
@@ -129,6 +130,7 @@ _SCHEMAS: dict[str, Any] = {
             "items": {"type": "array", "items": {"type": "object"}},
             "limit": {"type": "integer"},
             "offset": {"type": "integer"},
+            "next_offset": _NEXT,
         },
     },
     "RejectBody": {

@@ -173,10 +173,17 @@ async def list_sessions(request: Request) -> JSONResponse:
         viewer=viewer,
         user=query_str(params, "user"),
         include_expired=query_bool(params, "include_expired"),
-        limit=limit,
+        limit=limit + 1,  # one more tells whether a next page exists
         offset=offset,
     )
-    return JSONResponse({"items": jsonable(items), "limit": limit, "offset": offset})
+    more = len(items) > limit
+    body = {
+        "items": jsonable(items[:limit]),
+        "limit": limit,
+        "offset": offset,
+        "next_offset": offset + limit if more else None,
+    }
+    return JSONResponse(body)
 
 
 async def get_session(request: Request) -> JSONResponse:

@@ -104,7 +104,10 @@ def _time(value: object, where: str) -> datetime:
             raise TokenConfigError(f"{where}: not an ISO-8601 datetime") from exc
     if not isinstance(value, datetime) or value.utcoffset() is None:
         raise TokenConfigError(f"{where}: expected an ISO-8601 datetime with a UTC offset")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:  # e.g. 9999-12-31T23:59:59-05:00 is past year 9999 in UTC
+        raise TokenConfigError(f"{where}: the datetime is out of range") from exc
 
 
 def _record(item: object, where: str) -> TokenRecord:
@@ -220,11 +223,11 @@ class TokenFile:
     Every :meth:`identify` stats the file (device, inode, size, mtime, ctime); a
     change reloads it, so a revoked token is refused from the next request on (a
     file modified in the last 2 s is read again on each call, as a same-size edit
-    within one coarse mtime tick would not show in the stat). If the changed file
-    cannot be read or is malformed, the tokens loaded last stay in force (a
-    hand-editing slip must not lock everyone out), a warning naming the problem
-    (never a token or hash) is logged once, and the file is read again as soon as
-    it changes again.
+    within one coarse mtime tick would not show in the stat). A deleted file
+    authenticates nobody until it is back. If the changed file cannot be read or
+    is malformed, the tokens loaded last stay in force (a hand-editing slip must
+    not lock everyone out), a warning naming the problem (never a token or hash)
+    is logged once, and the file is read again as soon as it changes again.
 
     Args:
         path: The token file.
@@ -277,6 +280,16 @@ class TokenFile:
             return self._store
 
     def _reload(self, signature: _Signature | None) -> None:
+        if signature is None and not self._path.exists():
+            # Deleted (or moved away): revoking every file token must be this easy.
+            if self._digest:
+                logger.warning(
+                    "token file %r is gone: its tokens are refused until it is back",
+                    str(self._path),
+                )
+            self._store, self._digest = self._extra, b""
+            self._signature, self._recent = None, False
+            return
         try:
             snapshot = read_snapshot(self._path)
         except TokenConfigError as exc:

@@ -49,6 +49,7 @@ def parse_expiry(value: str, *, now: datetime | None = None) -> datetime:
             moment = datetime.fromisoformat(text)
             if moment.utcoffset() is None:
                 moment = moment.replace(tzinfo=UTC)
+            moment = moment.astimezone(UTC)  # may overflow past year 9999
     except (ValueError, OverflowError) as exc:
         raise ValidationError(
             f"--expires {value!r}: expected a duration (90s, 45m, 12h, 30d, 2w) "

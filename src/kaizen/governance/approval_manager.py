@@ -298,10 +298,11 @@ class ExternalAgentApprovalManager:
         if request.status is not _PENDING:
             raise AlreadyDecidedError(request_id, request.status)
 
-    async def _time_out(self, request_id: str) -> None:
-        """Record the timeout of one overdue request (if nobody decided it meanwhile)."""
+    async def _time_out(self, request_id: str) -> bool:
+        """Record the timeout of one overdue request (if nobody decided it meanwhile);
+        return whether this call did."""
         store = self._store
-        await self.retry_policy.run(
+        return await self.retry_policy.run(
             lambda: store.decide(
                 request_id,
                 from_status=_PENDING,
@@ -361,10 +362,19 @@ class ExternalAgentApprovalManager:
                 if request.status is not _PENDING:
                     return request.status is ApprovalStatus.APPROVED
                 now = utcnow()
-                if _overdue(request, now):
-                    await self._time_out(request.id)
-                    continue
                 left = end - loop.time()
+                if _overdue(request, now):
+                    if await self._time_out(request.id):
+                        continue  # re-read: timed out now
+                    request = await self._load(approval_request_id)
+                    if request.status is not _PENDING:  # decided meanwhile
+                        return request.status is ApprovalStatus.APPROVED
+                    # The database did not find it overdue (clocks apart, a row edited
+                    # by hand): look again later rather than spin.
+                    if left <= 0:
+                        return False
+                    await wait(min(left, _RECHECK_SECONDS))
+                    continue
                 if left <= 0:
                     return False
                 if request.deadline_at is not None:

@@ -193,13 +193,17 @@ def as_status(value: ApprovalStatus | str) -> ApprovalStatus:
 
 
 def check_id(what: str, value: Any) -> str:
-    """Return ``value`` if it is a usable id (a non-blank str of at most 255 characters).
+    """Return ``value`` if it is a usable id (a non-blank str of at most 255 characters,
+    without surrounding whitespace).
 
     Raises:
         ValidationError: Otherwise.
     """
     if not isinstance(value, str) or not value.strip():
         raise ValidationError(f"{what} must be a non-empty string, got {describe(value)}")
+    if value != value.strip():
+        # MySQL's collations compare 'a ' equal to 'a': such ids would alias others.
+        raise ValidationError(f"{what} must not start or end with whitespace")
     if len(value) > 255:
         raise ValidationError(f"{what} is longer than 255 characters")
     return check_text(value, what)

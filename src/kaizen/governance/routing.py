@@ -59,6 +59,11 @@ def new_request(
             f"every approver for level {level.value!r} (request by {requested_by!r}) is in "
             "the requirement's excluded_approvers: nobody could decide it"
         )
+    if approvers and all(a == requested_by for a in approvers):
+        raise ApprovalConfigurationError(
+            f"the only approver for level {level.value!r} is the requester {requested_by!r}, "
+            "who may not decide their own request: add another approver"
+        )
     if not approvers:
         raise ApprovalConfigurationError(
             f"no approvers for level {level.value!r} (request by {requested_by!r}): "

@@ -410,6 +410,13 @@ class ExternalAgentApprovalStorage:
             limit: At most this many.
             offset: Skip this many first.
         """
+        if involving is not None and not self.db.dialect.or_uses_indexes:
+            return await self._list_involving(
+                listing_filter(status, approver, agent, requested_by, None, decided_by),
+                involving,
+                limit,
+                offset,
+            )
         rows = await self.db.select(
             self._req,
             listing_filter(status, approver, agent, requested_by, involving, decided_by),
@@ -418,3 +425,22 @@ class ExternalAgentApprovalStorage:
             offset=offset,
         )
         return [request_from_row(r) for r in rows]
+
+    async def _list_involving(
+        self, base: dict[str, Any], user: str, limit: int, offset: int
+    ) -> builtins.list[ExternalAgentApprovalRequest]:
+        """The ``involving`` listing as one indexed query per branch, merged here (for a
+        database that would answer the ``$or`` with a scan)."""
+        check_id("user", user)
+        found: dict[str, dict[str, Any]] = {}
+        for branch in ({"requested_by": user}, {"approvers_json": {"$contains": user}}):
+            rows = await self.db.select(
+                self._req,
+                {"$and": [base, branch]} if base else branch,
+                order_by="-created_at",
+                limit=limit + offset,
+            )
+            found.update((r["id"], r) for r in rows)
+        # The database's order: newest first, ties by id (binary collation on MySQL).
+        ordered = sorted(found.values(), key=lambda r: (r["created_at"], r["id"]), reverse=True)
+        return [request_from_row(r) for r in ordered[offset : offset + limit]]

@@ -45,9 +45,13 @@ def utcnow() -> datetime:
 
 
 def check_id(value: Any, what: str) -> str:
-    """Return ``value`` if it is a non-empty str of at most :data:`MAX_ID_LENGTH` characters."""
+    """Return ``value`` if it is a non-empty str of at most :data:`MAX_ID_LENGTH` characters,
+    without surrounding whitespace."""
     if not isinstance(value, str) or not value:
         raise SessionValidationError(f"{what} must be a non-empty str, got {describe(value)}")
+    if value != value.strip():
+        # MySQL's collations compare 'a ' equal to 'a': such ids would alias others.
+        raise SessionValidationError(f"{what} must not start or end with whitespace")
     if len(value) > MAX_ID_LENGTH or text_problem(value) is not None:
         raise SessionValidationError(
             f"{what} must hold at most {MAX_ID_LENGTH} characters, no NUL or lone surrogate"
