@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from dataflow.dialects.base import Connection
 from dataflow.errors import ValidationError
+from dataflow.or_split import merge_ordered, or_branches
 from dataflow.statements import (
     Filter,
     ModelRef,
@@ -67,12 +68,24 @@ class Operations(WriteOperations):
                 ``[("field", "asc"|"desc")]``. ``id`` breaks ties.
             limit: At most this many records.
             offset: Skip this many records first.
+
+        With ``order_by`` and ``limit``, a top-level ``$or`` runs as one query per
+        branch where the database would otherwise scan (MySQL; see
+        :mod:`dataflow.or_split`): same rows, same order.
         """
         st = self._state(model)
         order = order_keys(st, order_by)
         if limit is not None:
             check_count("limit", limit)
         check_count("offset", offset)
+        if limit is not None and order and not self.dialect.or_uses_indexes:
+            branches = or_branches(filter)
+            if branches is not None:
+                window = limit + offset
+                parts = [
+                    await self.select(model, b, order_by=order_by, limit=window) for b in branches
+                ]
+                return merge_ordered(parts, order, limit, offset)
         values: list[Any] = []
         shape, _ = st.filters.walk(filter, None, values, False)
         key = ("select", st.name, shape, order, limit is not None, offset > 0)

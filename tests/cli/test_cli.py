@@ -186,6 +186,16 @@ def test_sessions_commands(db_url: str, capsys: pytest.CaptureFixture[str]) -> N
     assert code == 0 and json.loads(out)["expired"] is True
     code, _, err = run(capsys, "--db", db_url, "sessions", "show", "nope")
     assert code == 3 and "nope" in err
+    # Read as a user: only their own sessions.
+    as_user = ("sessions", "list", "--all", "--json", "--as")
+    code, out, _ = run(capsys, "--db", db_url, *as_user, "user-1")
+    assert [s["session_id"] for s in json.loads(out)] == [session_id]
+    code, out, _ = run(capsys, "--db", db_url, *as_user, "stranger")
+    assert json.loads(out) == []
+    code, _, err = run(capsys, "--db", db_url, "sessions", "show", session_id, "--as", "stranger")
+    assert code == 3 and session_id in err
+    code, out, _ = run(capsys, "--db", db_url, "sessions", "list", "--all", "--offset", "1")
+    assert code == 0 and out.count("\n") == 2  # the header and one of the two sessions
     code, out, _ = run(capsys, "--db", db_url, "sessions", "cleanup")
     assert code == 0 and "deleted 1 expired session(s)" in out
     code, out, _ = run(capsys, "--db", db_url, "sessions", "cleanup", "--json")

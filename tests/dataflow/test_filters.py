@@ -328,3 +328,71 @@ async def test_nulls_sort_the_same_on_every_database(db: DataFlow) -> None:
     assert await order("score") == ["p1", "p4", "p3", "p2"]
     assert await order("-score") == ["p2", "p3", "p4", "p1"]
     assert await order(["nick", "id"]) == ["p1", "p3", "p2", "p4"]
+
+
+async def test_or_under_order_and_limit_pages_like_one_query(db: DataFlow) -> None:
+    # On MySQL the $or runs as one query per branch (or_uses_indexes is False there);
+    # every database must give the same rows in the same order as this reference.
+    @db.model(indexes=[Index("owner", "at"), Index("tags", membership=True)])
+    class Doc:
+        id: str
+        owner: str
+        tags: list[str] = []  # noqa: RUF012 - a DataFlow default
+        at: datetime | None = None
+        rank: int = 0
+
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    rows = []
+    for i in range(40):
+        at = None if i % 7 == 0 else base + timedelta(seconds=i % 5)  # ties and NULLs
+        rows.append(
+            {
+                "id": f"d{i:02d}",
+                "owner": "ann" if i % 3 == 0 else "bob",
+                "tags": ["ann"] if i % 4 == 0 else ["x"],
+                "at": at,
+                "rank": i % 6,
+            }
+        )
+    await db.insert_many("Doc", rows)
+    wanted = [r for r in rows if r["owner"] == "ann" or "ann" in r["tags"]]
+
+    def expected(desc: bool, rank_desc: bool) -> list[str]:
+        # Keys at, rank, then id in the last key's direction; NULL as the largest value.
+        def key(r: dict[str, Any]) -> tuple[Any, ...]:
+            null, at = int(r["at"] is None), (r["at"] or base).timestamp()
+            when = (-null, -at) if desc else (null, at)
+            rank = -r["rank"] if rank_desc else r["rank"]
+            codes = tuple(ord(c) for c in r["id"])
+            return (when, rank, tuple(-c for c in codes) if rank_desc else codes)
+
+        return [r["id"] for r in sorted(wanted, key=key)]
+
+    filt = {"$or": [{"owner": "ann"}, {"tags": {"$contains": "ann"}}]}
+    for desc, rank_desc in ((True, True), (False, False), (True, False)):
+        order = [("at", "desc" if desc else "asc"), ("rank", "desc" if rank_desc else "asc")]
+        everything = expected(desc, rank_desc)
+        for limit, offset in ((5, 0), (5, 5), (100, 0), (3, 19), (4, 30)):
+            got = await db.select("Doc", filt, order_by=order, limit=limit, offset=offset)
+            assert [r["id"] for r in got] == everything[offset : offset + limit]
+    # With more conditions beside the $or, and a $or inside $and (one query everywhere).
+    got = await db.select("Doc", {**filt, "rank": {"$gt": 2}}, order_by="-at", limit=50)
+    assert {r["id"] for r in got} == {r["id"] for r in wanted if r["rank"] > 2}
+    got = await db.select("Doc", {"$and": [filt]}, order_by="-at", limit=50)
+    assert {r["id"] for r in got} == {r["id"] for r in wanted}
+
+
+def test_merged_branches_keep_an_explicit_id_order() -> None:
+    from dataflow.or_split import merge_ordered, or_branches
+
+    parts = [
+        [{"id": "b", "n": 1}, {"id": "a", "n": 1}],
+        [{"id": "c", "n": None}, {"id": "b", "n": 1}],
+    ]
+    assert [r["id"] for r in merge_ordered(parts, [("n", False), ("id", True)], 10, 0)] == [
+        "b",
+        "a",
+        "c",  # NULL sorts as the largest value
+    ]
+    assert or_branches({"$or": [{"a": 1}]}) is None  # one branch: nothing to split
+    assert or_branches({"$or": [{"a": 1}, 3]}) is None  # malformed: the compiler reports it

@@ -24,7 +24,9 @@ async def test_ttls_are_bounded(manager: NexusSessionManager, ttl: Any) -> None:
     assert await manager.storage.count_active() == 0  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize("bad_id", [{}, [], None, 5, "", "x" * 256, "nul\x00", "\ud800", "a ", " a"])
+@pytest.mark.parametrize(
+    "bad_id", [{}, [], None, 5, "", "x" * 256, "nul\x00", "\ud800", "a ", " a"]
+)
 async def test_bad_session_ids_are_validation_errors(
     manager: NexusSessionManager, bad_id: Any
 ) -> None:

@@ -102,7 +102,10 @@ class ExternalAgentApprovalStorage:
     async def update(self, request: ExternalAgentApprovalRequest) -> None:
         """Overwrite a stored request with ``request``'s fields and audit the change.
 
-        Prefer :meth:`decide` for decisions: it is one conditional write.
+        A persistence primitive (the spec's): it applies no rule, so whatever it
+        writes, a self-approval included, is what the caller decided. Decide through
+        the manager (:meth:`decide` underneath: one conditional write with the
+        rules' preconditions).
 
         Raises:
             ApprovalNotFoundError: No such request.
@@ -410,13 +413,6 @@ class ExternalAgentApprovalStorage:
             limit: At most this many.
             offset: Skip this many first.
         """
-        if involving is not None and not self.db.dialect.or_uses_indexes:
-            return await self._list_involving(
-                listing_filter(status, approver, agent, requested_by, None, decided_by),
-                involving,
-                limit,
-                offset,
-            )
         rows = await self.db.select(
             self._req,
             listing_filter(status, approver, agent, requested_by, involving, decided_by),
@@ -425,22 +421,3 @@ class ExternalAgentApprovalStorage:
             offset=offset,
         )
         return [request_from_row(r) for r in rows]
-
-    async def _list_involving(
-        self, base: dict[str, Any], user: str, limit: int, offset: int
-    ) -> builtins.list[ExternalAgentApprovalRequest]:
-        """The ``involving`` listing as one indexed query per branch, merged here (for a
-        database that would answer the ``$or`` with a scan)."""
-        check_id("user", user)
-        found: dict[str, dict[str, Any]] = {}
-        for branch in ({"requested_by": user}, {"approvers_json": {"$contains": user}}):
-            rows = await self.db.select(
-                self._req,
-                {"$and": [base, branch]} if base else branch,
-                order_by="-created_at",
-                limit=limit + offset,
-            )
-            found.update((r["id"], r) for r in rows)
-        # The database's order: newest first, ties by id (binary collation on MySQL).
-        ordered = sorted(found.values(), key=lambda r: (r["created_at"], r["id"]), reverse=True)
-        return [request_from_row(r) for r in ordered[offset : offset + limit]]
