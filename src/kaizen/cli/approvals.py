@@ -8,6 +8,7 @@ from typing import Any
 
 from kaizen import service
 from kaizen.cli._output import emit
+from kaizen.cli._reader import add_as_flag, viewer_of
 
 __all__ = ["register"]
 
@@ -15,15 +16,11 @@ _COLUMNS = ("id", "status", "external_agent_id", "requested_by", "approvers", "c
 _PROBLEM_COLUMNS = ("request_id", "seq", "message")
 
 
-def _viewer(args: argparse.Namespace) -> service.Viewer | None:
-    return service.Viewer(args.as_user) if args.as_user is not None else None
-
-
 async def _list(args: argparse.Namespace) -> int:
     async with service.Kaizen.open(args.database_url) as k:
         page = await service.list_approvals(
             k,
-            viewer=_viewer(args),
+            viewer=viewer_of(args),
             status=args.status,
             approver=args.approver,
             agent=args.agent,
@@ -43,7 +40,7 @@ async def _list(args: argparse.Namespace) -> int:
 
 async def _show(args: argparse.Namespace) -> int:
     async with service.Kaizen.open(args.database_url) as k:
-        approval = await service.get_approval(k, args.id, _viewer(args))
+        approval = await service.get_approval(k, args.id, viewer_of(args))
     emit(sys.stdout, approval, as_json=args.json)
     return 0
 
@@ -89,15 +86,6 @@ async def _verify(args: argparse.Namespace) -> int:
     return 0 if report["ok"] else 8
 
 
-def _as_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--as",
-        dest="as_user",
-        metavar="USER",
-        help="read as this user: only what they made or may decide (default: everything)",
-    )
-
-
 def _json_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON for scripts")
 
@@ -115,13 +103,13 @@ def register(commands: Any) -> None:
     p.add_argument("--decided-by", metavar="USER", help="only requests this user decided")
     p.add_argument("--limit", type=int, default=100)
     p.add_argument("--offset", type=int, default=0, help="skip this many first")
-    _as_flag(p)
+    add_as_flag(p, "what they made or may decide")
     _json_flag(p)
     p.set_defaults(handler=_list)
 
     p = sub.add_parser("show", help="show one request")
     p.add_argument("id")
-    _as_flag(p)
+    add_as_flag(p, "what they made or may decide")
     _json_flag(p)
     p.set_defaults(handler=_show)
 

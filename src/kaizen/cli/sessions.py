@@ -8,21 +8,18 @@ from typing import Any
 
 from kaizen import service
 from kaizen.cli._output import emit
+from kaizen.cli._reader import add_as_flag, viewer_of
 
 __all__ = ["register"]
 
 _COLUMNS = ("session_id", "user_id", "last_accessed", "expires_at", "expired", "memory_pool_id")
 
 
-def _viewer(args: argparse.Namespace) -> service.Viewer | None:
-    return service.Viewer(args.as_user) if args.as_user is not None else None
-
-
 async def _list(args: argparse.Namespace) -> int:
     async with service.Kaizen.open(args.database_url) as k:
         rows = await service.list_sessions(
             k,
-            viewer=_viewer(args),
+            viewer=viewer_of(args),
             user=args.user,
             include_expired=args.all,
             limit=args.limit,
@@ -34,7 +31,7 @@ async def _list(args: argparse.Namespace) -> int:
 
 async def _show(args: argparse.Namespace) -> int:
     async with service.Kaizen.open(args.database_url) as k:
-        emit(sys.stdout, await service.get_session(k, args.id, _viewer(args)), as_json=args.json)
+        emit(sys.stdout, await service.get_session(k, args.id, viewer_of(args)), as_json=args.json)
     return 0
 
 
@@ -49,15 +46,6 @@ async def _cleanup(args: argparse.Namespace) -> int:
     return 0
 
 
-def _as_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--as",
-        dest="as_user",
-        metavar="USER",
-        help="read as this user: only their own sessions (default: everything)",
-    )
-
-
 def register(commands: Any) -> None:
     """Add ``sessions`` and its subcommands to the ``kaizen`` command."""
     group = commands.add_parser("sessions", help="inspect and clean up cross-channel sessions")
@@ -68,13 +56,13 @@ def register(commands: Any) -> None:
     p.add_argument("--all", action="store_true", help="include expired sessions")
     p.add_argument("--limit", type=int, default=100)
     p.add_argument("--offset", type=int, default=0, help="skip this many first")
-    _as_flag(p)
+    add_as_flag(p, "their own sessions")
     p.add_argument("--json", action="store_true", help="print JSON for scripts")
     p.set_defaults(handler=_list)
 
     p = sub.add_parser("show", help="show one session")
     p.add_argument("id")
-    _as_flag(p)
+    add_as_flag(p, "their own sessions")
     p.add_argument("--json", action="store_true", help="print JSON for scripts")
     p.set_defaults(handler=_show)
 
