@@ -164,6 +164,22 @@ async def test_404_for_unknown_ids(client: httpx.AsyncClient, kaizen: Kaizen) ->
     assert (await service.list_approvals(kaizen, status="approved"))["items"] == []
 
 
+@pytest.mark.parametrize("action", ["audit", "approve", "reject"])
+async def test_ids_that_end_like_an_action(
+    client: httpx.AsyncClient, kaizen: Kaizen, action: str
+) -> None:
+    request_id = await seed(kaizen, request_id=f"ops/{action}")
+    quoted = f"ops%2F{action}"
+    one = await client.get(f"/api/approvals/{quoted}", headers=auth("lead-456"))
+    assert one.status_code == 200 and one.json()["id"] == request_id
+    assert one.json()["links"]["self"].endswith(f"/api/approvals/{quoted}")
+    trail = await client.get(f"/api/approvals/{quoted}/audit", headers=auth("lead-456"))
+    assert trail.status_code == 200 and trail.json()["request_id"] == request_id
+    missing = await client.get("/api/approvals/nope%2Faudit", headers=auth("lead-456"))
+    assert_error(missing, 404, "not_found")
+    assert "nope/audit" in missing.json()["error"]["message"]
+
+
 async def test_ids_with_slashes_and_spaces(client: httpx.AsyncClient, kaizen: Kaizen) -> None:
     request_id = await seed(kaizen, request_id="team/a b/42")
     response = await client.get("/api/approvals/team%2Fa%20b%2F42", headers=auth("lead-456"))

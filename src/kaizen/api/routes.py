@@ -118,11 +118,11 @@ async def list_approvals(request: Request) -> JSONResponse:
     return JSONResponse(body)
 
 
-async def get_approval(request: Request) -> JSONResponse:
+async def get_approval(request: Request, request_id: str | None = None) -> JSONResponse:
     """``GET /api/approvals/{id}`` (404 also when the caller may not see it)."""
     viewer = authenticate(request)
     query(request, ())
-    request_id = request.path_params["request_id"]
+    request_id = request_id or request.path_params["request_id"]
     approval = await service.get_approval(_kaizen(request), request_id, viewer)
     return JSONResponse(_approval_json(request, approval))
 
@@ -154,6 +154,10 @@ async def reject(request: Request) -> JSONResponse:
 async def audit(request: Request) -> JSONResponse:
     """``GET /api/approvals/{id}/audit``: the request's audit events, oldest first
     (still there after the request was deleted)."""
+    raw: bytes = request.scope.get("raw_path") or b""
+    if raw and not raw.endswith(b"/audit"):
+        # ``/api/approvals/x%2Faudit``: the request whose id ends in "/audit".
+        return await get_approval(request, f"{request.path_params['request_id']}/audit")
     viewer = authenticate(request)
     query(request, ())
     request_id = request.path_params["request_id"]
