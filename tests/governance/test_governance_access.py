@@ -205,3 +205,17 @@ async def test_ids_with_surrounding_whitespace_are_refused(
         await any_manager.approve_request(request_id, user)
     with pytest.raises(ValidationError, match="whitespace"):
         await any_manager.list_requests(involving=user)
+
+
+async def test_the_manager_takes_any_approval_store() -> None:
+    from kaizen.governance import ApprovalStore, InMemoryApprovalStore
+
+    store: ApprovalStore = InMemoryApprovalStore()
+    first = ExternalAgentApprovalManager(storage_backend=store)
+    second = ExternalAgentApprovalManager(storage_backend=store)  # another "instance"
+    first.add_requirement("agent-1", custom("lead-456"))
+    request_id = await first.request_approval("agent-1", "user-123", {})
+    await second.approve_request(request_id, "lead-456")
+    request = await first.get_request(request_id)
+    assert request is not None and request.status is ApprovalStatus.APPROVED
+    assert (await first.verify_audit()).ok

@@ -7,6 +7,7 @@ Example:
     >>> manager = ExternalAgentApprovalManager(storage_backend=storage)
 """
 
+from kaizen.governance._store import ApprovalStore
 from kaizen.governance.approval_manager import ExternalAgentApprovalManager
 from kaizen.governance.approvers import ApproverDirectory
 from kaizen.governance.errors import (
@@ -32,6 +33,7 @@ from kaizen.governance.storage import ExternalAgentApprovalStorage
 
 __all__ = [
     "AlreadyDecidedError",
+    "ApprovalStore",
     "ApprovalConfigurationError",
     "ApprovalLevel",
     "ApprovalNotFoundError",

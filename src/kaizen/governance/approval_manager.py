@@ -39,7 +39,6 @@ from kaizen.governance.models import (
 )
 from kaizen.governance.notify import ControlProtocol, notify_approvers
 from kaizen.governance.routing import new_request, requirement_for, same_request
-from kaizen.governance.storage import ExternalAgentApprovalStorage
 
 __all__ = ["ExternalAgentApprovalManager"]
 
@@ -57,8 +56,10 @@ class ExternalAgentApprovalManager:
     Args:
         control_protocol: Notifies approvers of new requests (optional; see
             :class:`~kaizen.governance.notify.ControlProtocol`).
-        storage_backend: Persists requests and the audit trail; without it
-            everything lives in this process's memory.
+        storage_backend: Persists requests and the audit trail: the database
+            storage, or any :class:`~kaizen.governance.ApprovalStore` (the
+            in-memory store, a store of your own); without it everything lives
+            in this process's memory.
         approvers: The organisation chart requests are routed by (also
             configurable with :meth:`set_team`, :meth:`add_team_lead`,
             :meth:`add_org_admin`, :meth:`set_owner`).
@@ -76,7 +77,7 @@ class ExternalAgentApprovalManager:
     def __init__(
         self,
         control_protocol: ControlProtocol | None = None,
-        storage_backend: ExternalAgentApprovalStorage | None = None,
+        storage_backend: ApprovalStore | None = None,
         *,
         approvers: ApproverDirectory | None = None,
         base_url: str = "",
