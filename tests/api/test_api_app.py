@@ -207,7 +207,7 @@ def test_the_inbox_checks_the_reason_length_the_api_checks() -> None:
     import re
     from importlib import resources
 
-    from kaizen.api._params import MAX_REASON
+    from kaizen.governance.models import MAX_REASON
 
     script = (resources.files("kaizen.api") / "static" / "common.js").read_text()
     found = re.search(r"const MAX_REASON = (\d+);", script)

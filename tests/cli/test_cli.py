@@ -130,6 +130,10 @@ def test_approve_reject_and_their_errors(db_url: str, capsys: pytest.CaptureFixt
     rejected = json.loads(out)
     assert code == 0 and rejected["status"] == "rejected"
     assert rejected["rejection_reason"] == "too risky"
+    code, _, err = run(
+        capsys, "--db", db_url, "approvals", "reject", first, "--by", "lead", "--reason", " "
+    )
+    assert code == 7 and "a rejection needs a reason" in err  # as the API says
     code, _, err = run(capsys, "--db", db_url, "approvals", "show", "missing-id")
     assert code == 3 and "missing-id" in err and "Traceback" not in err
 
@@ -143,6 +147,15 @@ def test_sweep_and_audit_verify(db_url: str, capsys: pytest.CaptureFixture[str])
     assert code == 0 and "timed out 0 request(s)" in out
     code, out, _ = run(capsys, "--db", db_url, "approvals", "audit", "verify")
     assert code == 0 and "audit ok: 4 event(s) in 2 chain(s)" in out
+    code, out, _ = run(capsys, "--db", db_url, "approvals", "audit", "show", first, "--json")
+    assert code == 0 and [e["event"] for e in json.loads(out)] == ["requested", "timed_out"]
+    code, out, _ = run(capsys, "--db", db_url, "approvals", "audit", "show", first)
+    assert code == 0 and "SEQ" in out and "timed_out" in out
+    show_as = ("approvals", "audit", "show", first, "--as")
+    code, out, _ = run(capsys, "--db", db_url, *show_as, "lead", "--json")
+    assert code == 0 and len(json.loads(out)) == 2
+    code, _, err = run(capsys, "--db", db_url, *show_as, "stranger")
+    assert code == 3 and first in err
 
     async def tamper() -> None:
         async with service.Kaizen.open(db_url) as k:

@@ -219,3 +219,14 @@ async def test_the_manager_takes_any_approval_store() -> None:
     request = await first.get_request(request_id)
     assert request is not None and request.status is ApprovalStatus.APPROVED
     assert (await first.verify_audit()).ok
+
+
+@pytest.mark.parametrize("reason", ["", "   ", "x" * 4001, None, 3])
+async def test_a_rejection_needs_a_reason_on_every_surface(
+    any_manager: ExternalAgentApprovalManager, reason: object
+) -> None:
+    request_id = await any_manager.request_approval("agent-1", "user-123", {})
+    before = await any_manager.get_audit_trail(request_id)
+    with pytest.raises(ValidationError, match="a rejection needs a reason"):
+        await any_manager.reject_request(request_id, "lead-456", reason)  # type: ignore[arg-type]
+    assert await any_manager.get_audit_trail(request_id) == before

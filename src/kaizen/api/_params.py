@@ -11,6 +11,7 @@ from starlette.requests import Request
 
 from kaizen import service
 from kaizen.api._errors import ApiError
+from kaizen.governance.models import MAX_REASON
 
 __all__ = [
     "MAX_BODY",
@@ -29,7 +30,6 @@ MAX_BODY = 64 * 1024
 #: Largest page size of the list endpoints.
 MAX_LIMIT = 500
 #: Longest accepted rejection reason, in characters.
-MAX_REASON = 4000
 #: The statuses ``?status=`` accepts (``all`` included).
 STATUSES: tuple[str, ...] = service.STATUSES
 

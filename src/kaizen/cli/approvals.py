@@ -70,6 +70,16 @@ async def _sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+_EVENT_COLUMNS = ("seq", "event", "actor", "occurred_at", "details")
+
+
+async def _audit_show(args: argparse.Namespace) -> int:
+    async with service.Kaizen.open(args.database_url) as k:
+        events = await service.approval_audit(k, args.id, viewer_of(args))
+    emit(sys.stdout, events, as_json=args.json, columns=_EVENT_COLUMNS)
+    return 0
+
+
 async def _verify(args: argparse.Namespace) -> int:
     async with service.Kaizen.open(args.database_url) as k:
         report = await service.verify_audit(k)
@@ -132,6 +142,13 @@ def register(commands: Any) -> None:
 
     audit = sub.add_parser("audit", help="audit trail commands")
     audit_sub = audit.add_subparsers(dest="audit_command", metavar="SUBCOMMAND", required=True)
-    p = audit_sub.add_parser("verify", help="verify every hash chain (exit 8 if tampered)")
+    p = audit_sub.add_parser("show", help="one request's audit events, oldest first")
+    p.add_argument("id")
+    add_as_flag(p, "what they made or may decide")
+    _json_flag(p)
+    p.set_defaults(handler=_audit_show)
+    p = audit_sub.add_parser(
+        "verify", help="verify every hash chain and the rows it seals (exit 8 if tampered)"
+    )
     _json_flag(p)
     p.set_defaults(handler=_verify)

@@ -35,7 +35,7 @@ from kaizen.governance.models import (
     AuditReport,
     ExternalAgentApprovalRequest,
     check_id,
-    check_reason,
+    check_rejection_reason,
 )
 from kaizen.governance.notify import ControlProtocol, notify_approvers
 from kaizen.governance.routing import new_request, requirement_for, same_request
@@ -252,10 +252,9 @@ class ExternalAgentApprovalManager:
             NotAuthorizedError: ``approver_id`` is not one of its approvers.
             SelfDecisionError: ``approver_id`` made the request.
             AlreadyDecidedError: It was already decided (or is past its deadline).
+            ValidationError: ``reason`` is blank or longer than ``MAX_REASON`` characters.
         """
-        if not isinstance(reason, str):
-            raise ValidationError("reason must be a string")
-        check_reason(reason)
+        check_rejection_reason(reason)
         await self._decide(approval_request_id, approver_id, ApprovalStatus.REJECTED, reason)
 
     async def _decide(

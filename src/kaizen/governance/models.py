@@ -209,6 +209,24 @@ def check_id(what: str, value: Any) -> str:
     return check_text(value, what)
 
 
+#: The longest rejection reason, in characters (every surface checks the same).
+MAX_REASON = 4000
+
+
+def check_rejection_reason(value: Any) -> str:
+    """Return ``value`` if it can be a rejection's reason: non-blank text of at most
+    :data:`MAX_REASON` characters.
+
+    Raises:
+        ValidationError: Otherwise.
+    """
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_REASON:
+        raise ValidationError(
+            f"a rejection needs a reason: a non-empty string of at most {MAX_REASON} characters"
+        )
+    return check_text(value, "reason")
+
+
 def check_reason(value: Any, what: str = "reason") -> str | None:
     """Return ``value`` if it is None or text every database stores.
 

@@ -4,7 +4,7 @@
 export const $ = (id) => document.getElementById(id);
 export const TOKEN_KEY = "kaizen.token";
 export const EXPIRED = "Your token is no longer accepted; please sign in again.";
-const MAX_REASON = 4000; // the API's limit (kaizen/api/_params.py), in characters
+const MAX_REASON = 4000; // kaizen.governance.models.MAX_REASON, in characters
 const NOTICE_MS = 8000;
 
 export class ApiError extends Error {
