@@ -283,3 +283,13 @@ def test_maintain_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         proc.kill()
     assert proc.returncode == 0, err
     assert "maintenance stopped" in out and "Traceback" not in err
+
+
+@pytest.mark.parametrize("db_url", ["postgresql", "mysql"], indirect=True)
+def test_a_refused_database_is_a_configuration_error(
+    db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = db_url.rsplit("/", 1)[0] + "/no_such_database_x"
+    code, _, err = run(capsys, "--db", url, "approvals", "list")
+    assert code == 2 and "cannot use database" in err and "no_such_database_x" in err
+    assert "Traceback" not in err and err.count("\n") == 1

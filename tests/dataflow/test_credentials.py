@@ -7,7 +7,7 @@ import traceback
 
 import pytest
 
-from dataflow import ConfigurationError, ConnectionLostError, DataFlow, DataFlowError
+from dataflow import ConfigurationError, ConnectionLostError, DataFlow
 
 SECRET = "s3cret"
 
@@ -69,11 +69,26 @@ async def test_wrong_credentials_on_a_live_server(
     class Thing:
         id: str
 
-    with pytest.raises(DataFlowError) as info:
+    with pytest.raises(ConfigurationError, match=r"cannot use database .*no_such_user_x") as info:
         await db.count(Thing)
     assert SECRET not in _everything_said(info.value)
     assert SECRET not in caplog.text
     assert SECRET not in repr(db)
+    await db.close()
+
+
+@pytest.mark.parametrize("db_url", ["postgresql", "mysql"], indirect=True)
+async def test_a_database_that_does_not_exist_is_a_configuration_error(db_url: str) -> None:
+    url = db_url.rsplit("/", 1)[0] + "/no_such_database_x"
+    db = DataFlow(url, connect_timeout=5)
+
+    @db.model
+    class Thing:
+        id: str
+
+    for _ in range(2):  # and again: nothing cached a broken state
+        with pytest.raises(ConfigurationError, match=r"cannot use database .*no_such_database_x"):
+            await db.count(Thing)
     await db.close()
 
 

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from dataflow.dialects.connection import Connection, first_line, translate_error
-from dataflow.errors import ConnectionLostError, DataFlowError, TimeoutError
+from dataflow.errors import ConfigurationError, ConnectionLostError, DataFlowError, TimeoutError
 from dataflow.models import Kind
 from dataflow.options import COMMON, Option
 
@@ -271,6 +271,11 @@ class Dialect(ABC):
         """A connection error naming the database without its credentials."""
         detail = f": {first_line(exc)}" if exc is not None else ""
         return ConnectionLostError(f"cannot reach database {self.url.masked}{detail}")
+
+    def refused_error(self, exc: BaseException) -> ConfigurationError:
+        """The server refused the configured database or credentials (no such
+        database, access denied): a configuration error naming the database."""
+        return ConfigurationError(f"cannot use database {self.url.masked}: {first_line(exc)}")
 
     def timeout_error(self, what: str, seconds: float | None = None) -> TimeoutError:
         """The :class:`~dataflow.errors.TimeoutError` of ``what`` ran out, naming the limit."""

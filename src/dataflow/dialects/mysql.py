@@ -48,6 +48,9 @@ _CONCURRENCY_CODES = {1205, 1213}
 _VALUE_CODES = {1264, 1265, 1366, 1406, 3140, 4025}
 _ALREADY_THERE = {1050, 1060, 1061}  # table exists, duplicate column, duplicate key name
 _BIN = "utf8mb4_bin"
+#: The server refuses the configuration: access denied (1044, 1045, 1698), unknown
+#: database (1049).
+_REFUSED_CODES = frozenset({1044, 1045, 1049, 1698})
 
 
 _SSL_MODES = ("disabled", "preferred", "required", "verify_ca", "verify_identity")
@@ -244,6 +247,8 @@ class MySQLDialect(PooledDialect):
         code = _code(exc)
         if code == 1062:
             return DuplicateKeyError
+        if code in _REFUSED_CODES:
+            return ConfigurationError
         if isinstance(exc, _errors.IntegrityError):
             return IntegrityError
         if code in _VALUE_CODES or isinstance(exc, _errors.DataError):

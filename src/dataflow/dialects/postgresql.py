@@ -191,6 +191,8 @@ class PostgreSQLDialect(PooledDialect):
         state = getattr(exc, "sqlstate", "") or ""
         if state == "23505":
             return DuplicateKeyError
+        if state in ("3D000", "28000", "28P01"):  # no such database; authentication failed
+            return ConfigurationError
         if state.startswith("23"):
             return IntegrityError
         if state.startswith("22"):
