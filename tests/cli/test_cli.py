@@ -245,8 +245,33 @@ def test_database_url_from_environment(
     url = f"sqlite:///{tmp_path / 'env.db'}"
     _seed(url)
     monkeypatch.setenv("KAIZEN_DATABASE_URL", url)
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'other.db'}")
     code, out, _ = run(capsys, "approvals", "list", "--json")
-    assert code == 0 and len(json.loads(out)) == 2
+    assert code == 0 and len(json.loads(out)["items"]) == 2  # KAIZEN_DATABASE_URL first
+    monkeypatch.delenv("KAIZEN_DATABASE_URL")
+    monkeypatch.setenv("DATABASE_URL", url)  # what DataFlow() reads: the CLI too
+    code, out, _ = run(capsys, "approvals", "list", "--json")
+    assert code == 0 and len(json.loads(out)["items"]) == 2
+
+
+def test_db_also_after_the_subcommand(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'k.db'}"
+    _seed(url)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("KAIZEN_DATABASE_URL", raising=False)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    code, out, _ = run(capsys, "approvals", "list", "--db", url, "--json")
+    assert code == 0 and len(json.loads(out)["items"]) == 2
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    code, out, _ = run(capsys, "--db", other, "approvals", "list", "--db", url, "--json")
+    assert code == 0 and len(json.loads(out)["items"]) == 2  # the later --db wins
+    code, out, _ = run(capsys, "approvals", "audit", "verify", "--db", url)
+    assert code == 0 and "audit ok" in out
+    code, out, _ = run(capsys, "sessions", "list", "--db", url, "--json")
+    assert code == 0 and len(json.loads(out)) == 1
+    assert not (tmp_path / "kaizen.db").exists()  # the default was never touched
 
 
 def test_default_database_is_kaizen_db_in_the_working_directory(
@@ -254,6 +279,7 @@ def test_default_database_is_kaizen_db_in_the_working_directory(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("KAIZEN_DATABASE_URL", raising=False)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
     code, _, _ = run(capsys, "sessions", "list")
     assert code == 0 and (tmp_path / "kaizen.db").exists()
 

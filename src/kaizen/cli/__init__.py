@@ -25,7 +25,25 @@ Handler = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 
 
 def _database_url(args: argparse.Namespace) -> str:
-    return args.db or os.environ.get("KAIZEN_DATABASE_URL") or DEFAULT_DATABASE_URL
+    return (
+        getattr(args, "db", None)
+        or os.environ.get("KAIZEN_DATABASE_URL")
+        or os.environ.get("DATABASE_URL")  # what DataFlow() itself reads
+        or DEFAULT_DATABASE_URL
+    )
+
+
+_DB_HELP = f"database URL (default: $KAIZEN_DATABASE_URL, $DATABASE_URL or {DEFAULT_DATABASE_URL})"
+
+
+def _leaf_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """The parsers of every runnable subcommand below ``parser``."""
+    found = []
+    for action in parser._actions:  # argparse offers no public walk of its subcommands
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):  # aliases map to one parser
+                found += _leaf_parsers(sub) or [sub]
+    return found
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,14 +52,15 @@ def build_parser() -> argparse.ArgumentParser:
         prog="kaizen", description="Kaizen persistence: approvals, sessions, maintenance."
     )
     parser.add_argument("--version", action="version", version=f"kaizen {__version__}")
-    parser.add_argument(
-        "--db",
-        metavar="URL",
-        help=f"database URL (default: $KAIZEN_DATABASE_URL or {DEFAULT_DATABASE_URL})",
-    )
+    parser.add_argument("--db", metavar="URL", help=_DB_HELP)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in ("demo", "approvals", "sessions", "maintain", "serve", "tokens"):
         importlib.import_module(f"kaizen.cli.{name}").register(commands)
+    for leaf in _leaf_parsers(parser):  # --db also after the subcommand
+        if leaf.prog.startswith("kaizen tokens"):  # a token file, no database
+            continue
+        if not any("--db" in a.option_strings for a in leaf._actions):
+            leaf.add_argument("--db", metavar="URL", default=argparse.SUPPRESS, help=_DB_HELP)
     return parser
 
 
