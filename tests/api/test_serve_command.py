@@ -175,3 +175,28 @@ def test_serve_refuses_hosts_it_cannot_trust(
     assert main(["--db", f"sqlite:///{tmp_path / 'k.db'}", "serve", *argv]) == 2
     err = capsys.readouterr().err
     assert "--base-url" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("port", ["0", "80000", "-1", "http"])
+def test_serve_refuses_a_port_that_is_not_one(
+    capsys: pytest.CaptureFixture[str], port: str
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["serve", "--port", port])
+    assert exc.value.code == 2
+    assert "is not a TCP port" in capsys.readouterr().err
+
+
+def test_serve_reports_a_busy_port_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("KAIZEN_API_TOKENS", "alice=tok")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        argv = ["--db", f"sqlite:///{tmp_path / 'k.db'}", "serve", "--port", str(port)]
+        assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"cannot listen on 127.0.0.1:{port}" in err and err.count("\n") == 1
+    assert not (tmp_path / "k.db").exists()  # nothing opened before the port was ours

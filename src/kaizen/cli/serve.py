@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,32 @@ ENV_VAR = "KAIZEN_API_TOKENS"
 #: Environment variable naming a token file (used when ``--tokens`` is not given).
 TOKENS_FILE_VAR = "KAIZEN_API_TOKENS_FILE"
 _MISSING_EXTRA = "the server needs its extra: pip install 'kaizen-dataflow[server]'"
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (1-65535)")
+    return port
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port`` (bound here, so a busy port is our error).
+
+    Raises:
+        ConfigurationError: The address cannot be bound (in use, not local...).
+    """
+    from dataflow.errors import ConfigurationError
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigurationError(f"cannot listen on {host}:{port}: {reason}") from exc
 
 
 def register(subparsers: Any) -> None:
@@ -35,7 +62,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--host", default="127.0.0.1", help="interface to bind (default: %(default)s)"
     )
-    parser.add_argument("--port", type=int, default=8000, help="TCP port (default: %(default)s)")
+    parser.add_argument(
+        "--port", type=_port, default=8000, help="TCP port, 1-65535 (default: %(default)s)"
+    )
     parser.add_argument(
         "--tokens", metavar="FILE", help="token file (written by: kaizen tokens add)"
     )
@@ -131,6 +160,7 @@ async def _serve(args: argparse.Namespace) -> int:
     try:
         tokens = load_tokens(args.tokens)
         hosts = allowed_hosts(args.host, args.base_url, args.allowed_hosts)
+        sock = listen(args.host, args.port)
     except (TokenConfigError, ConfigurationError) as exc:
         sys.stderr.write(f"kaizen: error: {exc}\n")
         return 2
@@ -138,11 +168,12 @@ async def _serve(args: argparse.Namespace) -> int:
         sys.stderr.write(
             "kaizen: warning: no API token yet; add one with: kaizen tokens add USER\n"
         )
-    async with Kaizen.open(args.database_url, base_url=args.base_url) as kaizen:
-        app = create_app(kaizen, tokens=tokens, base_url=args.base_url, allowed_hosts=hosts)
-        config = uvicorn.Config(
-            app, host=args.host, port=args.port, lifespan="on", log_level="info"
-        )
-        # uvicorn handles SIGINT/SIGTERM itself and returns after a graceful shutdown.
-        await uvicorn.Server(config).serve()
+    with sock:
+        async with Kaizen.open(args.database_url, base_url=args.base_url) as kaizen:
+            app = create_app(kaizen, tokens=tokens, base_url=args.base_url, allowed_hosts=hosts)
+            config = uvicorn.Config(
+                app, host=args.host, port=args.port, lifespan="on", log_level="info"
+            )
+            # uvicorn handles SIGINT/SIGTERM itself and returns after a graceful shutdown.
+            await uvicorn.Server(config).serve(sockets=[sock])
     return 0
