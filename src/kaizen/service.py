@@ -15,10 +15,12 @@ import contextlib
 import dataclasses
 from collections.abc import AsyncIterator, Awaitable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from dataflow import DataFlow
-from dataflow.errors import ValidationError
+from dataflow.errors import NotFoundError, ValidationError
+from dataflow.urls import parse_url
 from kaizen.access import Viewer, involving, may_see_request, may_see_session, may_see_trail
 from kaizen.governance import (
     ApprovalNotFoundError,
@@ -82,13 +84,34 @@ class Kaizen:
 
     @classmethod
     @contextlib.asynccontextmanager
-    async def open(cls, url: str, *, base_url: str | None = None) -> AsyncIterator[Kaizen]:
-        """Open the services on ``url`` for the duration of a block."""
+    async def open(
+        cls, url: str, *, base_url: str | None = None, create: bool = True
+    ) -> AsyncIterator[Kaizen]:
+        """Open the services on ``url`` for the duration of a block.
+
+        Args:
+            url: The database URL.
+            base_url: Public URL of the API, for the links sent to approvers.
+            create: False for commands that only read or change what exists: a
+                SQLite file that is not there is then an error, not a new database.
+
+        Raises:
+            NotFoundError: ``create`` is False and the SQLite file does not exist.
+        """
+        if not create:
+            _must_exist(url)
         kaizen = cls.connect(url, base_url=base_url)
         try:
             yield kaizen
         finally:
             await kaizen.db.close()
+
+
+def _must_exist(url: str) -> None:
+    parsed = parse_url(url)
+    path = parsed.database
+    if parsed.family == "sqlite" and path not in (None, ":memory:") and not Path(path).exists():
+        raise NotFoundError(f"no database at {path}: nothing to read there (check --db)")
 
 
 def approval_dict(request: ExternalAgentApprovalRequest) -> dict[str, Any]:

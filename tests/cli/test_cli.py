@@ -280,8 +280,35 @@ def test_default_database_is_kaizen_db_in_the_working_directory(
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("KAIZEN_DATABASE_URL", raising=False)
     monkeypatch.delenv("DATABASE_URL", raising=False)
-    code, _, _ = run(capsys, "sessions", "list")
+    code, _, err = run(capsys, "sessions", "list")  # reading creates nothing
+    assert code == 3 and "no database at kaizen.db" in err
+    assert not (tmp_path / "kaizen.db").exists()
+    code, _, _ = run(capsys, "sessions", "cleanup")  # a write sets it up
     assert code == 0 and (tmp_path / "kaizen.db").exists()
+    code, out, _ = run(capsys, "sessions", "list")
+    assert code == 0 and "no sessions" in out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("approvals", "list"),
+        ("approvals", "show", "x"),
+        ("approvals", "approve", "x", "--by", "u"),
+        ("approvals", "reject", "x", "--by", "u", "--reason", "no"),
+        ("approvals", "audit", "show", "x"),
+        ("approvals", "audit", "verify"),
+        ("sessions", "list"),
+        ("sessions", "show", "x"),
+    ],
+)
+def test_commands_on_a_missing_sqlite_file_create_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: tuple[str, ...]
+) -> None:
+    missing = tmp_path / "no" / "such" / "dir" / "x.db"
+    code, _, err = run(capsys, "--db", f"sqlite:///{missing}", *argv)
+    assert code == 3 and f"no database at {missing}" in err
+    assert not (tmp_path / "no").exists()
 
 
 def test_bad_arguments_exit_2(capsys: pytest.CaptureFixture[str]) -> None:

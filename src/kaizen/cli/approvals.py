@@ -17,7 +17,7 @@ _PROBLEM_COLUMNS = ("request_id", "seq", "message")
 
 
 async def _list(args: argparse.Namespace) -> int:
-    async with service.Kaizen.open(args.database_url) as k:
+    async with service.Kaizen.open(args.database_url, create=False) as k:
         page = await service.list_approvals(
             k,
             viewer=viewer_of(args),
@@ -39,21 +39,21 @@ async def _list(args: argparse.Namespace) -> int:
 
 
 async def _show(args: argparse.Namespace) -> int:
-    async with service.Kaizen.open(args.database_url) as k:
+    async with service.Kaizen.open(args.database_url, create=False) as k:
         approval = await service.get_approval(k, args.id, viewer_of(args))
     emit(sys.stdout, approval, as_json=args.json)
     return 0
 
 
 async def _approve(args: argparse.Namespace) -> int:
-    async with service.Kaizen.open(args.database_url) as k:
+    async with service.Kaizen.open(args.database_url, create=False) as k:
         result = await service.approve(k, args.id, args.by)
     emit(sys.stdout, result if args.json else f"approved {args.id} as {args.by}", as_json=args.json)
     return 0
 
 
 async def _reject(args: argparse.Namespace) -> int:
-    async with service.Kaizen.open(args.database_url) as k:
+    async with service.Kaizen.open(args.database_url, create=False) as k:
         result = await service.reject(k, args.id, args.by, args.reason)
     emit(sys.stdout, result if args.json else f"rejected {args.id} as {args.by}", as_json=args.json)
     return 0
@@ -74,14 +74,14 @@ _EVENT_COLUMNS = ("seq", "event", "actor", "occurred_at", "details")
 
 
 async def _audit_show(args: argparse.Namespace) -> int:
-    async with service.Kaizen.open(args.database_url) as k:
+    async with service.Kaizen.open(args.database_url, create=False) as k:
         events = await service.approval_audit(k, args.id, viewer_of(args))
     emit(sys.stdout, events, as_json=args.json, columns=_EVENT_COLUMNS)
     return 0
 
 
 async def _verify(args: argparse.Namespace) -> int:
-    async with service.Kaizen.open(args.database_url) as k:
+    async with service.Kaizen.open(args.database_url, create=False) as k:
         report = await service.verify_audit(k)
     if args.json:
         emit(sys.stdout, report, as_json=True)

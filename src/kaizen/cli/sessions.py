@@ -16,7 +16,7 @@ _COLUMNS = ("session_id", "user_id", "last_accessed", "expires_at", "expired", "
 
 
 async def _list(args: argparse.Namespace) -> int:
-    async with service.Kaizen.open(args.database_url) as k:
+    async with service.Kaizen.open(args.database_url, create=False) as k:
         rows = await service.list_sessions(
             k,
             viewer=viewer_of(args),
@@ -30,7 +30,7 @@ async def _list(args: argparse.Namespace) -> int:
 
 
 async def _show(args: argparse.Namespace) -> int:
-    async with service.Kaizen.open(args.database_url) as k:
+    async with service.Kaizen.open(args.database_url, create=False) as k:
         emit(sys.stdout, await service.get_session(k, args.id, viewer_of(args)), as_json=args.json)
     return 0
 
