@@ -2,14 +2,15 @@
 
 A :class:`Viewer` is the authenticated user on whose behalf a surface (the
 HTTP API, the inbox, the CLI given ``--as``) reads. An admin sees everything;
-anyone else sees the approval requests routed to them or made by them, and
-only their own sessions. Surfaces answer a request the viewer may not see as
+anyone else sees the approval requests routed to them or made by them (or
+routed to someone they stand in for as a delegate), and only their own
+sessions. Surfaces answer a request the viewer may not see as
 if it did not exist.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,10 +48,20 @@ def _involved(user: str, requested_by: Any, approvers: Any) -> bool:
     return user == requested_by or (isinstance(approvers, list) and user in approvers)
 
 
-def may_see_request(viewer: Viewer | None, request: ExternalAgentApprovalRequest) -> bool:
-    """Whether ``viewer`` may read ``request`` (its approvers, its requester, admins)."""
+def may_see_request(
+    viewer: Viewer | None,
+    request: ExternalAgentApprovalRequest,
+    delegators: Sequence[str] = (),
+) -> bool:
+    """Whether ``viewer`` may read ``request``: its approvers, its requester, who
+    voted on it, a delegate of one of its approvers (``delegators``: whom the
+    viewer stands in for), admins."""
     user = involving(viewer)
-    return user is None or _involved(user, request.requested_by, request.approvers)
+    if user is None or _involved(user, request.requested_by, request.approvers):
+        return True
+    if any(v.approver_id == user for v in request.votes):
+        return True
+    return any(a in request.approvers for a in delegators)
 
 
 def may_see_trail(viewer: Viewer | None, events: list[AuditEvent]) -> bool:

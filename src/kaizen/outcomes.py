@@ -20,7 +20,12 @@ from dataflow.errors import (
     TimeoutError,
     ValidationError,
 )
-from kaizen.governance.errors import AlreadyDecidedError, NotAuthorizedError, SelfDecisionError
+from kaizen.governance.errors import (
+    AlreadyDecidedError,
+    AlreadyVotedError,
+    NotAuthorizedError,
+    SelfDecisionError,
+)
 
 __all__ = ["OUTCOMES", "Outcome", "outcome_of", "public_message"]
 
@@ -37,6 +42,7 @@ class Outcome:
 OUTCOMES: tuple[tuple[type[BaseException], Outcome], ...] = (
     (SelfDecisionError, Outcome(403, "own_request", 5)),
     (NotAuthorizedError, Outcome(403, "not_an_approver", 5)),
+    (AlreadyVotedError, Outcome(409, "already_voted", 4)),
     (AlreadyDecidedError, Outcome(409, "already_decided", 4)),
     (NotFoundError, Outcome(404, "not_found", 3)),
     (TimeoutError, Outcome(503, "database_timeout", 6)),

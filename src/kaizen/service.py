@@ -23,13 +23,18 @@ from dataflow.errors import NotFoundError, ValidationError
 from dataflow.urls import parse_url
 from kaizen.access import Viewer, involving, may_see_request, may_see_session, may_see_trail
 from kaizen.governance import (
+    ApprovalLevel,
     ApprovalNotFoundError,
+    ApprovalRequirement,
     ApprovalStatus,
+    Delegation,
     ExternalAgentApprovalManager,
     ExternalAgentApprovalRequest,
     ExternalAgentApprovalStorage,
     NotAuthorizedError,
 )
+from kaizen.governance.policies import requirement_to_json
+from kaizen.governance.policy import eligible, progress
 from kaizen.integrations.nexus import CrossChannelSession, NexusSessionManager, SessionStorage
 from kaizen.integrations.nexus.errors import SessionNotFoundError
 
@@ -41,6 +46,15 @@ __all__ = [
     "approval_dict",
     "approve",
     "cleanup_sessions",
+    "delegate",
+    "delegation_dict",
+    "delete_policy",
+    "get_policy",
+    "list_delegations",
+    "list_policies",
+    "policy_dict",
+    "revoke_delegation",
+    "set_policy",
     "get_approval",
     "get_session",
     "health",
@@ -115,9 +129,16 @@ def _must_exist(url: str) -> None:
 
 
 def approval_dict(request: ExternalAgentApprovalRequest) -> dict[str, Any]:
-    """A request as a plain dict (the status as its string value)."""
+    """A request as a plain dict (the status as its string value), with its votes,
+    ``progress`` toward the quorum (``{"approvals", "quorum", "text": "1 of 2"}``)
+    and ``eligible`` (who may still vote in person)."""
     data = dataclasses.asdict(request)
+    del data["audit_seq"], data["audit_head"]
     data["status"] = request.status.value
+    done = progress(request)
+    data["progress"] = {"approvals": done.approvals, "quorum": done.quorum, "text": str(done)}
+    voted = {v.counts_for for v in request.votes}
+    data["eligible"] = [a for a in eligible(request) if a not in voted]
     return data
 
 
@@ -180,7 +201,8 @@ async def list_approvals(
     Args:
         k: The services.
         viewer: Who reads (None: the operator, who sees everything); a
-            non-admin sees only requests they made or are an approver of.
+            non-admin sees only requests they made or are an approver of, or
+            that are routed to someone they stand in for as a delegate.
         status: ``pending``, ``approved``, ``rejected``, ``timeout`` or ``all``
             (None: all).
         approver: Only requests this user may decide.
@@ -195,12 +217,14 @@ async def list_approvals(
         where the next page starts, None on the last page.
     """
     _page_bounds(limit, offset)
+    user = involving(viewer)
+    stand_in = await _delegators(k, viewer) if user is not None else []
     found = await k.approvals.list_requests(
         status=_status(status),
         approver=approver,
         agent=agent,
         requested_by=requested_by,
-        involving=involving(viewer),
+        involving=[user, *stand_in] if stand_in and user is not None else user,
         decided_by=decided_by,
         limit=limit + 1,
         offset=offset,
@@ -216,9 +240,20 @@ async def _visible(
     k: Kaizen, request_id: str, viewer: Viewer | None
 ) -> ExternalAgentApprovalRequest:
     request = await k.approvals.get_request(request_id)
-    if request is None or not may_see_request(viewer, request):
+    if request is None:
+        raise ApprovalNotFoundError(request_id)
+    if not may_see_request(viewer, request) and not may_see_request(
+        viewer, request, await _delegators(k, viewer)
+    ):
         raise ApprovalNotFoundError(request_id)
     return request
+
+
+async def _delegators(k: Kaizen, viewer: Viewer | None) -> list[str]:
+    """Whom ``viewer`` stands in for (active delegations to them)."""
+    if viewer is None or viewer.admin:
+        return []
+    return [d.approver_id for d in await k.approvals.delegations(delegate=viewer.user)]
 
 
 async def get_approval(k: Kaizen, request_id: str, viewer: Viewer | None = None) -> dict[str, Any]:
@@ -231,7 +266,7 @@ async def get_approval(k: Kaizen, request_id: str, viewer: Viewer | None = None)
 
 
 async def _decided(
-    k: Kaizen, decision: Awaitable[None], request_id: str, viewer: Viewer | None
+    k: Kaizen, decision: Awaitable[object], request_id: str, viewer: Viewer | None
 ) -> dict[str, Any]:
     try:
         await decision
@@ -243,22 +278,35 @@ async def _decided(
 
 
 async def approve(
-    k: Kaizen, request_id: str, approver_id: str, *, viewer: Viewer | None = None
+    k: Kaizen,
+    request_id: str,
+    approver_id: str,
+    *,
+    comment: str | None = None,
+    metadata: dict[str, Any] | None = None,
+    on_behalf_of: str | None = None,
+    viewer: Viewer | None = None,
 ) -> dict[str, Any]:
-    """Approve a request as ``approver_id``; return it as stored.
+    """Vote to approve a request as ``approver_id``; return it as stored.
 
     Args:
         k: The services.
         request_id: The request.
-        approver_id: Who approves.
+        approver_id: Who approves (an approver or a delegate of one).
+        comment: Shown with the vote.
+        metadata: The edited metadata approved (edit-and-approve).
+        on_behalf_of: The approver a delegate votes for.
         viewer: The approver as a reader (the HTTP API): a request they may
             not see is reported as not found rather than as not theirs to decide.
 
     Raises:
         ApprovalNotFoundError: Unknown id (or one ``viewer`` may not see).
-        NotAuthorizedError, SelfDecisionError, AlreadyDecidedError: As the manager does.
+        NotAuthorizedError, SelfDecisionError, AlreadyVotedError, AlreadyDecidedError:
+            As the manager does.
     """
-    decision = k.approvals.approve_request(request_id, approver_id)
+    decision = k.approvals.approve_request(
+        request_id, approver_id, comment=comment, metadata=metadata, on_behalf_of=on_behalf_of
+    )
     return await _decided(k, decision, request_id, viewer)
 
 
@@ -268,11 +316,14 @@ async def reject(
     approver_id: str,
     reason: str,
     *,
+    on_behalf_of: str | None = None,
     viewer: Viewer | None = None,
 ) -> dict[str, Any]:
-    """Reject a request as ``approver_id`` with ``reason``; return it as stored (see
-    :func:`approve`)."""
-    decision = k.approvals.reject_request(request_id, approver_id, reason)
+    """Reject a request as ``approver_id`` with ``reason`` (a veto); return it as
+    stored (see :func:`approve`)."""
+    decision = k.approvals.reject_request(
+        request_id, approver_id, reason, on_behalf_of=on_behalf_of
+    )
     return await _decided(k, decision, request_id, viewer)
 
 
@@ -296,9 +347,114 @@ async def approval_audit(
     return [dataclasses.asdict(e) for e in events]
 
 
-async def sweep_approvals(k: Kaizen) -> int:
-    """Move every overdue pending request to TIMEOUT; return how many this call moved."""
-    return await k.approvals.timeout_pending_approvals()
+async def sweep_approvals(k: Kaizen) -> dict[str, int]:
+    """Escalate or time out every overdue pending request.
+
+    Returns:
+        ``{"timed_out": n, "escalated": m}``: what this call did.
+    """
+    done = await k.approvals.sweep_overdue()
+    return {"timed_out": len(done.timed_out), "escalated": len(done.escalated)}
+
+
+def policy_dict(agent: str, requirement: ApprovalRequirement) -> dict[str, Any]:
+    """A stored policy as a plain dict: ``agent`` and the requirement's JSON form."""
+    return {"agent": agent, **requirement_to_json(requirement)}
+
+
+async def set_policy(
+    k: Kaizen,
+    agent: str,
+    *,
+    approvers: list[str],
+    quorum: int = 1,
+    timeout_seconds: float = 3600,
+    escalate_to: list[str] | None = None,
+    reason: str | None = None,
+    actor: str = "operator",
+) -> dict[str, Any]:
+    """Store a CUSTOM policy for ``agent`` (every instance routes by it); return it.
+
+    Raises:
+        ValidationError: Bad ids, quorum or timeout (nothing is stored).
+    """
+    requirement = ApprovalRequirement(
+        ApprovalLevel.CUSTOM,
+        custom_approvers=list(approvers),
+        approval_timeout_seconds=timeout_seconds,
+        approval_reason=reason,
+        quorum=quorum,
+        escalate_to=escalate_to or None,
+    )
+    if not approvers:
+        raise ValidationError("a policy needs at least one approver")
+    if quorum > len(set(approvers)):
+        raise ValidationError(f"quorum {quorum} is more than the {len(set(approvers))} approvers")
+    await k.approvals.save_policy(agent, requirement, actor=actor)
+    return policy_dict(agent, requirement)
+
+
+async def list_policies(k: Kaizen) -> list[dict[str, Any]]:
+    """Every stored policy, by agent id."""
+    return [policy_dict(a, r) for a, r in (await k.approvals.load_policies()).items()]
+
+
+async def get_policy(k: Kaizen, agent: str) -> dict[str, Any]:
+    """One stored policy, with its audit ``history`` (who, when, before/after).
+
+    Raises:
+        NotFoundError: The agent has no stored policy.
+    """
+    requirement = await k.approvals.stored_policy(agent)
+    if requirement is None:
+        raise NotFoundError(f"no stored policy for agent {agent!r}")
+    history = [dataclasses.asdict(e) for e in await k.approvals.policy_history(agent)]
+    return {**policy_dict(agent, requirement), "history": history}
+
+
+async def delete_policy(k: Kaizen, agent: str, *, actor: str = "operator") -> None:
+    """Delete ``agent``'s stored policy.
+
+    Raises:
+        NotFoundError: It has none.
+    """
+    if not await k.approvals.delete_policy(agent, actor=actor):
+        raise NotFoundError(f"no stored policy for agent {agent!r}")
+
+
+def delegation_dict(delegation: Delegation) -> dict[str, Any]:
+    """A delegation as a plain dict."""
+    return dataclasses.asdict(delegation)
+
+
+async def delegate(
+    k: Kaizen,
+    approver: str,
+    to: str,
+    *,
+    until: datetime | None = None,
+    actor: str | None = None,
+) -> dict[str, Any]:
+    """Let ``to`` vote for ``approver`` (until ``until``); return the delegation."""
+    return delegation_dict(await k.approvals.delegate(approver, to=to, until=until, actor=actor))
+
+
+async def revoke_delegation(k: Kaizen, approver: str, to: str, *, actor: str | None = None) -> None:
+    """End ``to``'s delegation from ``approver``.
+
+    Raises:
+        NotFoundError: There is none.
+    """
+    if not await k.approvals.revoke_delegation(approver, to=to, actor=actor):
+        raise NotFoundError(f"{to!r} holds no delegation from {approver!r}")
+
+
+async def list_delegations(
+    k: Kaizen, *, approver: str | None = None, delegate: str | None = None
+) -> list[dict[str, Any]]:
+    """Active delegations, from ``approver`` and/or to ``delegate``."""
+    found = await k.approvals.delegations(approver, delegate=delegate)
+    return [delegation_dict(d) for d in found]
 
 
 async def verify_audit(k: Kaizen) -> dict[str, Any]:
@@ -357,11 +513,14 @@ async def cleanup_sessions(k: Kaizen) -> int:
 
 
 async def maintain_once(k: Kaizen) -> dict[str, int]:
-    """One maintenance pass: time out overdue approvals, delete expired sessions.
+    """One maintenance pass: escalate or time out overdue approvals, delete expired
+    sessions.
 
     Safe to run from several instances at once: each row changes once.
     """
+    swept = await sweep_approvals(k)
     return {
-        "approvals_timed_out": await sweep_approvals(k),
+        "approvals_timed_out": swept["timed_out"],
+        "approvals_escalated": swept["escalated"],
         "sessions_deleted": await cleanup_sessions(k),
     }

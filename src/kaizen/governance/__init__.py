@@ -7,11 +7,12 @@ Example:
     >>> manager = ExternalAgentApprovalManager(storage_backend=storage)
 """
 
-from kaizen.governance._store import ApprovalStore
-from kaizen.governance.approval_manager import ExternalAgentApprovalManager
+from kaizen.governance._store import ApprovalStore, SettingsStore
+from kaizen.governance.approval_manager import ExternalAgentApprovalManager, Sweep
 from kaizen.governance.approvers import ApproverDirectory
 from kaizen.governance.errors import (
     AlreadyDecidedError,
+    AlreadyVotedError,
     ApprovalConfigurationError,
     ApprovalNotFoundError,
     GovernanceError,
@@ -26,13 +27,16 @@ from kaizen.governance.models import (
     AuditEvent,
     AuditProblem,
     AuditReport,
+    Delegation,
     ExternalAgentApprovalRequest,
+    Vote,
 )
 from kaizen.governance.notify import ControlProtocol, approval_payload
 from kaizen.governance.storage import ExternalAgentApprovalStorage
 
 __all__ = [
     "AlreadyDecidedError",
+    "AlreadyVotedError",
     "ApprovalStore",
     "ApprovalConfigurationError",
     "ApprovalLevel",
@@ -43,6 +47,7 @@ __all__ = [
     "AuditEvent",
     "AuditProblem",
     "AuditReport",
+    "Delegation",
     "ControlProtocol",
     "ExternalAgentApprovalManager",
     "ExternalAgentApprovalRequest",
@@ -51,5 +56,8 @@ __all__ = [
     "InMemoryApprovalStore",
     "NotAuthorizedError",
     "SelfDecisionError",
+    "SettingsStore",
+    "Sweep",
+    "Vote",
     "approval_payload",
 ]

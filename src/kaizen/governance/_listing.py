@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+from dataflow.errors import ValidationError
 from kaizen.governance.models import ApprovalStatus, as_status, check_id
 
 __all__ = ["listing_filter"]
@@ -14,7 +16,7 @@ def listing_filter(
     approver: str | None,
     agent: str | None,
     requested_by: str | None,
-    involving: str | None,
+    involving: str | Sequence[str] | None,
     decided_by: str | None = None,
 ) -> dict[str, Any]:
     """The DataFlow filter selecting requests that match every given criterion.
@@ -37,7 +39,16 @@ def listing_filter(
     if decided_by is not None:
         check_id("decided_by", decided_by)
         filt["approved_by"] = decided_by
-    if involving is not None:
+    if isinstance(involving, str):
         check_id("user", involving)
         filt["$or"] = [{"requested_by": involving}, {"approvers_json": {"$contains": involving}}]
+    elif involving is not None:
+        users = [check_id("user", u) for u in involving]
+        if not users:
+            raise ValidationError("involving needs at least one user")
+        # The first is the reader: their own requests; the others are whom they stand in for.
+        filt["$or"] = [
+            {"requested_by": users[0]},
+            *({"approvers_json": {"$contains": u}} for u in users),
+        ]
     return filt

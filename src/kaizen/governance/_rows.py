@@ -1,58 +1,122 @@
-"""Rows and audit events of the approval storage's state changes (no database access)."""
+"""A request's state change as both stores apply it, and the audit event recording it.
+
+The policy (:mod:`kaizen.governance.policy`) decides a :class:`Change`; a store
+applies it only if the request is still at the audit sequence number the change
+was computed from, writing the event :func:`change_event` builds in the same
+step. The event carries every field the change sets (``details["set"]``) and the
+vote it records (``details["vote"]``), so the chain alone says what the row and
+its votes must hold (see :mod:`kaizen.governance._seal`).
+"""
 
 from __future__ import annotations
 
+import copy
+import enum
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from kaizen.governance.audit import make_event
-from kaizen.governance.models import ApprovalStatus, AuditEvent, ExternalAgentApprovalRequest
+from kaizen.governance.models import AuditEvent, ExternalAgentApprovalRequest, Vote
 
-__all__ = ["content", "decision_values", "may_decide", "timeout_event"]
+__all__ = ["CHANGEABLE", "Change", "apply_change", "change_event", "content", "vote_json"]
 
-
-def may_decide(
-    row: dict[str, Any] | None,
-    from_status: ApprovalStatus,
-    actor: str,
-    require_approver: bool,
-    before_deadline: datetime | None,
-) -> bool:
-    """Whether the conditional write can match (a shortcut; the WHERE clause decides)."""
-    if row is None or row["status"] != from_status.value:
-        return False
-    if require_approver and actor not in (row["approvers_json"] or []):
-        return False
-    deadline = row["deadline_at"]
-    return before_deadline is None or deadline is None or deadline > before_deadline
-
-
-def decision_values(
-    status: ApprovalStatus, actor: str, reason: str | None, event: AuditEvent
-) -> dict[str, Any]:
-    values: dict[str, Any] = {
-        "status": status.value,
-        "approved_at": event.occurred_at,
-        "audit_seq": event.seq,
-        "audit_head": event.hash,
+#: Request fields a change may set.
+CHANGEABLE = frozenset(
+    {
+        "status",
+        "approved_at",
+        "approved_by",
+        "rejection_reason",
+        "approvers",
+        "deadline_at",
+        "escalations",
+        "approved_metadata",
     }
-    if status in (ApprovalStatus.APPROVED, ApprovalStatus.REJECTED):
-        values["approved_by"] = actor
-    if reason is not None:
-        values["rejection_reason"] = reason
-    return values
+)
 
 
-def timeout_event(row: dict[str, Any], prev: str, token: str, now: datetime) -> AuditEvent:
-    details = {"deadline_at": row["deadline_at"].isoformat(), "sweep": token}
-    return make_event(row["id"], row["audit_seq"], "timed_out", "system", now, details, prev)
+@dataclass(frozen=True)
+class Change:
+    """One state change of a request, to apply only if it is still at ``seq``.
+
+    Attributes:
+        request_id: The request.
+        seq: The audit seq the change was computed from (compare-and-set).
+        head: The hash of that event (the new event's ``prev_hash``).
+        event: The audit event's name (``voted``, ``approved``, ``escalated``...).
+        actor: Who caused it.
+        at: When (the event's time; a decision's ``approved_at``).
+        fields: Request field -> its new value (names in :data:`CHANGEABLE`).
+        details: What else the event records (a diff, the quorum progress...).
+        vote: The vote the change records, if any.
+    """
+
+    request_id: str
+    seq: int
+    head: str
+    event: str
+    actor: str
+    at: datetime
+    fields: dict[str, Any] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+    vote: Vote | None = None
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, enum.Enum):
+        return value.value
+    return value
+
+
+def vote_json(vote: Vote) -> dict[str, Any]:
+    """A vote as the audit trail records it (its time is the event's)."""
+    return {
+        "approver_id": vote.approver_id,
+        "decision": vote.decision,
+        "comment": vote.comment,
+        "on_behalf_of": vote.on_behalf_of,
+        "metadata": vote.metadata,
+    }
+
+
+def change_event(change: Change) -> AuditEvent:
+    """The audit event recording ``change`` (seq ``change.seq + 1``)."""
+    details = dict(change.details)
+    details["set"] = {name: _json_value(value) for name, value in change.fields.items()}
+    if change.vote is not None:
+        details["vote"] = vote_json(change.vote)
+    return make_event(
+        change.request_id,
+        change.seq + 1,
+        change.event,
+        change.actor,
+        change.at,
+        details,
+        change.head,
+    )
+
+
+def apply_change(
+    request: ExternalAgentApprovalRequest, change: Change, event: AuditEvent
+) -> ExternalAgentApprovalRequest:
+    """``request`` with ``change`` (recorded by ``event``) applied, in place."""
+    for name, value in change.fields.items():
+        setattr(request, name, copy.deepcopy(value))
+    if change.vote is not None:
+        request.votes = [*request.votes, change.vote]
+    request.audit_seq, request.audit_head = event.seq, event.hash
+    return request
 
 
 def content(request: ExternalAgentApprovalRequest) -> dict[str, Any]:
     """What the audit trail records of a request's content (all of it seals the row).
 
-    ``approved_at`` is recorded since the row was sealed: events written before
-    lack it, and leave it unsealed until a decision (see ``kaizen.governance._seal``).
+    ``approved_at`` is recorded since the row was sealed, the frozen policy since
+    quorums: events written before lack them, and leave them unsealed until a
+    change sets them (see ``kaizen.governance._seal``).
     """
     return {
         "external_agent_id": request.external_agent_id,
@@ -65,4 +129,10 @@ def content(request: ExternalAgentApprovalRequest) -> dict[str, Any]:
         "approved_by": request.approved_by,
         "approved_at": request.approved_at.isoformat() if request.approved_at else None,
         "rejection_reason": request.rejection_reason,
+        "quorum": request.quorum,
+        "escalate_to": list(request.escalate_to),
+        "escalations": request.escalations,
+        "timeout_seconds": request.timeout_seconds,
+        "excluded_approvers": list(request.excluded_approvers),
+        "approved_metadata": request.approved_metadata,
     }

@@ -7,22 +7,35 @@ from datetime import datetime
 from typing import Any
 
 from dataflow import ConfigurationError, DataFlow, Index
-from kaizen.governance.models import ApprovalStatus, AuditEvent, ExternalAgentApprovalRequest
+from kaizen.governance.models import (
+    ApprovalStatus,
+    AuditEvent,
+    ExternalAgentApprovalRequest,
+    Vote,
+)
 
 __all__ = [
     "AUDIT_TABLE",
     "REQUEST_TABLE",
+    "VOTE_TABLE",
     "ApprovalAuditRecord",
     "ApprovalRequestRecord",
+    "ApprovalVoteRecord",
+    "CHANGE_COLUMNS",
     "audit_from_row",
     "audit_row",
+    "change_values",
+    "register_models",
     "register",
     "request_from_row",
     "request_row",
+    "vote_from_row",
+    "vote_row",
 ]
 
 REQUEST_TABLE = "external_agent_approval_request"
 AUDIT_TABLE = "external_agent_approval_audit"
+VOTE_TABLE = "external_agent_approval_vote"
 
 
 class ApprovalRequestRecord:
@@ -42,6 +55,31 @@ class ApprovalRequestRecord:
     # seq and hash of the request's latest audit event (see kaizen.governance.audit).
     audit_seq: int = 0
     audit_head: str = ""
+    # The policy frozen into the request, and its escalation state (added with
+    # quorums: optional, as existing tables gain them as columns; None = 1 / [] / 0).
+    quorum: int | None = None
+    policy_json: dict[str, Any] | None = None
+    escalations: int | None = None
+    approved_metadata_json: dict[str, Any] | None = None
+
+
+class ApprovalVoteRecord:
+    """A row of ``external_agent_approval_vote``: one recorded vote, never updated.
+
+    ``counts_for`` is whose vote it is (the delegator for a delegate's vote); one
+    vote per voter and one per ``counts_for`` and request (unique indexes).
+    """
+
+    id: str
+    request_id: str
+    seq: int
+    approver_id: str
+    counts_for: str
+    on_behalf_of: str | None = None
+    decision: str
+    voted_at: datetime
+    comment: str | None = None
+    metadata_json: dict[str, Any] | None = None
 
 
 class ApprovalAuditRecord:
@@ -69,23 +107,46 @@ _REQUEST_INDEXES = [
     Index("approvers_json", membership=True),
 ]
 _AUDIT_INDEXES = [Index("request_id", "seq", unique=True)]
+_VOTE_INDEXES = [
+    Index("request_id", "seq"),
+    Index("request_id", "approver_id", unique=True),
+    Index("request_id", "counts_for", unique=True),
+    Index("approver_id", "voted_at"),
+]
 
 
-def register(db: DataFlow) -> tuple[str, str]:
-    """Register both models on ``db`` once; return their model names."""
-    models = db.models
-    for cls, table, indexes in (
-        (ApprovalRequestRecord, REQUEST_TABLE, _REQUEST_INDEXES),
-        (ApprovalAuditRecord, AUDIT_TABLE, _AUDIT_INDEXES),
-    ):
-        found = models.get(cls.__name__)
+def register(db: DataFlow) -> tuple[str, str, str]:
+    """Register the three models on ``db`` once; return their model names."""
+    register_models(
+        db,
+        (
+            (ApprovalRequestRecord, REQUEST_TABLE, _REQUEST_INDEXES),
+            (ApprovalAuditRecord, AUDIT_TABLE, _AUDIT_INDEXES),
+            (ApprovalVoteRecord, VOTE_TABLE, _VOTE_INDEXES),
+        ),
+    )
+    return (
+        ApprovalRequestRecord.__name__,
+        ApprovalAuditRecord.__name__,
+        ApprovalVoteRecord.__name__,
+    )
+
+
+def register_models(db: DataFlow, models: tuple[tuple[type, str, list[Index]], ...]) -> None:
+    """Register each ``(class, table, indexes)`` on ``db`` unless it is already.
+
+    Raises:
+        ConfigurationError: A model name is taken on ``db`` by another class.
+    """
+    known = db.models
+    for cls, table, indexes in models:
+        found = known.get(cls.__name__)
         if found is None:
             db.model(table=table, indexes=indexes)(cls)
         elif found is not cls:
             raise ConfigurationError(
                 f"model name {cls.__name__!r} is taken on this DataFlow by another class"
             )
-    return ApprovalRequestRecord.__name__, ApprovalAuditRecord.__name__
 
 
 def request_row(request: ExternalAgentApprovalRequest) -> dict[str, Any]:
@@ -101,11 +162,37 @@ def request_row(request: ExternalAgentApprovalRequest) -> dict[str, Any]:
         "approved_by": request.approved_by,
         "rejection_reason": request.rejection_reason,
         "deadline_at": request.deadline_at,
+        "quorum": request.quorum,
+        "policy_json": {
+            "escalate_to": list(request.escalate_to),
+            "timeout_seconds": request.timeout_seconds,
+            "excluded_approvers": list(request.excluded_approvers),
+        },
+        "escalations": request.escalations,
+        "approved_metadata_json": request.approved_metadata,
     }
 
 
-def request_from_row(row: dict[str, Any]) -> ExternalAgentApprovalRequest:
-    """Build the request a stored row describes."""
+#: Request field -> (column, how its value is stored), for the fields a change sets.
+CHANGE_COLUMNS = {
+    "approvers": "approvers_json",
+    "approved_metadata": "approved_metadata_json",
+}
+
+
+def change_values(fields: dict[str, Any]) -> dict[str, Any]:
+    """The column values of a change's request fields."""
+    return {
+        CHANGE_COLUMNS.get(name, name): value.value if isinstance(value, ApprovalStatus) else value
+        for name, value in fields.items()
+    }
+
+
+def request_from_row(
+    row: dict[str, Any], votes: list[Vote] | None = None
+) -> ExternalAgentApprovalRequest:
+    """Build the request a stored row describes (with ``votes``, oldest first)."""
+    policy = row.get("policy_json") or {}
     return ExternalAgentApprovalRequest(
         id=row["id"],
         external_agent_id=row["external_agent_id"],
@@ -119,6 +206,43 @@ def request_from_row(row: dict[str, Any]) -> ExternalAgentApprovalRequest:
         approved_by=row["approved_by"],
         rejection_reason=row["rejection_reason"],
         deadline_at=row["deadline_at"],
+        quorum=row.get("quorum") or 1,
+        escalate_to=list(policy.get("escalate_to") or []),
+        escalations=row.get("escalations") or 0,
+        timeout_seconds=policy.get("timeout_seconds"),
+        excluded_approvers=list(policy.get("excluded_approvers") or []),
+        approved_metadata=row.get("approved_metadata_json"),
+        votes=votes or [],
+        audit_seq=row["audit_seq"],
+        audit_head=row["audit_head"],
+    )
+
+
+def vote_row(event: AuditEvent, vote: Vote) -> dict[str, Any]:
+    """The row storing ``vote``, recorded by ``event`` (whose hash is its id)."""
+    return {
+        "id": event.hash,
+        "request_id": event.request_id,
+        "seq": event.seq,
+        "approver_id": vote.approver_id,
+        "counts_for": vote.counts_for,
+        "on_behalf_of": vote.on_behalf_of,
+        "decision": vote.decision,
+        "voted_at": vote.at,
+        "comment": vote.comment,
+        "metadata_json": vote.metadata,
+    }
+
+
+def vote_from_row(row: dict[str, Any]) -> Vote:
+    """The vote a stored row describes."""
+    return Vote(
+        approver_id=row["approver_id"],
+        decision=row["decision"],
+        at=row["voted_at"],
+        comment=row["comment"],
+        on_behalf_of=row["on_behalf_of"],
+        metadata=row["metadata_json"],
     )
 
 

@@ -8,6 +8,11 @@ for a timeout) and ``rejection_reason`` to its reason, if any; ``deleted`` means
 no row. The fold reads only hashed event fields, so each event's hash covers
 the state its request has after it.
 
+Events written since quorums are self-describing: ``details["set"]`` holds every
+field the change set and ``details["vote"]`` the vote it recorded (its time is
+the event's). Votes are sealed too: the request's votes must be the ones its
+chain recorded, in order.
+
 A field an event's content lacks (``approved_at`` in events written before it
 was recorded) is not sealed until a later event sets it. Values are compared
 canonically: datetimes as UTC instants, JSON as every database stores it.
@@ -39,14 +44,21 @@ _CONTENT = {
     "approved_by": "approved_by",
     "approved_at": "approved_at",
     "rejection_reason": "rejection_reason",
+    "quorum": "quorum",
+    "escalate_to": "escalate_to",
+    "escalations": "escalations",
+    "timeout_seconds": "timeout_seconds",
+    "excluded_approvers": "excluded_approvers",
+    "approved_metadata": "approved_metadata",
 }
 #: The request fields a trail can seal (names of ExternalAgentApprovalRequest).
-SEALED: tuple[str, ...] = tuple(_CONTENT.values())
+SEALED: tuple[str, ...] = (*_CONTENT.values(), "votes")
 #: Events that carry the request's content.
 _CONTENT_EVENTS = frozenset({"requested", "updated"})
 #: Decision events -> the status they set.
 _DECISIONS = {"approved": "approved", "rejected": "rejected", "timed_out": "timeout"}
 _TIMES = frozenset({"deadline_at", "approved_at"})
+_JSON = frozenset({"request_metadata", "approved_metadata"})
 # The audit encoder's settings; its own copy, as kaizen.governance.audit imports this module.
 _ENCODER = json.JSONEncoder(
     sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
@@ -65,9 +77,9 @@ def fold(events: Iterable[AuditEvent]) -> Seal | None:
     Returns:
         The sealed fields and their canonical values.
     """
-    state: Seal | None = {}
+    state: Seal | None = {"votes": []}
     for event in events:
-        state = _step({} if state is None else state, event)
+        state = _step({"votes": []} if state is None else state, event)
     return state
 
 
@@ -75,13 +87,23 @@ def _step(state: Seal, event: AuditEvent) -> Seal | None:
     if event.event == "deleted":
         return None
     details = event.details
+    if isinstance(details.get("set"), dict):  # a change: the fields it set, its vote
+        state = {**state}
+        for name, value in details["set"].items():
+            state[name] = canonical_value(name, value)
+        vote = details.get("vote")
+        if isinstance(vote, dict):
+            state["votes"] = [*state["votes"], _vote_value(vote, event.occurred_at)]
+        return state
     if event.event in _CONTENT_EVENTS or "status" in details:
-        # update() overwrites every column: what its event does not record is unknown.
-        return {
+        # update() overwrites every column (not the votes): what its event does not
+        # record is unknown.
+        fields = {
             name: canonical_value(name, details[key])
             for key, name in _CONTENT.items()
             if key in details
         }
+        return {**fields, "votes": state["votes"]}
     status = _DECISIONS.get(event.event)
     if status is None:
         return state  # an event this version does not know changes nothing it seals
@@ -95,6 +117,10 @@ def _step(state: Seal, event: AuditEvent) -> Seal | None:
     if details.get("reason") is not None:
         state["rejection_reason"] = details["reason"]
     return state
+
+
+def _vote_value(vote: Mapping[str, Any], at: Any) -> Any:
+    return canonical_value("votes", [{**vote, "at": at}])[0]
 
 
 def differences(seal: Seal, row: Mapping[str, Any]) -> tuple[str, ...]:
@@ -115,7 +141,11 @@ def canonical_value(name: str, value: Any) -> Any:
     """``value`` of field ``name`` in the form compared (as an event or a row holds it)."""
     if name in _TIMES:
         return _instant(value)
-    if name == "request_metadata":
+    if name == "votes":
+        return [_vote(v) for v in value or []]
+    if name in _JSON:
+        if value is None:
+            return None
         try:
             return _ENCODER.encode(clean_json(value, name))
         except ValidationError:
@@ -125,6 +155,22 @@ def canonical_value(name: str, value: Any) -> Any:
     if isinstance(value, tuple):
         return list(value)
     return value
+
+
+def _vote(vote: Any) -> Any:
+    """A vote (a :class:`~kaizen.governance.models.Vote` or its event form) compared."""
+
+    def get(key: str) -> Any:
+        return vote.get(key) if isinstance(vote, Mapping) else getattr(vote, key, None)
+
+    return (
+        get("approver_id"),
+        get("decision"),
+        get("comment"),
+        get("on_behalf_of"),
+        canonical_value("approved_metadata", get("metadata")),
+        _instant(get("at")),
+    )
 
 
 def _instant(value: Any) -> Any:

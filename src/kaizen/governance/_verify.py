@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from dataflow import DataFlow
-from kaizen.governance._schema import audit_from_row
+from kaizen.governance._schema import ApprovalVoteRecord, audit_from_row, vote_from_row
 from kaizen.governance._seal import SEALED
 from kaizen.governance.audit import verify_chain
 from kaizen.governance.models import AuditEvent, AuditProblem, AuditReport
@@ -19,7 +19,24 @@ __all__ = ["verify_all", "verify_one"]
 _PAGE = 500
 Chain = list[tuple[AuditEvent, str]]
 #: Sealed field -> its column, where the names differ.
-_COLUMNS = {"approvers": "approvers_json", "request_metadata": "request_metadata_json"}
+_COLUMNS = {
+    "approvers": "approvers_json",
+    "request_metadata": "request_metadata_json",
+    "approved_metadata": "approved_metadata_json",
+}
+_POLICY = ("escalate_to", "timeout_seconds", "excluded_approvers")
+_DEFAULTS = {"quorum": 1, "escalations": 0}
+Votes = dict[str, list[Any]]
+VOTE_MODEL = ApprovalVoteRecord.__name__
+
+
+async def _votes(db: DataFlow, ids: list[str]) -> Votes:
+    found: Votes = {}
+    if ids:
+        rows = await db.select(VOTE_MODEL, {"request_id": {"$in": ids}}, order_by="seq")
+        for r in rows:
+            found.setdefault(r["request_id"], []).append(vote_from_row(r))
+    return found
 
 
 async def verify_one(db: DataFlow, req: str, aud: str, request_id: str) -> AuditReport:
@@ -29,15 +46,32 @@ async def verify_one(db: DataFlow, req: str, aud: str, request_id: str) -> Audit
     row = await db.get(req, request_id)
     if row is None and not rows:
         return report
-    _verify(request_id, [audit_from_row(r) for r in rows], row, report)
+    votes = await _votes(db, [request_id])
+    _verify(request_id, [audit_from_row(r) for r in rows], row, votes, report)
     return report
 
 
-def _verify(request_id: str, chain: Chain, row: dict[str, Any] | None, report: AuditReport) -> None:
+def _verify(
+    request_id: str,
+    chain: Chain,
+    row: dict[str, Any] | None,
+    votes: Votes,
+    report: AuditReport,
+) -> None:
     if row is None:
         verify_chain(request_id, chain, None, report)
         return
-    values = {name: row[_COLUMNS.get(name, name)] for name in SEALED}
+    policy = row.get("policy_json") or {}
+    values: dict[str, Any] = {}
+    for name in SEALED:
+        if name == "votes":
+            values[name] = votes.get(request_id, [])
+        elif name in _POLICY:
+            values[name] = policy.get(name, [] if name != "timeout_seconds" else None)
+        elif name in _DEFAULTS:
+            values[name] = row.get(name) or _DEFAULTS[name]
+        else:
+            values[name] = row.get(_COLUMNS.get(name, name))
     verify_chain(request_id, chain, (row["audit_seq"], row["audit_head"]), report, values)
 
 
@@ -91,8 +125,9 @@ async def _check(db: DataFlow, req: str, chains: dict[str, Chain], report: Audit
         return
     rows = await db.select(req, {"id": {"$in": list(chains)}})
     by_id = {r["id"]: r for r in rows}
+    votes = await _votes(db, list(chains))
     for request_id, chain in chains.items():
-        _verify(request_id, chain, by_id.get(request_id), report)
+        _verify(request_id, chain, by_id.get(request_id), votes, report)
 
 
 async def _rows_without_events(db: DataFlow, req: str, aud: str, report: AuditReport) -> None:

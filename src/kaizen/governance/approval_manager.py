@@ -8,9 +8,11 @@ reject, time out or wait on a request another instance created.
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -18,14 +20,12 @@ from dataflow.errors import ConcurrencyError, DuplicateKeyError, ValidationError
 from dataflow.jsonvalues import check_json
 from dataflow.retry import RetryPolicy
 from dataflow.values import utcnow
+from kaizen.governance import policy
+from kaizen.governance._rows import Change, apply_change, change_event
+from kaizen.governance._shared import SharedSettings
 from kaizen.governance._store import ApprovalStore
 from kaizen.governance.approvers import ApproverDirectory
-from kaizen.governance.errors import (
-    AlreadyDecidedError,
-    ApprovalNotFoundError,
-    NotAuthorizedError,
-    SelfDecisionError,
-)
+from kaizen.governance.errors import ApprovalNotFoundError
 from kaizen.governance.memory import InMemoryApprovalStore
 from kaizen.governance.models import (
     ApprovalLevel,
@@ -33,24 +33,29 @@ from kaizen.governance.models import (
     ApprovalStatus,
     AuditEvent,
     AuditReport,
+    Delegation,
     ExternalAgentApprovalRequest,
+    check_comment,
     check_id,
     check_rejection_reason,
 )
 from kaizen.governance.notify import ControlProtocol, notify_approvers
 from kaizen.governance.routing import new_request, requirement_for, same_request
 
-__all__ = ["ExternalAgentApprovalManager"]
+__all__ = ["ExternalAgentApprovalManager", "Sweep"]
 
 logger = logging.getLogger("kaizen.governance")
 _PENDING = ApprovalStatus.PENDING
-#: Decisions re-read and tried again when the request changed under them (not a race lost).
-_ATTEMPTS = 3
+#: Votes re-read and judged again when the request changed under them. Each lost
+#: compare-and-set means another change applied, and a request takes few changes.
+_ATTEMPTS = 50
+#: Overdue requests acted on per sweep transaction.
+_SWEEP_PAGE = 200
 #: Longest single sleep of ``wait_for_approval`` before it re-reads the request.
 _RECHECK_SECONDS = 5.0
 
 
-class ExternalAgentApprovalManager:
+class ExternalAgentApprovalManager(SharedSettings):
     """Human-in-the-loop approval of external agent invocations.
 
     Args:
@@ -107,19 +112,34 @@ class ExternalAgentApprovalManager:
         external_agent_id: str,
         approvers: list[str],
         *,
+        quorum: int = 1,
         timeout_seconds: float = 3600,
+        escalate_to: list[str] | ApprovalLevel | None = None,
         reason: str | None = None,
     ) -> ApprovalRequirement:
         """Shortcut: requests for ``external_agent_id`` go to ``approvers`` (a CUSTOM requirement).
 
+        Args:
+            external_agent_id: The agent.
+            approvers: Who may vote.
+            quorum: Distinct approvals needed (any rejection vetoes).
+            timeout_seconds: Each deadline's length.
+            escalate_to: Who an undecided request goes to at its deadline.
+            reason: Shown to approvers.
+
         Returns:
-            The requirement added (replacing any previous one for the agent).
+            The requirement added (replacing any previous one for the agent; in
+            this process only: :meth:`save_policy` shares it with every instance).
         """
+        if not isinstance(approvers, list):
+            raise ValidationError("approvers must be a list of approver ids")
         requirement = ApprovalRequirement(
             ApprovalLevel.CUSTOM,
             custom_approvers=list(approvers),
             approval_timeout_seconds=timeout_seconds,
             approval_reason=reason,
+            quorum=quorum,
+            escalate_to=escalate_to,
         )
         self.add_requirement(external_agent_id, requirement)
         return requirement
@@ -208,7 +228,10 @@ class ExternalAgentApprovalManager:
         if not isinstance(metadata, dict):
             raise ValidationError("metadata must be a dict")
         check_json(metadata, "metadata")  # before any work: the rules of every database
-        requirement = requirement_for(self._requirements, external_agent_id)
+        found = self._requirements.get(external_agent_id)
+        if found is None:
+            found = await self.stored_policy(external_agent_id)
+        requirement = requirement_for(found, external_agent_id)
         request = new_request(
             self.approvers, external_agent_id, requested_by, metadata, requirement, request_id
         )
@@ -231,100 +254,182 @@ class ExternalAgentApprovalManager:
 
     # -- decisions ---------------------------------------------------------
 
-    async def approve_request(self, approval_request_id: str, approver_id: str) -> None:
-        """Approve a pending request, exactly once across all instances.
+    async def approve_request(
+        self,
+        approval_request_id: str,
+        approver_id: str,
+        *,
+        comment: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        on_behalf_of: str | None = None,
+    ) -> ExternalAgentApprovalRequest:
+        """Vote to approve a pending request; it is approved, exactly once across all
+        instances, when its quorum of approvals for one version is recorded.
+
+        Args:
+            approval_request_id: The request.
+            approver_id: Who votes (an approver, or a delegate of one).
+            comment: Shown with the vote.
+            metadata: Approve with changed arguments: the version approved is
+                stored as ``approved_metadata`` (the request's own stays as it
+                was) and the audit event shows the diff. Approvals count toward
+                the quorum per version.
+            on_behalf_of: For a delegate of several approvers: whom to vote for.
+
+        Returns:
+            The request after the vote (``PENDING`` until the quorum is met).
 
         Raises:
             ApprovalNotFoundError: Unknown id.
-            NotAuthorizedError: ``approver_id`` is not one of its approvers.
+            NotAuthorizedError: ``approver_id`` is neither an approver nor an active
+                delegate of one.
             SelfDecisionError: ``approver_id`` made the request (separation of
                 duties: nobody decides their own request, whatever the routing).
+            AlreadyVotedError: Their vote (or one cast for them) is recorded.
             AlreadyDecidedError: It was already approved, rejected or timed out
                 (also when its deadline has passed: it is timed out now).
         """
-        await self._decide(approval_request_id, approver_id, ApprovalStatus.APPROVED, None)
+        if metadata is not None:
+            if not isinstance(metadata, dict):
+                raise ValidationError("metadata must be a dict (the approved version)")
+            check_json(metadata, "metadata")
+        return await self._vote(
+            approval_request_id, approver_id, "approve", comment, metadata, on_behalf_of
+        )
 
-    async def reject_request(self, approval_request_id: str, approver_id: str, reason: str) -> None:
-        """Reject a pending request with ``reason``, exactly once across all instances.
+    async def reject_request(
+        self,
+        approval_request_id: str,
+        approver_id: str,
+        reason: str,
+        *,
+        on_behalf_of: str | None = None,
+    ) -> ExternalAgentApprovalRequest:
+        """Reject a pending request with ``reason``: one eligible rejection is a veto.
+
+        Returns:
+            The rejected request.
 
         Raises:
             ApprovalNotFoundError: Unknown id.
             NotAuthorizedError: ``approver_id`` is not one of its approvers.
             SelfDecisionError: ``approver_id`` made the request.
+            AlreadyVotedError: Their vote is recorded already.
             AlreadyDecidedError: It was already decided (or is past its deadline).
             ValidationError: ``reason`` is blank or longer than ``MAX_REASON`` characters.
         """
         check_rejection_reason(reason)
-        await self._decide(approval_request_id, approver_id, ApprovalStatus.REJECTED, reason)
-
-    async def _decide(
-        self, request_id: str, approver_id: str, status: ApprovalStatus, reason: str | None
-    ) -> None:
-        check_id("approval request id", request_id)
-        check_id("approver id", approver_id)
-        store = self._store
-        for _ in range(_ATTEMPTS):
-            done = await self.retry_policy.run(
-                lambda: store.decide(
-                    request_id,
-                    from_status=_PENDING,
-                    to_status=status,
-                    actor=approver_id,
-                    reason=reason,
-                    require_approver=True,
-                    before_deadline=utcnow(),
-                    not_requester=True,
-                )
-            )
-            if done:
-                logger.info("approval request %s %s by %r", request_id, status.value, approver_id)
-                return
-            await self._explain_failure(request_id, approver_id)
-        raise ConcurrencyError(f"approval request {request_id!r} kept changing; try again")
-
-    async def _explain_failure(self, request_id: str, approver_id: str) -> None:
-        """Raise why a decision did not apply; return if it may be retried."""
-        request = await self._store.load(request_id)
-        if request is None:
-            raise ApprovalNotFoundError(request_id)
-        if approver_id not in request.approvers:
-            raise NotAuthorizedError(request_id, approver_id)
-        if approver_id == request.requested_by:
-            raise SelfDecisionError(request_id, approver_id)
-        if request.status is _PENDING and _overdue(request, utcnow()):
-            await self._time_out(request_id)
-            request = await self._store.load(request_id)
-            assert request is not None
-        if request.status is not _PENDING:
-            raise AlreadyDecidedError(request_id, request.status)
-
-    async def _time_out(self, request_id: str) -> bool:
-        """Record the timeout of one overdue request (if nobody decided it meanwhile);
-        return whether this call did."""
-        store = self._store
-        return await self.retry_policy.run(
-            lambda: store.decide(
-                request_id,
-                from_status=_PENDING,
-                to_status=ApprovalStatus.TIMEOUT,
-                actor="system",
-                overdue_at=utcnow(),
-            )
+        return await self._vote(
+            approval_request_id, approver_id, "reject", reason, None, on_behalf_of
         )
 
-    async def timeout_pending_approvals(self) -> int:
-        """Move every pending request past its deadline to TIMEOUT.
+    async def _vote(
+        self,
+        request_id: str,
+        voter: str,
+        decision: str,
+        comment: str | None,
+        metadata: dict[str, Any] | None,
+        on_behalf_of: str | None,
+    ) -> ExternalAgentApprovalRequest:
+        check_id("approval request id", request_id)
+        check_id("approver id", voter)
+        if on_behalf_of is not None:
+            check_id("on_behalf_of", on_behalf_of)
+        check_comment(comment)
+        store = self._store
+        for _ in range(_ATTEMPTS):
+            request = await self._load(request_id)
+            now = utcnow()
+            if policy.overdue(request, now):
+                await self._deadline_passed(request, now)
+                continue
+            delegations: list[Delegation] = []
+            if on_behalf_of is not None or policy.needs_delegations(request, voter):
+                delegations = await store.settings.delegations(delegate=voter)
+            change = policy.cast(
+                request,
+                voter,
+                decision,
+                now=now,
+                comment=comment,
+                metadata=metadata,
+                delegations=delegations,
+                on_behalf_of=on_behalf_of,
+            )
+            try:
+                applied = await self.retry_policy.run(lambda: store.append(change))  # noqa: B023
+            except DuplicateKeyError:
+                continue  # a vote row for this voter landed meanwhile: judge again
+            if applied:
+                logger.info("approval request %s: %s by %r", request_id, change.event, voter)
+                return apply_change(request, change, change_event(change))
+        raise ConcurrencyError(f"approval request {request_id!r} kept changing; try again")
 
-        Safe to run on several instances at once: each request is counted by
-        exactly one of them.
+    async def _deadline_passed(self, request: ExternalAgentApprovalRequest, now: datetime) -> bool:
+        """Escalate or time out an overdue request (unless it changed); return whether
+        this call did."""
+        change = policy.on_deadline(request, now)
+        store = self._store
+        if not await self.retry_policy.run(lambda: store.append(change)):
+            return False
+        await self._after_deadline(request, change)
+        return True
+
+    async def _after_deadline(self, request: ExternalAgentApprovalRequest, change: Change) -> None:
+        if change.event != "escalated":
+            logger.info("approval request %s timed out", request.id)
+            return
+        escalated = apply_change(copy.deepcopy(request), change, change_event(change))
+        logger.info("approval request %s escalated to %s", request.id, escalated.escalate_to)
+        if self.protocol is not None:
+            to = change.details["added"] or list(escalated.escalate_to)
+            await notify_approvers(self.protocol, escalated, self.base_url, recipients=to)
+
+    async def sweep_overdue(self) -> Sweep:
+        """Escalate or time out every pending request past its deadline.
+
+        Safe on several instances at once: each request's deadline is acted on by
+        exactly one of them (compare-and-set), and each is counted by that one.
+
+        Returns:
+            The ids this call escalated and timed out.
+        """
+        result = Sweep()
+        store = self._store
+        previous: list[str] | None = None
+        while True:
+            now = utcnow()
+            page = await store.overdue(now, _SWEEP_PAGE)
+            ids = [r.id for r in page]
+            if not page or ids == previous:
+                return result
+            changes = [policy.on_deadline(r, now) for r in page]
+            applied = await self.retry_policy.run(lambda: store.append_many(changes))  # noqa: B023
+            for request, change, done in zip(page, changes, applied, strict=True):
+                if done:
+                    bucket = result.escalated if change.event == "escalated" else result.timed_out
+                    bucket.append(request.id)
+                    await self._after_deadline(request, change)
+            if len(page) < _SWEEP_PAGE:
+                return result
+            previous = ids
+
+    async def timeout_pending_approvals(self) -> int:
+        """Act on every pending request past its deadline: escalate the ones whose
+        policy says so (once), time out the others (see :meth:`sweep_overdue`).
 
         Returns:
             How many requests this call timed out.
         """
-        count = await self._store.timeout_overdue(utcnow(), retry=self.retry_policy)
-        if count:
-            logger.info("timed out %d approval requests", count)
-        return count
+        result = await self.sweep_overdue()
+        if result.timed_out or result.escalated:
+            logger.info(
+                "timed out %d, escalated %d approval requests",
+                len(result.timed_out),
+                len(result.escalated),
+            )
+        return len(result.timed_out)
 
     async def wait_for_approval(
         self,
@@ -363,14 +468,13 @@ class ExternalAgentApprovalManager:
                     return request.status is ApprovalStatus.APPROVED
                 now = utcnow()
                 left = end - loop.time()
-                if _overdue(request, now):
-                    if await self._time_out(request.id):
-                        continue  # re-read: timed out now
+                if policy.overdue(request, now):
+                    if await self._deadline_passed(request, now):
+                        continue  # re-read: timed out or escalated now
                     request = await self._load(approval_request_id)
                     if request.status is not _PENDING:  # decided meanwhile
                         return request.status is ApprovalStatus.APPROVED
-                    # The database did not find it overdue (clocks apart, a row edited
-                    # by hand): look again later rather than spin.
+                    # It changed under us (a vote): look again later rather than spin.
                     if left <= 0:
                         return False
                     await wait(min(left, _RECHECK_SECONDS))
@@ -406,7 +510,7 @@ class ExternalAgentApprovalManager:
         approver: str | None = None,
         agent: str | None = None,
         requested_by: str | None = None,
-        involving: str | None = None,
+        involving: str | Sequence[str] | None = None,
         decided_by: str | None = None,
         limit: int = 100,
         offset: int = 0,
@@ -436,5 +540,9 @@ class ExternalAgentApprovalManager:
         return await self._store.verify_audit(approval_request_id)
 
 
-def _overdue(request: ExternalAgentApprovalRequest, now: datetime) -> bool:
-    return request.deadline_at is not None and request.deadline_at <= now
+@dataclass
+class Sweep:
+    """What one sweep did: the requests it escalated and the ones it timed out."""
+
+    escalated: list[str] = field(default_factory=list)
+    timed_out: list[str] = field(default_factory=list)

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AlreadyDecidedError",
+    "AlreadyVotedError",
     "ApprovalConfigurationError",
     "ApprovalNotFoundError",
     "GovernanceError",
@@ -52,6 +53,29 @@ class AlreadyDecidedError(GovernanceError):
     def __init__(self, request_id: str, status: ApprovalStatus) -> None:
         super().__init__(f"approval request {request_id!r} already decided: {status.value}")
         self.request_id = request_id
+        self.status = status
+
+
+class AlreadyVotedError(AlreadyDecidedError):
+    """This approver's vote on the request is recorded already (cast by them or,
+    for a delegator, by their delegate); a vote is never changed or cast twice.
+
+    Attributes:
+        request_id: The request.
+        approver_id: Who tried to vote.
+        status: The request's status now (PENDING while the quorum is not met).
+    """
+
+    def __init__(
+        self, request_id: str, approver_id: str, status: ApprovalStatus, detail: str = ""
+    ) -> None:
+        GovernanceError.__init__(
+            self,
+            f"user {approver_id!r} already voted on approval request {request_id!r}"
+            + (f" ({detail})" if detail else ""),
+        )
+        self.request_id = request_id
+        self.approver_id = approver_id
         self.status = status
 
 

@@ -1,9 +1,9 @@
 """The in-process store the manager uses when no storage backend is configured.
 
 It offers the same methods as :class:`~kaizen.governance.storage.ExternalAgentApprovalStorage`
-with the same semantics (conditional decisions, hash-chained audit), for one
-process only. Decisions are atomic because no ``await`` separates their check
-from their write.
+with the same semantics (compare-and-set changes, hash-chained audit, votes,
+stored policies and delegations), for one process only. A change is atomic
+because no ``await`` separates its check from its write.
 """
 
 from __future__ import annotations
@@ -12,16 +12,16 @@ import asyncio
 import builtins
 import contextlib
 import copy
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from dataflow.errors import DuplicateKeyError, ValidationError
-from dataflow.retry import RetryPolicy
 from dataflow.values import utcnow
 from kaizen.governance._listing import listing_filter
-from kaizen.governance._rows import content
+from kaizen.governance._rows import Change, apply_change, change_event, content
 from kaizen.governance._seal import SEALED
+from kaizen.governance._settings import InMemorySettings
 from kaizen.governance.audit import GENESIS, canonical, make_event, verify_chain
 from kaizen.governance.errors import ApprovalNotFoundError
 from kaizen.governance.models import (
@@ -30,8 +30,6 @@ from kaizen.governance.models import (
     AuditReport,
     ExternalAgentApprovalRequest,
     as_status,
-    check_id,
-    check_reason,
 )
 
 __all__ = ["InMemoryApprovalStore"]
@@ -48,27 +46,27 @@ class InMemoryApprovalStore:
     """Approval requests and their audit trail in memory (lost when the process ends)."""
 
     def __init__(self) -> None:
+        self.settings = InMemorySettings()
         self._requests: dict[str, ExternalAgentApprovalRequest] = {}
         self._order: dict[str, int] = {}
         self._events: dict[str, list[AuditEvent]] = {}
         self._changed: dict[str, asyncio.Event] = {}
         self._counter = 0
 
-    def _append(
-        self,
-        request_id: str,
-        name: str,
-        actor: str,
-        details: dict[str, Any],
-        when: datetime | None = None,
-    ) -> None:
+    def _append(self, request_id: str, name: str, actor: str, details: dict[str, Any]) -> None:
         chain = self._events.setdefault(request_id, [])
         prev = chain[-1].hash if chain else GENESIS
-        when = when or utcnow()
-        chain.append(make_event(request_id, len(chain), name, actor, when, details, prev))
-        event = self._changed.pop(request_id, None)
-        if event is not None:
-            event.set()
+        event = make_event(request_id, len(chain), name, actor, utcnow(), details, prev)
+        self._record(self._requests.get(request_id), event)
+
+    def _record(self, request: ExternalAgentApprovalRequest | None, event: AuditEvent) -> None:
+        """Append ``event`` to its chain; make it ``request``'s head; wake its waiters."""
+        self._events.setdefault(event.request_id, []).append(event)
+        if request is not None:
+            request.audit_seq, request.audit_head = event.seq, event.hash
+        waiting = self._changed.pop(event.request_id, None)
+        if waiting is not None:
+            waiting.set()
 
     async def save(self, request: ExternalAgentApprovalRequest) -> str:
         """Store a new request (a copy) and its ``requested`` event."""
@@ -78,6 +76,7 @@ class InMemoryApprovalStore:
         self._counter += 1
         self._order[request.id] = self._counter
         self._requests[request.id] = copy.deepcopy(request)
+        self._requests[request.id].votes = []
         details = copy.deepcopy(content(request))  # the storage's event: it seals the request
         self._append(request.id, "requested", request.requested_by, details)
         return request.id
@@ -94,6 +93,7 @@ class InMemoryApprovalStore:
             raise ApprovalNotFoundError(request.id)
         name = _EVENT_NAMES[request.status] if stored.status is not request.status else "updated"
         self._requests[request.id] = copy.deepcopy(request)
+        self._requests[request.id].votes = stored.votes  # update() does not touch votes
         details = copy.deepcopy(content(request))
         self._append(request.id, name, request.approved_by or "system", details)
 
@@ -149,71 +149,32 @@ class InMemoryApprovalStore:
         wanted = as_status(status)
         return sum(1 for r in self._requests.values() if r.status is wanted)
 
-    async def decide(
-        self,
-        request_id: str,
-        *,
-        from_status: ApprovalStatus,
-        to_status: ApprovalStatus,
-        actor: str,
-        reason: str | None = None,
-        require_approver: bool = False,
-        overdue_at: datetime | None = None,
-        before_deadline: datetime | None = None,
-        not_requester: bool = False,
-    ) -> bool:
-        """Same contract as :meth:`ExternalAgentApprovalStorage.decide`."""
-        check_id("request id", request_id)
-        check_id("actor", actor)
-        check_reason(reason)
-        request = self._requests.get(request_id)
-        if request is None or request.status is not from_status:
+    async def append(self, change: Change) -> bool:
+        """Same contract as :meth:`ExternalAgentApprovalStorage.append`."""
+        request = self._requests.get(change.request_id)
+        if request is None or request.audit_seq != change.seq:
             return False
-        if require_approver and actor not in request.approvers:
-            return False
-        if not_requester and actor == request.requested_by:
-            return False
-        deadline = request.deadline_at
-        if overdue_at is not None and (deadline is None or deadline > overdue_at):
-            return False
-        if before_deadline is not None and deadline is not None and deadline <= before_deadline:
-            return False
-        self._apply(request, to_status, actor, reason)
+        event = change_event(change)
+        self._record(apply_change(request, change, event), event)
         return True
 
-    def _apply(
-        self,
-        request: ExternalAgentApprovalRequest,
-        status: ApprovalStatus,
-        actor: str,
-        reason: str | None,
-    ) -> None:
-        # The row and its event share one time, as the storage's conditional write does.
-        now = utcnow()
-        request.status = status
-        request.approved_at = now
-        if status in (ApprovalStatus.APPROVED, ApprovalStatus.REJECTED):
-            request.approved_by = actor
-        if reason is not None:
-            request.rejection_reason = reason
-        details = {"reason": reason} if reason is not None else {}
-        self._append(request.id, _EVENT_NAMES[status], actor, details, now)
+    async def append_many(self, changes: Sequence[Change]) -> builtins.list[bool]:
+        """Same contract as :meth:`ExternalAgentApprovalStorage.append_many`."""
+        return [await self.append(change) for change in changes]
 
-    async def timeout_overdue(
-        self, now: datetime | None = None, *, retry: RetryPolicy | None = None
-    ) -> int:
-        """Move pending requests whose deadline is not after ``now`` to TIMEOUT; return how many."""
-        now = now or utcnow()
-        overdue = [
+    async def overdue(
+        self, now: datetime, limit: int = 200
+    ) -> builtins.list[ExternalAgentApprovalRequest]:
+        """Pending requests whose deadline is not after ``now``, earliest deadline first."""
+        found = [
             r
             for r in self._requests.values()
             if r.status is ApprovalStatus.PENDING
             and r.deadline_at is not None
             and r.deadline_at <= now
         ]
-        for request in overdue:
-            self._apply(request, ApprovalStatus.TIMEOUT, "system", None)
-        return len(overdue)
+        found.sort(key=lambda r: (r.deadline_at, r.id))
+        return [copy.deepcopy(r) for r in found[:limit]]
 
     async def get_expired_pending_requests(
         self, timeout_seconds: int = 3600, limit: int = 100
@@ -267,7 +228,7 @@ class InMemoryApprovalStore:
         approver: str | None = None,
         agent: str | None = None,
         requested_by: str | None = None,
-        involving: str | None = None,
+        involving: str | Sequence[str] | None = None,
         decided_by: str | None = None,
         limit: int = 100,
         offset: int = 0,
@@ -282,7 +243,7 @@ class InMemoryApprovalStore:
                 and (approver is None or approver in r.approvers)
                 and (agent is None or r.external_agent_id == agent)
                 and (requested_by is None or r.requested_by == requested_by)
-                and (involving is None or involving in (r.requested_by, *r.approvers))
+                and _involves(r, involving)
                 and (
                     decided_by is None
                     or (r.approved_by == decided_by and decided_by in r.approvers)
@@ -290,6 +251,14 @@ class InMemoryApprovalStore:
             )
 
         return self._newest_first(keep)[offset : offset + limit]
+
+
+def _involves(request: ExternalAgentApprovalRequest, users: str | Sequence[str] | None) -> bool:
+    """The ``involving`` filter: made by the first user, or routed to any of them."""
+    if users is None:
+        return True
+    users = [users] if isinstance(users, str) else list(users)
+    return request.requested_by == users[0] or any(u in request.approvers for u in users)
 
 
 def _key(request_id: object) -> str:

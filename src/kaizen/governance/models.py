@@ -18,15 +18,23 @@ __all__ = [
     "AuditEvent",
     "AuditProblem",
     "AuditReport",
+    "Delegation",
     "ExternalAgentApprovalRequest",
+    "MAX_QUORUM",
     "MAX_TIMEOUT_SECONDS",
+    "Vote",
+    "VoteDecision",
     "as_status",
+    "check_comment",
     "check_id",
+    "check_quorum",
     "check_reason",
 ]
 
 #: The longest approval timeout: a century.
 MAX_TIMEOUT_SECONDS = 100 * 366 * 86_400
+#: The largest quorum a requirement may ask for.
+MAX_QUORUM = 100
 
 
 class ApprovalStatus(enum.Enum):
@@ -68,9 +76,16 @@ class ApprovalRequirement:
             (e.g. the agent's own developers), whatever the level routes to:
             separation of duties made stricter. The requester is always excluded
             from deciding their own request; there is no way to loosen that.
+        quorum: How many distinct approvals a request needs (any rejection by
+            an eligible approver rejects it: a veto).
+        escalate_to: Who a request goes to when nobody decided it in time: a
+            list of approver ids or an :class:`ApprovalLevel`. The escalated
+            request gets a fresh deadline of ``approval_timeout_seconds``; its
+            first approvers may still vote. None: it times out.
 
     Raises:
-        ValidationError: A non-positive timeout or an empty custom approver id.
+        ValidationError: A non-positive timeout, an empty approver id, a quorum
+            that is not a whole number from 1 to :data:`MAX_QUORUM`.
     """
 
     approval_level: ApprovalLevel
@@ -82,6 +97,8 @@ class ApprovalRequirement:
     approval_timeout_seconds: float = 3600
     approval_reason: str | None = None
     excluded_approvers: list[str] = field(default_factory=list)
+    quorum: int = 1
+    escalate_to: list[str] | ApprovalLevel | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.approval_level, ApprovalLevel):
@@ -106,6 +123,18 @@ class ApprovalRequirement:
         for user in self.excluded_approvers:
             check_id("excluded approver id", user)
         check_reason(self.approval_reason, "approval_reason")
+        check_quorum(self.quorum)
+        escalate = self.escalate_to
+        if isinstance(escalate, list):
+            if not escalate:
+                raise ValidationError("escalate_to must not be an empty list (use None)")
+            for approver in escalate:
+                check_id("escalate_to approver id", approver)
+        elif escalate is not None and not isinstance(escalate, ApprovalLevel):
+            raise ValidationError(
+                "escalate_to must be a list of approver ids, an ApprovalLevel or None, "
+                f"got {describe(escalate)}"
+            )
 
     def triggered_by(self, metadata: dict[str, Any]) -> bool:
         """Whether ``metadata`` (cost, environment, data_classifications, operation) matches."""
@@ -130,12 +159,73 @@ def _number(value: Any) -> float:
     return float(value)
 
 
+VoteDecision = str
+#: The two decisions a vote can carry.
+VOTE_DECISIONS = ("approve", "reject")
+
+
+@dataclass(frozen=True)
+class Vote:
+    """One approver's recorded vote on a request.
+
+    Attributes:
+        approver_id: Who voted (the delegate, for a vote on someone's behalf).
+        decision: ``approve`` or ``reject``.
+        at: When it was recorded (aware UTC).
+        comment: The voter's comment (a rejection's reason).
+        on_behalf_of: The approver a delegate voted for, or None.
+        metadata: The version of the request's metadata an approval is for
+            (None: as requested); approvals count toward the quorum per version.
+    """
+
+    approver_id: str
+    decision: VoteDecision
+    at: datetime
+    comment: str | None = None
+    on_behalf_of: str | None = None
+    metadata: dict[str, Any] | None = None
+
+    @property
+    def counts_for(self) -> str:
+        """The approver whose vote this is: the delegator, or the voter."""
+        return self.on_behalf_of or self.approver_id
+
+
+@dataclass(frozen=True)
+class Delegation:
+    """``delegate_id`` may vote for ``approver_id`` until ``until`` (None: until revoked).
+
+    Attributes:
+        approver_id: Who delegates.
+        delegate_id: Who stands in.
+        until: End of the delegation (aware UTC), or None.
+        created_at: When it was made.
+        created_by: Who made it.
+    """
+
+    approver_id: str
+    delegate_id: str
+    until: datetime | None
+    created_at: datetime
+    created_by: str
+
+    def active(self, now: datetime) -> bool:
+        """Whether the delegation holds at ``now``."""
+        return self.until is None or self.until > now
+
+
 @dataclass
 class ExternalAgentApprovalRequest:
     """One approval request, pending or decided.
 
     ``approved_at``/``approved_by`` record the decision (approval or rejection);
-    a timeout sets ``approved_at`` only. ``deadline_at`` is when the request times out.
+    a timeout sets ``approved_at`` only. ``deadline_at`` is when the request times
+    out (or escalates). The policy in force when it was created is frozen into it:
+    ``quorum``, ``escalate_to`` (the approvers it escalates to, resolved),
+    ``timeout_seconds`` (each deadline's length) and ``excluded_approvers``.
+    ``escalations`` counts escalations done; ``votes`` are the recorded votes,
+    oldest first; ``approved_metadata`` is the edited version of
+    ``request_metadata`` an approval was given for (None: approved as requested).
     """
 
     id: str
@@ -150,6 +240,16 @@ class ExternalAgentApprovalRequest:
     approved_by: str | None = None
     rejection_reason: str | None = None
     deadline_at: datetime | None = None
+    quorum: int = 1
+    escalate_to: list[str] = field(default_factory=list)
+    escalations: int = 0
+    timeout_seconds: float | None = None
+    excluded_approvers: list[str] = field(default_factory=list)
+    approved_metadata: dict[str, Any] | None = None
+    votes: list[Vote] = field(default_factory=list)
+    #: Seq and hash of the latest audit event as loaded (what a change is conditional on).
+    audit_seq: int = field(default=0, repr=False, compare=False)
+    audit_head: str = field(default="", repr=False, compare=False)
 
     def validate(self) -> None:
         """Check the request can be stored, before anything is written.
@@ -174,6 +274,17 @@ class ExternalAgentApprovalRequest:
         if not isinstance(self.request_metadata, dict):
             raise ValidationError("request_metadata must be a dict")
         check_json(self.request_metadata, "request_metadata")  # the rules of every column
+        if self.approved_metadata is not None:
+            if not isinstance(self.approved_metadata, dict):
+                raise ValidationError("approved_metadata must be a dict or None")
+            check_json(self.approved_metadata, "approved_metadata")
+        check_quorum(self.quorum)
+        for name in ("escalate_to", "excluded_approvers"):
+            ids = getattr(self, name)
+            if not isinstance(ids, list):
+                raise ValidationError(f"{name} must be a list of user ids")
+            for user in ids:
+                check_id(f"{name} id", user)
         for name in ("created_at", "approved_at", "deadline_at"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, datetime) or value.utcoffset() is None):
@@ -190,6 +301,19 @@ def as_status(value: ApprovalStatus | str) -> ApprovalStatus:
         return ApprovalStatus(value)
     except (ValueError, TypeError):
         raise ValidationError(f"unknown approval status {describe(value)}") from None
+
+
+def check_quorum(value: Any) -> int:
+    """Return ``value`` if it is a quorum: a whole number from 1 to :data:`MAX_QUORUM`.
+
+    Raises:
+        ValidationError: Otherwise.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_QUORUM:
+        raise ValidationError(
+            f"quorum must be a whole number from 1 to {MAX_QUORUM}, got {describe(value)}"
+        )
+    return value
 
 
 def check_id(what: str, value: Any) -> str:
@@ -225,6 +349,18 @@ def check_rejection_reason(value: Any) -> str:
             f"a rejection needs a reason: a non-empty string of at most {MAX_REASON} characters"
         )
     return check_text(value, "reason")
+
+
+def check_comment(value: Any) -> str | None:
+    """Return ``value`` if it can be a vote's comment: None, or text of at most
+    :data:`MAX_REASON` characters.
+
+    Raises:
+        ValidationError: Otherwise.
+    """
+    if value is not None and isinstance(value, str) and len(value) > MAX_REASON:
+        raise ValidationError(f"a comment is at most {MAX_REASON} characters")
+    return check_reason(value, "comment")
 
 
 def check_reason(value: Any, what: str = "reason") -> str | None:

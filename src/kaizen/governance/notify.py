@@ -36,6 +36,8 @@ def approval_payload(request: ExternalAgentApprovalRequest, base_url: str = "") 
     Returns:
         ``request_id``, ``external_agent_id``, ``requested_by``, ``approval_reason``,
         ``metadata``, ``approvers``, ``created_at`` and ``deadline_at`` (ISO 8601),
+        ``quorum`` (approvals needed), ``escalated`` (whether it reached you by
+        escalation),
         ``url`` (the approver inbox opened at the request), ``approve_url`` and
         ``reject_url``: links for a browser, which open that page with the
         decision pre-selected; nothing changes until the approver signs in and
@@ -51,6 +53,8 @@ def approval_payload(request: ExternalAgentApprovalRequest, base_url: str = "") 
         "approvers": list(request.approvers),
         "created_at": request.created_at.isoformat(),
         "deadline_at": request.deadline_at.isoformat() if request.deadline_at else None,
+        "quorum": request.quorum,
+        "escalated": request.escalations > 0,
         "url": page,
         "approve_url": f"{page}?action=approve",
         "reject_url": f"{page}?action=reject",
@@ -67,8 +71,10 @@ async def notify_approvers(
     base_url: str = "",
     *,
     send_timeout: float = NOTIFY_TIMEOUT,
+    recipients: list[str] | None = None,
 ) -> int:
-    """Send the payload to every approver at once; return how many sends succeeded.
+    """Send the payload to every approver (or ``recipients``) at once; return how
+    many sends succeeded.
 
     A failing or hanging send (past ``send_timeout`` seconds) is logged and skipped:
     the request is already stored, and one slow channel does not delay the others.
@@ -87,5 +93,6 @@ async def notify_approvers(
             return False
         return True
 
-    results = await asyncio.gather(*(send(a) for a in request.approvers))
+    targets = request.approvers if recipients is None else recipients
+    results = await asyncio.gather(*(send(a) for a in targets))
     return sum(results)

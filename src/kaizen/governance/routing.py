@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -11,6 +10,7 @@ from dataflow.values import utcnow
 from kaizen.governance.approvers import ApproverDirectory
 from kaizen.governance.errors import ApprovalConfigurationError
 from kaizen.governance.models import (
+    ApprovalLevel,
     ApprovalRequirement,
     ApprovalStatus,
     ExternalAgentApprovalRequest,
@@ -20,19 +20,20 @@ __all__ = ["new_request", "requirement_for", "same_request"]
 
 
 def requirement_for(
-    requirements: Mapping[str, ApprovalRequirement], external_agent_id: str
+    requirement: ApprovalRequirement | None, external_agent_id: str
 ) -> ApprovalRequirement:
-    """The requirement configured for the agent.
+    """The requirement found for the agent (in process, else stored).
 
     Raises:
         ApprovalConfigurationError: None is; the message says how to add one.
     """
-    requirement = requirements.get(external_agent_id)
     if requirement is None:
         raise ApprovalConfigurationError(
             f"no approval requirement is configured for external agent {external_agent_id!r}; "
-            f"add one first: manager.set_approvers({external_agent_id!r}, ['lead-456']) "
-            f"or manager.add_requirement({external_agent_id!r}, ApprovalRequirement(...))"
+            f"add one first: manager.set_approvers({external_agent_id!r}, ['lead-456']), "
+            f"manager.add_requirement({external_agent_id!r}, ApprovalRequirement(...)) "
+            f"or, shared by every instance, kaizen policies set {external_agent_id} "
+            "--approvers lead-456"
         )
     return requirement
 
@@ -70,6 +71,14 @@ def new_request(
             "configure them with manager.set_team() and manager.add_team_lead(), "
             "manager.add_org_admin(), manager.set_owner(), or custom_approvers"
         )
+    escalate_to = _escalation(directory, requirement, requested_by, excluded)
+    voters = [a for a in approvers if a != requested_by]
+    if requirement.quorum > len(voters):
+        raise ApprovalConfigurationError(
+            f"the requirement needs {requirement.quorum} approvals but only {len(voters)} "
+            f"approver(s) could vote on a request by {requested_by!r}: add approvers or "
+            "lower the quorum"
+        )
     now = utcnow()
     return ExternalAgentApprovalRequest(
         id=request_id or str(uuid.uuid4()),
@@ -82,7 +91,40 @@ def new_request(
         request_metadata=dict(metadata),
         created_at=now,
         deadline_at=now + timedelta(seconds=requirement.approval_timeout_seconds),
+        quorum=requirement.quorum,
+        escalate_to=escalate_to,
+        timeout_seconds=float(requirement.approval_timeout_seconds),
+        excluded_approvers=list(requirement.excluded_approvers),
     )
+
+
+def _escalation(
+    directory: ApproverDirectory,
+    requirement: ApprovalRequirement,
+    requested_by: str,
+    excluded: set[str],
+) -> list[str]:
+    """The approvers a request escalates to, resolved now (frozen into the request).
+
+    Raises:
+        ApprovalConfigurationError: ``escalate_to`` resolves to nobody who could vote.
+    """
+    target = requirement.escalate_to
+    if target is None:
+        return []
+    if isinstance(target, ApprovalLevel):
+        found = directory.approvers_for(target, requested_by)
+        what = f"level {target.value!r}"
+    else:
+        found = list(dict.fromkeys(target))
+        what = "escalate_to"
+    usable = [a for a in found if a not in excluded and a != requested_by]
+    if not usable:
+        raise ApprovalConfigurationError(
+            f"{what} gives nobody to escalate a request by {requested_by!r} to "
+            "(after excluded approvers and the requester): configure its approvers"
+        )
+    return usable
 
 
 def same_request(

@@ -9,22 +9,25 @@ from __future__ import annotations
 
 import builtins
 import contextlib
-import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from dataflow import ConcurrencyError, DataFlow, RetryPolicy
+from dataflow import ConcurrencyError, DataFlow
 from dataflow.values import utcnow
 from kaizen.governance._listing import listing_filter
-from kaizen.governance._rows import content, decision_values, may_decide, timeout_event
+from kaizen.governance._rows import Change, change_event, content
 from kaizen.governance._schema import (
     audit_from_row,
     audit_row,
+    change_values,
     register,
     request_from_row,
     request_row,
+    vote_from_row,
+    vote_row,
 )
+from kaizen.governance._settings import SettingsStorage
 from kaizen.governance._verify import verify_all, verify_one
 from kaizen.governance._waiting import ANY, Notifications, Waiter, backoff_waiter
 from kaizen.governance.audit import GENESIS, SWEPT, canonical, make_event
@@ -34,9 +37,9 @@ from kaizen.governance.models import (
     AuditEvent,
     AuditReport,
     ExternalAgentApprovalRequest,
+    Vote,
     as_status,
     check_id,
-    check_reason,
 )
 
 __all__ = ["CHANNEL", "EVENT_NAMES", "ExternalAgentApprovalStorage"]
@@ -57,9 +60,11 @@ class ExternalAgentApprovalStorage:
     """Approval requests and their audit trail, stored through DataFlow.
 
     Requests live in table ``external_agent_approval_request`` (the spec's
-    columns plus ``deadline_at``, ``audit_seq``, ``audit_head``), audit events
-    in ``external_agent_approval_audit``. Indexed: status, agent, deadline and
-    approver membership (GIN on PostgreSQL, an indexed side table elsewhere).
+    columns plus ``deadline_at``, ``audit_seq``, ``audit_head`` and the frozen
+    policy), audit events in ``external_agent_approval_audit``, votes in
+    ``external_agent_approval_vote``; stored policies and delegations in
+    :attr:`settings`. Indexed: status, agent, deadline and approver membership
+    (GIN on PostgreSQL, an indexed side table elsewhere); votes by request.
 
     Args:
         db: The DataFlow database; the two models are registered on it once.
@@ -71,7 +76,8 @@ class ExternalAgentApprovalStorage:
 
     def __init__(self, db: DataFlow) -> None:
         self.db = db
-        self._req, self._aud = register(db)
+        self._req, self._aud, self._vote = register(db)
+        self.settings = SettingsStorage(db)
         self._notifications = Notifications(db, CHANNEL) if db.dialect.supports_notify else None
 
     # -- the spec's methods ------------------------------------------------
@@ -104,8 +110,8 @@ class ExternalAgentApprovalStorage:
 
         A persistence primitive (the spec's): it applies no rule, so whatever it
         writes, a self-approval included, is what the caller decided. Decide through
-        the manager (:meth:`decide` underneath: one conditional write with the
-        rules' preconditions).
+        the manager (its policy computes a change, :meth:`append` applies it if
+        nothing changed meanwhile).
 
         Raises:
             ApprovalNotFoundError: No such request.
@@ -124,13 +130,25 @@ class ExternalAgentApprovalStorage:
         )
         values = {**request_row(request), "audit_seq": event.seq, "audit_head": event.hash}
         where = {"id": request.id, "audit_seq": row["audit_seq"]}
-        if not await self._append(where, values, event, notify=request.id):
-            raise ConcurrencyError(f"approval request {request.id!r} was changed concurrently")
+        async with self.db.transaction() as tx:
+            if await tx.update_where(self._req, where, values):
+                await tx.insert(self._aud, audit_row(event, canonical(event.details)))
+                await tx.notify(CHANNEL, request.id)
+                return
+        raise ConcurrencyError(f"approval request {request.id!r} was changed concurrently")
 
     async def load(self, request_id: str) -> ExternalAgentApprovalRequest | None:
-        """The request with this id, or None."""
+        """The request with this id (votes included), or None."""
         row = await self.db.get(self._req, request_id)
-        return request_from_row(row) if row is not None else None
+        if row is None:
+            return None
+        votes = None
+        if row["audit_seq"]:  # a request's votes come with changes: none before its first
+            found = await self.db.select(self._vote, {"request_id": request_id}, order_by="seq")
+            votes = [vote_from_row(v) for v in found]
+        request = request_from_row(row, votes)
+        request.audit_head = await self._prev_hash(row)
+        return request
 
     async def delete(self, request_id: str) -> bool:
         """Delete a request; its audit trail is kept and gains a ``deleted`` event.
@@ -165,7 +183,7 @@ class ExternalAgentApprovalStorage:
             limit=limit,
             offset=offset,
         )
-        return [request_from_row(r) for r in rows]
+        return await self._requests(rows)
 
     async def list_by_approver(
         self, approver_id: str, status: ApprovalStatus | None = None, limit: int = 100
@@ -175,7 +193,7 @@ class ExternalAgentApprovalStorage:
         if status is not None:
             filt["status"] = as_status(status).value
         rows = await self.db.select(self._req, filt, order_by="-created_at", limit=limit)
-        return [request_from_row(r) for r in rows]
+        return await self._requests(rows)
 
     async def list_pending_for_agent(
         self, external_agent_id: str, limit: int = 100
@@ -183,7 +201,7 @@ class ExternalAgentApprovalStorage:
         """Pending requests for one external agent, newest first."""
         filt = {"external_agent_id": external_agent_id, "status": ApprovalStatus.PENDING.value}
         rows = await self.db.select(self._req, filt, order_by="-created_at", limit=limit)
-        return [request_from_row(r) for r in rows]
+        return await self._requests(rows)
 
     async def count_by_status(self, status: ApprovalStatus) -> int:
         """How many requests have ``status``."""
@@ -199,146 +217,85 @@ class ExternalAgentApprovalStorage:
         cutoff = utcnow() - timedelta(seconds=timeout_seconds)
         filt = {"status": ApprovalStatus.PENDING.value, "created_at": {"$lt": cutoff}}
         rows = await self.db.select(self._req, filt, order_by="created_at", limit=limit)
-        return [request_from_row(r) for r in rows]
+        return await self._requests(rows)
 
     # -- conditional state changes ------------------------------------------
 
-    async def decide(
-        self,
-        request_id: str,
-        *,
-        from_status: ApprovalStatus,
-        to_status: ApprovalStatus,
-        actor: str,
-        reason: str | None = None,
-        require_approver: bool = False,
-        overdue_at: datetime | None = None,
-        before_deadline: datetime | None = None,
-        not_requester: bool = False,
-    ) -> bool:
-        """Move a request from ``from_status`` to ``to_status`` if its preconditions hold.
+    async def append(self, change: Change) -> bool:
+        """Apply ``change`` if its request is still at ``change.seq``; False otherwise.
 
-        One conditional UPDATE (status; with ``require_approver`` the actor's
-        membership in the approvers; with ``not_requester`` an actor other than
-        the requester; with ``overdue_at`` a deadline not after it;
-        with ``before_deadline`` no deadline or one after it) plus the audit event,
-        in one transaction. Of concurrent callers at most one gets True.
-        ``actor`` becomes ``approved_by`` for APPROVED and REJECTED; ``reason``
-        becomes ``rejection_reason``.
-
-        Returns:
-            True if this call made the change; False if a precondition failed
-            (unknown id included): load the request to learn which.
+        One conditional UPDATE (id and audit seq), the audit event and the vote
+        the change records, in one transaction (with a NOTIFY on PostgreSQL). Of
+        concurrent changes computed from the same state exactly one applies.
         """
-        check_id("request id", request_id)
-        check_id("actor", actor)
-        check_reason(reason)
-        row = await self.db.get(self._req, request_id)
-        if not may_decide(row, from_status, actor, require_approver, before_deadline):
-            return False
-        if not_requester and row is not None and row["requested_by"] == actor:
-            return False
-        assert row is not None
-        now = utcnow()
-        details = {"reason": reason} if reason is not None else {}
-        seq, head = row["audit_seq"], await self._prev_hash(row)
-        event = make_event(request_id, seq + 1, EVENT_NAMES[to_status], actor, now, details, head)
-        values = decision_values(to_status, actor, reason, event)
-        where: dict[str, Any] = {"id": request_id, "status": from_status.value, "audit_seq": seq}
-        if require_approver:
-            where["approvers_json"] = {"$contains": actor}
-        if not_requester:
-            where["requested_by"] = {"$ne": actor}
-        if overdue_at is not None:
-            where["deadline_at"] = {"$lte": overdue_at}
-        if before_deadline is not None:
-            where["$or"] = [
-                {"deadline_at": {"$null": True}},
-                {"deadline_at": {"$gt": before_deadline}},
-            ]
-        return await self._append(where, values, event, notify=request_id)
-
-    async def _append(
-        self,
-        where: dict[str, Any],
-        values: dict[str, Any],
-        event: AuditEvent,
-        notify: str | None = None,
-    ) -> bool:
+        event = change_event(change)
+        values = {**change_values(change.fields), "audit_seq": event.seq, "audit_head": event.hash}
+        where = {"id": change.request_id, "audit_seq": change.seq}
         async with self.db.transaction() as tx:
             if not await tx.update_where(self._req, where, values):
                 return False
             await tx.insert(self._aud, audit_row(event, canonical(event.details)))
-            if notify is not None:
-                await tx.notify(CHANNEL, notify)
+            if change.vote is not None:
+                await tx.insert(self._vote, vote_row(event, change.vote))
+            await tx.notify(CHANNEL, change.request_id)
         return True
 
-    async def timeout_overdue(
-        self,
-        now: datetime | None = None,
-        *,
-        batch_size: int = _PAGE,
-        retry: RetryPolicy | None = None,
-    ) -> int:
-        """Move every pending request whose deadline is not after ``now`` to TIMEOUT.
+    async def append_many(self, changes: Sequence[Change]) -> builtins.list[bool]:
+        """Apply each change whose request is still at its seq, all in one transaction.
 
-        Set-based and race-safe: each batch of overdue requests is claimed by one
-        conditional UPDATE (still pending, still overdue, same audit seq) that
-        tags the rows with this sweep's token; the rows carrying the token are
-        exactly the ones this call moved, so concurrent sweepers never count a
-        row twice. Their ``timed_out`` events are written in the same transaction.
-
-        Args:
-            now: The time deadlines are judged at (default: the current time).
-            batch_size: Requests claimed per transaction.
-            retry: Runs each batch again after it lost a race (each batch commits
-                on its own, so the count stays true).
-
-        Returns:
-            How many requests this call timed out.
+        Rows are changed in id order, so concurrent batches never deadlock on
+        each other. Returns, per change in the order given, whether it applied.
         """
-        now = now or utcnow()
-        filt = {"status": ApprovalStatus.PENDING.value, "deadline_at": {"$lte": now}}
-        total, previous = 0, None
-        while True:
-            rows = await self.db.select(self._req, filt, order_by=["deadline_at"], limit=batch_size)
-            ids = [r["id"] for r in rows]
-            if not rows or ids == previous:
-                return total
-            if retry is None:
-                total += await self._expire(rows, now)
-            else:
-                total += await retry.run(lambda: self._expire(rows, now))  # noqa: B023
-            if len(rows) < batch_size:
-                return total
-            previous = ids
-
-    async def _expire(self, rows: list[dict[str, Any]], now: datetime) -> int:
-        token = f"{SWEPT}{uuid.uuid4().hex}"
-        by_seq: dict[int, list[str]] = {}
-        for row in rows:
-            by_seq.setdefault(row["audit_seq"], []).append(row["id"])
-        values = {"status": ApprovalStatus.TIMEOUT.value, "approved_at": now, "audit_head": token}
+        applied: dict[int, bool] = {}
+        audits: builtins.list[dict[str, Any]] = []
+        votes: builtins.list[dict[str, Any]] = []
+        order = sorted(range(len(changes)), key=lambda i: changes[i].request_id)
         async with self.db.transaction() as tx:
-            for seq, ids in by_seq.items():  # one statement per seq: almost always one
-                where = {
-                    "id": {"$in": ids},
-                    "status": ApprovalStatus.PENDING.value,
-                    "deadline_at": {"$lte": now},
-                    "audit_seq": seq,
+            for i in order:
+                change = changes[i]
+                event = change_event(change)
+                values = {
+                    **change_values(change.fields),
+                    "audit_seq": event.seq,
+                    "audit_head": event.hash,
                 }
-                await tx.update_where(self._req, where, {**values, "audit_seq": seq + 1})
-            won = await tx.select(
-                self._req, {"id": {"$in": [r["id"] for r in rows]}, "audit_head": token}
-            )
-            if not won:
-                return 0
-            # A claimed row's seq was unchanged, so its head before the claim is the one read.
-            heads = {r["id"]: r["audit_head"] for r in rows}
-            events = [timeout_event(r, heads[r["id"]], token, now) for r in won]
-            await tx.insert_many(self._aud, [audit_row(e, canonical(e.details)) for e in events])
-            await tx.notify(CHANNEL, ANY)
-        return len(events)
+                where = {"id": change.request_id, "audit_seq": change.seq}
+                applied[i] = bool(await tx.update_where(self._req, where, values))
+                if applied[i]:
+                    audits.append(audit_row(event, canonical(event.details)))
+                    if change.vote is not None:
+                        votes.append(vote_row(event, change.vote))
+            if audits:
+                await tx.insert_many(self._aud, audits)
+                if votes:
+                    await tx.insert_many(self._vote, votes)
+                await tx.notify(CHANNEL, ANY)
+        return [applied[i] for i in range(len(changes))]
+
+    async def overdue(
+        self, now: datetime, limit: int = _PAGE
+    ) -> builtins.list[ExternalAgentApprovalRequest]:
+        """Pending requests whose deadline is not after ``now``, earliest deadline first."""
+        filt = {"status": ApprovalStatus.PENDING.value, "deadline_at": {"$lte": now}}
+        rows = await self.db.select(self._req, filt, order_by=["deadline_at", "id"], limit=limit)
+        return await self._requests(rows)
+
+    async def _requests(
+        self, rows: builtins.list[dict[str, Any]]
+    ) -> builtins.list[ExternalAgentApprovalRequest]:
+        """The requests of ``rows``, their votes read in one query (only rows that may have any)."""
+        voted = [r["id"] for r in rows if r["audit_seq"]]
+        by_request: dict[str, builtins.list[Vote]] = {}
+        if voted:
+            found = await self.db.select(self._vote, {"request_id": {"$in": voted}}, order_by="seq")
+            for v in found:
+                by_request.setdefault(v["request_id"], []).append(vote_from_row(v))
+        requests = []
+        for row in rows:
+            request = request_from_row(row, by_request.get(row["id"]))
+            request.audit_head = await self._prev_hash(row)
+            requests.append(request)
+        return requests
 
     async def _prev_hash(self, row: dict[str, Any]) -> str:
         """Hash of the row's latest event (read back when a sweep left its token instead)."""
@@ -393,7 +350,7 @@ class ExternalAgentApprovalStorage:
         approver: str | None = None,
         agent: str | None = None,
         requested_by: str | None = None,
-        involving: str | None = None,
+        involving: str | Sequence[str] | None = None,
         decided_by: str | None = None,
         limit: int = 100,
         offset: int = 0,
@@ -408,7 +365,8 @@ class ExternalAgentApprovalStorage:
             approver: Only requests this user is an approver of.
             agent: Only requests for this external agent.
             requested_by: Only requests this user made.
-            involving: Only requests this user made or is an approver of.
+            involving: Only requests this user made or is an approver of (a list:
+                the first user's requests and those routed to any of them).
             decided_by: Only requests this user approved or rejected.
             limit: At most this many.
             offset: Skip this many first.
@@ -420,4 +378,4 @@ class ExternalAgentApprovalStorage:
             limit=limit,
             offset=offset,
         )
-        return [request_from_row(r) for r in rows]
+        return await self._requests(rows)
