@@ -130,13 +130,19 @@ def _must_exist(url: str) -> None:
 
 def approval_dict(request: ExternalAgentApprovalRequest) -> dict[str, Any]:
     """A request as a plain dict (the status as its string value), with its votes,
-    ``progress`` toward the quorum (``{"approvals", "quorum", "text": "1 of 2"}``)
-    and ``eligible`` (who may still vote in person)."""
+    ``progress`` toward the quorum (``{"approvals", "quorum", "text": "1 of 2",
+    "metadata"}``: ``metadata`` is the version with the most approvals, None for the
+    request's own) and ``eligible`` (who may still vote in person)."""
     data = dataclasses.asdict(request)
     del data["audit_seq"], data["audit_head"]
     data["status"] = request.status.value
     done = progress(request)
-    data["progress"] = {"approvals": done.approvals, "quorum": done.quorum, "text": str(done)}
+    data["progress"] = {
+        "approvals": done.approvals,
+        "quorum": done.quorum,
+        "text": str(done),
+        "metadata": done.metadata,
+    }
     voted = {v.counts_for for v in request.votes}
     data["eligible"] = [a for a in eligible(request) if a not in voted]
     return data

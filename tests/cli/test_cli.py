@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from cli_support import run
 
 from kaizen import service
 from kaizen.cli import main
@@ -35,12 +36,6 @@ def _seed(url: str, *, timeout: float = 3600, n: int = 2) -> list[str]:
     return asyncio.run(go())
 
 
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["--version"])
@@ -51,6 +46,7 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 def test_no_command_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys)
     assert code == 0 and "approvals" in out and "sessions" in out
+    assert "policies" in out and "delegations" in out
 
 
 def test_demo_shows_both_flows_surviving_a_restart(
@@ -142,9 +138,9 @@ def test_sweep_and_audit_verify(db_url: str, capsys: pytest.CaptureFixture[str])
     first, _second, _session = _seed(db_url, timeout=0.05)
     time.sleep(0.2)  # let both deadlines pass
     code, out, _ = run(capsys, "--db", db_url, "approvals", "sweep", "--json")
-    assert code == 0 and json.loads(out) == {"timed_out": 2}
+    assert code == 0 and json.loads(out) == {"timed_out": 2, "escalated": 0}
     code, out, _ = run(capsys, "--db", db_url, "approvals", "sweep")
-    assert code == 0 and "timed out 0 request(s)" in out
+    assert code == 0 and out == "escalated 0, timed out 0 request(s)\n"
     code, out, _ = run(capsys, "--db", db_url, "approvals", "audit", "verify")
     assert code == 0 and "audit ok: 4 event(s) in 2 chain(s)" in out
     code, out, _ = run(capsys, "--db", db_url, "approvals", "audit", "show", first, "--json")
@@ -220,8 +216,8 @@ def test_maintain_runs_passes(db_url: str, capsys: pytest.CaptureFixture[str]) -
     time.sleep(0.2)
     code, out, _ = run(capsys, "--db", db_url, "maintain", "--every", "0.01", "--passes", "2")
     assert code == 0
-    assert "pass 1: timed out 2 approval(s)" in out
-    assert "pass 2: timed out 0 approval(s)" in out
+    assert "pass 1: timed out 2 approval(s), escalated 0 approval(s)" in out
+    assert "pass 2: timed out 0 approval(s), escalated 0 approval(s)" in out
 
 
 def test_maintain_rejects_a_bad_interval(capsys: pytest.CaptureFixture[str]) -> None:
@@ -295,11 +291,19 @@ def test_default_database_is_kaizen_db_in_the_working_directory(
         ("approvals", "list"),
         ("approvals", "show", "x"),
         ("approvals", "approve", "x", "--by", "u"),
+        ("approvals", "approve", "x", "--as", "u", "--comment", "ok", "--on-behalf-of", "v"),
+        ("approvals", "approve", "x", "--as", "u", "--metadata", '{"cost": 1}'),
         ("approvals", "reject", "x", "--by", "u", "--reason", "no"),
+        ("approvals", "reject", "x", "--as", "u", "--reason", "no", "--on-behalf-of", "v"),
         ("approvals", "audit", "show", "x"),
         ("approvals", "audit", "verify"),
         ("sessions", "list"),
         ("sessions", "show", "x"),
+        ("policies", "list"),
+        ("policies", "show", "x"),
+        ("policies", "delete", "x"),
+        ("delegations", "list", "--approver", "a"),
+        ("delegations", "revoke", "a", "--to", "b"),
     ],
 )
 def test_commands_on_a_missing_sqlite_file_create_nothing(

@@ -12,6 +12,7 @@ from kaizen.governance import (
     ExternalAgentApprovalManager,
     ExternalAgentApprovalRequest,
     ExternalAgentApprovalStorage,
+    policy,
 )
 from kaizen.integrations.nexus import CrossChannelSession, NexusSessionManager, SessionStorage
 
@@ -45,14 +46,11 @@ async def test_decisions_happen_exactly_once(db: DataFlow) -> None:
     storage = ExternalAgentApprovalStorage(db)
     await storage.save(_request("r1"))
 
+    read = await storage.load("r1")  # both decide from the same state: one applies
+    assert read is not None
+
     async def decide(actor: str) -> bool:
-        return await storage.decide(
-            "r1",
-            from_status=ApprovalStatus.PENDING,
-            to_status=ApprovalStatus.APPROVED,
-            actor=actor,
-            require_approver=True,
-        )
+        return await storage.append(policy.cast(read, actor, "approve", now=utcnow()))
 
     assert sorted(await asyncio.gather(decide("lead-1"), decide("lead-2"))) == [False, True]
     request = await storage.load("r1")
@@ -66,7 +64,8 @@ async def test_sweeps_and_deletes_keep_the_trail(db: DataFlow) -> None:
     for i in range(3):
         await storage.save(_request(f"late-{i}", overdue=True))
     await storage.save(_request("on-time"))
-    assert await storage.timeout_overdue() == 3
+    manager = ExternalAgentApprovalManager(storage_backend=storage)
+    assert await manager.timeout_pending_approvals() == 3
     assert await storage.delete("on-time")
     assert [e.event for e in await storage.events("on-time")] == ["requested", "deleted"]
     assert (await storage.verify_audit()).ok

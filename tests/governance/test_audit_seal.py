@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from gov_helpers import custom
+from gov_helpers import custom, expire, sweep, vote
 
 from dataflow import DataFlow
 from dataflow.models import Kind
@@ -29,6 +29,7 @@ from kaizen.governance import (
     ExternalAgentApprovalRequest,
     ExternalAgentApprovalStorage,
     InMemoryApprovalStore,
+    Vote,
 )
 from kaizen.governance._rows import content
 from kaizen.governance._schema import REQUEST_TABLE, audit_row, request_row
@@ -40,14 +41,19 @@ Store = ExternalAgentApprovalStorage | InMemoryApprovalStore
 PENDING = ApprovalStatus.PENDING
 AUDIT = "ApprovalAuditRecord"
 REQUESTS = "ApprovalRequestRecord"
+VOTES = "ApprovalVoteRecord"
 LONG_AGO = datetime(2001, 1, 1, 12, 30, 15, 123456, tzinfo=UTC)
 STATES = ["pending", "approved", "rejected", "timed_out", "timed_out_by_decide", "updated"]
-#: Sealed field -> its column.
+#: Sealed field -> its column (the frozen policy's fields live in one JSON column).
 COLUMNS = {
     **{name: name for name in SEALED},
     "approvers": "approvers_json",
     "request_metadata": "request_metadata_json",
+    "approved_metadata": "approved_metadata_json",
 }
+POLICY = ("escalate_to", "timeout_seconds", "excluded_approvers")
+#: Sealed fields of the request row (the votes are rows of their own table).
+ROW_SEALED = tuple(f for f in SEALED if f != "votes")
 _MARKS = {"sqlite": ("?", "?"), "postgresql": ("$1", "$2"), "mysql": ("%s", "%s")}
 
 
@@ -58,14 +64,28 @@ def forged(field: str, state: str) -> Any:
     return {
         "approvers": ["mallory"],
         "request_metadata": {"cost": 0.5},
+        "approved_metadata": {"cost": 0.5},
         "deadline_at": LONG_AGO,
         "approved_at": LONG_AGO,
         "external_agent_id": "agent-evil",
+        "quorum": 3,
+        "escalations": 2,
+        "escalate_to": ["mallory"],
+        "excluded_approvers": ["mallory"],
+        "timeout_seconds": 1.5,
+        "votes": [Vote("mallory", "approve", LONG_AGO)],
     }.get(field, "mallory")
 
 
 async def sql_set(db: DataFlow, request_id: str, column: str, value: Any) -> None:
-    """``UPDATE <request table> SET column = value WHERE id = ...`` in plain, parameterized SQL."""
+    """``UPDATE <request table> SET column = value WHERE id = ...`` in plain, parameterized SQL.
+
+    A field of the frozen policy is set inside the ``policy_json`` column.
+    """
+    if column in POLICY:
+        row = await db.get(REQUESTS, request_id)
+        assert row is not None
+        value, column = {**(row["policy_json"] or {}), column: value}, "policy_json"
     if isinstance(value, ApprovalStatus):
         value = value.value
     elif isinstance(value, list | dict):
@@ -87,30 +107,19 @@ async def into_state(store: Store, make_request: MakeRequest, state: str, n: int
     deadline = now - timedelta(minutes=1) if overdue else now + timedelta(hours=1)
     ids = [await store.save(make_request(deadline_at=deadline)) for _ in range(n)]
     if state == "timed_out":
-        assert await store.timeout_overdue() == n
+        assert await sweep(store) == n
     for request_id in ids:
         await _decide(store, request_id, state)
     return ids
 
 
 async def _decide(store: Store, request_id: str, state: str) -> None:
-    if state in ("approved", "rejected", "timed_out_by_decide"):
-        to_status = {
-            "approved": ApprovalStatus.APPROVED,
-            "rejected": ApprovalStatus.REJECTED,
-            "timed_out_by_decide": ApprovalStatus.TIMEOUT,
-        }[state]
-        actor = "system" if state == "timed_out_by_decide" else "lead-456"
-        reason = "too expensive" if state == "rejected" else None
-        overdue_at = utcnow() if state == "timed_out_by_decide" else None
-        assert await store.decide(
-            request_id,
-            from_status=PENDING,
-            to_status=to_status,
-            actor=actor,
-            reason=reason,
-            overdue_at=overdue_at,
-        )
+    if state == "approved":
+        assert await vote(store, request_id, "lead-456")
+    elif state == "rejected":
+        assert await vote(store, request_id, "lead-456", "reject", comment="too expensive")
+    elif state == "timed_out_by_decide":
+        assert await expire(store, request_id)
     elif state == "updated":
         request = await store.load(request_id)
         assert request is not None
@@ -133,19 +142,44 @@ def seal_problem(request_id: str, *fields: str) -> AuditProblem:
 async def test_each_sealed_column_edited_in_sql_is_named(
     storage: ExternalAgentApprovalStorage, db: DataFlow, make_request: MakeRequest, state: str
 ) -> None:
-    ids = await into_state(storage, make_request, state, len(SEALED))
+    ids = await into_state(storage, make_request, state, len(ROW_SEALED))
     untouched = await storage.save(make_request())
     assert (await storage.verify_audit()).ok
-    for request_id, field in zip(ids, SEALED, strict=True):
+    for request_id, field in zip(ids, ROW_SEALED, strict=True):
         await sql_set(db, request_id, COLUMNS[field], forged(field, state))
     report = await storage.verify_audit()
-    expected = [seal_problem(rid, field) for rid, field in zip(ids, SEALED, strict=True)]
+    expected = [seal_problem(rid, field) for rid, field in zip(ids, ROW_SEALED, strict=True)]
     assert sorted(report.problems, key=lambda p: p.request_id) == sorted(
         expected, key=lambda p: p.request_id
     )
-    assert report.requests == len(SEALED) + 1
+    assert report.requests == len(ROW_SEALED) + 1
     for problem in expected:
         assert (await storage.verify_audit(problem.request_id)).problems == [problem]
+    assert (await storage.verify_audit(untouched)).ok
+
+
+async def test_votes_edited_removed_or_forged_in_sql_are_named(
+    storage: ExternalAgentApprovalStorage, db: DataFlow, make_request: MakeRequest
+) -> None:
+    requests = [make_request(quorum=2) for _ in range(4)]
+    for request in requests:
+        await storage.save(request)
+        assert await vote(storage, request.id, "lead-456", comment="fine")
+    edited, removed, forged_vote, untouched = (r.id for r in requests)
+    assert (await storage.verify_audit()).ok
+    await db.update_where(VOTES, {"request_id": edited}, {"comment": "changed later"})
+    assert await db.delete_where(VOTES, {"request_id": removed}) == 1
+    [row] = await db.select(VOTES, {"request_id": forged_vote})
+    row = {k: v for k, v in row.items() if k not in ("created_at", "updated_at")}
+    await db.insert(
+        VOTES,
+        {**row, "id": "f" * 64, "seq": 9, "approver_id": "lead-789", "counts_for": "lead-789"},
+    )
+    report = await storage.verify_audit()
+    assert sorted(report.problems, key=lambda p: p.request_id) == sorted(
+        (seal_problem(r, "votes") for r in (edited, removed, forged_vote)),
+        key=lambda p: p.request_id,
+    )
     assert (await storage.verify_audit(untouched)).ok
 
 
@@ -171,9 +205,7 @@ async def test_a_value_written_back_unchanged_still_verifies(
         deadline_at=(utcnow() + timedelta(hours=1)).astimezone(timezone(timedelta(hours=5))),
     )
     await storage.save(request)
-    assert await storage.decide(
-        request.id, from_status=PENDING, to_status=ApprovalStatus.APPROVED, actor="lead-456"
-    )
+    assert await vote(storage, request.id, "lead-456")
     stored = await storage.load(request.id)
     assert stored is not None and stored.deadline_at is not None
     await sql_set(db, request.id, "request_metadata_json", {"a": "é", "b": [1, 0.0, {"z": None}]})
@@ -218,9 +250,24 @@ async def test_an_edited_event_is_reported_not_the_row(
 # -- chains written before the row was sealed -------------------------------------
 
 
+#: What ``requested``/``updated`` events held before ``approved_at`` and the policy were recorded.
+OLD_CONTENT = (
+    "external_agent_id",
+    "requested_by",
+    "approvers",
+    "status",
+    "approval_reason",
+    "request_metadata",
+    "deadline_at",
+    "approved_by",
+    "rejection_reason",
+)
+
+
 def _old_content(request: ExternalAgentApprovalRequest) -> dict[str, Any]:
-    """What ``requested``/``updated`` events held before ``approved_at`` was recorded."""
-    return {k: v for k, v in content(request).items() if k != "approved_at"}
+    """An event's content as the code before the row was sealed wrote it."""
+    keys = {"metadata" if f == "request_metadata" else f for f in OLD_CONTENT}
+    return {k: v for k, v in content(request).items() if k in keys}
 
 
 async def old_save(db: DataFlow, request: ExternalAgentApprovalRequest) -> str:
@@ -247,7 +294,7 @@ async def old_update(db: DataFlow, request: ExternalAgentApprovalRequest) -> Non
 async def test_old_chains_verify_and_seal_what_they_carry(
     storage: ExternalAgentApprovalStorage, db: DataFlow, make_request: MakeRequest
 ) -> None:
-    carried = [f for f in SEALED if f != "approved_at"]
+    carried = [f for f in ROW_SEALED if f in OLD_CONTENT]
     ids = [await old_save(db, make_request()) for _ in carried]
     unsealed = await old_save(db, make_request())
     updated = make_request(approval_reason="first")
@@ -255,9 +302,7 @@ async def test_old_chains_verify_and_seal_what_they_carry(
     updated.approval_reason = "second"
     await old_update(db, updated)
     decided = await old_save(db, make_request())
-    assert await storage.decide(
-        decided, from_status=PENDING, to_status=ApprovalStatus.APPROVED, actor="lead-456"
-    )
+    assert await vote(storage, decided, "lead-456")
     assert (await storage.verify_audit()).ok
     for request_id, field in zip(ids, carried, strict=True):
         await sql_set(db, request_id, COLUMNS[field], forged(field, "pending"))
@@ -266,6 +311,9 @@ async def test_old_chains_verify_and_seal_what_they_carry(
     await sql_set(db, updated.id, "approved_at", LONG_AGO)
     await sql_set(db, decided, "approved_at", LONG_AGO)
     problems = (await storage.verify_audit()).problems
+    # Nor the policy: its columns are unsealed on old chains.
+    await sql_set(db, unsealed, "quorum", 3)
+    await sql_set(db, unsealed, "escalate_to", ["mallory"])
     expected = [seal_problem(r, f) for r, f in zip(ids, carried, strict=True)]
     expected.append(seal_problem(decided, "approved_at"))
     assert sorted(problems, key=lambda p: p.request_id) == sorted(
@@ -315,18 +363,29 @@ def _event(seq: int, name: str, details: dict[str, Any], actor: str = "lead") ->
 
 def test_the_fold_of_each_kind_of_event() -> None:
     requested = _event(0, "requested", {"status": "pending", "approved_at": None})
-    assert fold([requested]) == {"status": "pending", "approved_at": None}
-    # An event it does not know changes nothing; a decision sets what it decides.
-    voted = _event(1, "voted", {"vote": "yes"})
+    assert fold([requested]) == {"status": "pending", "approved_at": None, "votes": []}
+    # An event it does not know changes nothing; an old decision sets what it decides.
+    unknown = _event(1, "noted", {"vote": "yes"})
     approved = _event(2, "approved", {"reason": "fine"})
-    assert fold([requested, voted, approved]) == {
+    assert fold([requested, unknown, approved]) == {
         "status": "approved",
         "approved_at": LONG_AGO,
         "approved_by": "lead",
         "rejection_reason": "fine",
+        "votes": [],
     }
     assert fold([requested, _event(1, "deleted", {})]) is None
-    assert fold([]) == {}
+    assert fold([]) == {"votes": []}
+    # A change says what it sets and which vote it records; an update keeps the votes.
+    vote_json = {"approver_id": "a", "decision": "approve", "comment": None}
+    voted = _event(1, "voted", {"set": {}, "vote": {**vote_json, "metadata": {"n": 1}}})
+    escalated = _event(2, "escalated", {"set": {"approvers": ["a", "b"], "escalations": 1}})
+    updated = _event(3, "updated", {"status": "pending"})
+    seal = fold([requested, voted, escalated, updated])
+    assert seal is not None and seal["status"] == "pending" and "approvers" not in seal
+    assert seal["votes"] == [("a", "approve", None, None, '{"n":1}', LONG_AGO)]
+    seal = fold([requested, voted, escalated])
+    assert seal is not None and (seal["approvers"], seal["escalations"]) == (["a", "b"], 1)
 
 
 def test_values_compare_canonically() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +12,12 @@ from dataflow import DataFlow, ValidationError
 from dataflow.values import utcnow
 from kaizen.governance import (
     ApprovalStatus,
+    Delegation,
     ExternalAgentApprovalManager,
     ExternalAgentApprovalStorage,
     NotAuthorizedError,
     SelfDecisionError,
+    policy,
 )
 
 
@@ -42,21 +43,20 @@ async def test_the_requester_never_decides_their_own_request(
     assert request is not None and request.approved_by == "lead-456"
 
 
-async def test_the_store_refuses_a_self_decision_by_itself(
+async def test_the_policy_refuses_a_self_decision_before_the_store_sees_it(
     any_manager: ExternalAgentApprovalManager,
 ) -> None:
     any_manager.add_requirement("agent-self", custom("user-123", "lead-456"))
     request_id = await any_manager.request_approval("agent-self", "user-123", {})
-    store = any_manager._store
-    decided = await store.decide(
-        request_id,
-        from_status=ApprovalStatus.PENDING,
-        to_status=ApprovalStatus.APPROVED,
-        actor="user-123",
-        require_approver=True,
-        not_requester=True,
-    )
-    assert decided is False
+    request = await any_manager.get_request(request_id)
+    assert request is not None
+    for decision in ("approve", "reject"):
+        with pytest.raises(SelfDecisionError):
+            policy.cast(request, "user-123", decision, now=utcnow(), comment="x")
+    # Nor as a delegate of another approver.
+    stand_in = Delegation("lead-456", "user-123", None, utcnow(), "lead-456")
+    with pytest.raises(SelfDecisionError):
+        policy.cast(request, "user-123", "approve", now=utcnow(), delegations=[stand_in])
     request = await any_manager.get_request(request_id)
     assert request is not None and request.status is ApprovalStatus.PENDING
 
@@ -151,30 +151,22 @@ async def test_excluded_approvers_make_separation_of_duties_stricter(
             )
 
 
-async def test_waiting_never_spins_when_the_database_disagrees_about_the_deadline(
+async def test_waiting_never_spins_when_the_deadline_write_keeps_losing(
     tmp_path: Path,
 ) -> None:
-    # SQLite only: it compares stored datetimes as text, which a hand edit can exploit.
     async with DataFlow(f"sqlite:///{tmp_path / 'w.db'}") as db:
         storage = ExternalAgentApprovalStorage(db)
         manager = ExternalAgentApprovalManager(storage_backend=storage)
-        manager.add_requirement("agent-1", custom("lead-456"))
+        manager.add_requirement("agent-1", custom("lead-456", timeout=0.01))
         request_id = await manager.request_approval("agent-1", "user-123", {})
-        # The same instant written with a +14:00 offset: overdue for Python, not for
-        # SQLite's text comparison, so the timeout write never matches.
-        past = (utcnow() - timedelta(minutes=1)).astimezone(timezone(timedelta(hours=14)))
-        backend = await db._backend()
-        sql = "UPDATE external_agent_approval_request SET deadline_at = ? WHERE id = ?"
-        await backend.run(lambda c: c.execute(sql, [past.isoformat(), request_id]), atomic=False)
         attempts = 0
-        decide = storage.decide
 
-        async def counting(*args: Any, **kwargs: Any) -> bool:
+        async def loses(change: Any) -> bool:  # as if another instance changed it each time
             nonlocal attempts
             attempts += 1
-            return await decide(*args, **kwargs)
+            return False
 
-        storage.decide = counting  # type: ignore[method-assign]
+        storage.append = loses  # type: ignore[method-assign]
         assert await manager.wait_for_approval(request_id, timeout=0.3) is False
         # Tried, then waited with the poll backoff (50, 100, 200 ms...) instead of spinning.
         assert 1 <= attempts <= 6

@@ -210,7 +210,15 @@ async def test_decisions_are_classified(any_manager: ExternalAgentApprovalManage
         ("requested", "user-123"),
         ("rejected", "lead-789"),
     ]
-    assert events[1].details == {"reason": "too expensive"}
+    assert events[1].details["reason"] == "too expensive"
+    assert events[1].details["vote"] == {
+        "approver_id": "lead-789",
+        "decision": "reject",
+        "comment": "too expensive",
+        "on_behalf_of": None,
+        "metadata": None,
+    }
+    assert events[1].details["set"]["status"] == "rejected"
     assert (await m.verify_audit(request_id)).ok
 
 
@@ -341,6 +349,8 @@ async def test_notification_payload(any_manager: ExternalAgentApprovalManager) -
         "approvers": ["lead-456", "lead-789"],
         "created_at": request.created_at.isoformat(),
         "deadline_at": request.deadline_at.isoformat() if request.deadline_at else None,
+        "quorum": 1,
+        "escalated": False,
         "url": f"https://kaizen.example.com/approvals/{request_id}",
         "approve_url": f"https://kaizen.example.com/approvals/{request_id}?action=approve",
         "reject_url": f"https://kaizen.example.com/approvals/{request_id}?action=reject",

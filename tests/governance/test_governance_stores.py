@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+import uuid
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from gov_helpers import custom
+from gov_helpers import custom, sweep, vote
 
 from dataflow import ConcurrencyError, DataFlow, DuplicateKeyError, RetryPolicy, ValidationError
 from dataflow.values import utcnow
@@ -19,11 +21,16 @@ from kaizen.governance import (
     ExternalAgentApprovalRequest,
     ExternalAgentApprovalStorage,
     InMemoryApprovalStore,
+    approval_manager,
+    policy,
 )
+from kaizen.governance._schema import audit_row
+from kaizen.governance.audit import SWEPT, canonical, make_event
 
 MakeRequest = Callable[..., ExternalAgentApprovalRequest]
 PENDING, APPROVED, TIMEOUT = ApprovalStatus.PENDING, ApprovalStatus.APPROVED, ApprovalStatus.TIMEOUT
 Store = ExternalAgentApprovalStorage | InMemoryApprovalStore
+REQUESTS, AUDIT = "ApprovalRequestRecord", "ApprovalAuditRecord"
 
 
 @pytest.fixture(params=["storage", "memory"])
@@ -61,35 +68,51 @@ async def test_loaded_requests_are_copies(store: Store, make_request: MakeReques
     assert again is not None and again.approvers == ["lead"]
 
 
-async def test_decide_preconditions(store: Store, make_request: MakeRequest) -> None:
+async def test_append_is_compare_and_set(store: Store, make_request: MakeRequest) -> None:
+    await store.save(make_request(id="r", approvers=["lead-456", "lead-789"], quorum=2))
+    read = await store.load("r")
+    assert read is not None and (read.audit_seq, read.votes) == (0, [])
+    first = policy.cast(read, "lead-456", "approve", now=utcnow(), comment="one")
+    second = policy.cast(read, "lead-789", "approve", now=utcnow())
+    assert await store.append(first)
+    assert not await store.append(second)  # computed from the state before `first`
+    assert not await store.append(dataclasses.replace(first, request_id="missing"))
+    again = await store.load("r")
+    assert again is not None and again.status is PENDING and again.audit_seq == 1
+    assert [(v.approver_id, v.comment) for v in again.votes] == [("lead-456", "one")]
+    decided = policy.cast(again, "lead-789", "approve", now=utcnow())
+    assert await store.append_many([decided, second]) == [True, False]
+    final = await store.load("r")
+    assert final is not None and (final.status, final.approved_by) == (APPROVED, "lead-789")
+    assert [e.event for e in await store.events("r")] == ["requested", "voted", "approved"]
+    assert (await store.verify_audit()).ok
+
+
+async def test_overdue_lists_pending_requests_past_their_deadline(
+    store: Store, make_request: MakeRequest
+) -> None:
     now = utcnow()
     await store.save(make_request(id="open", deadline_at=None))
-    await store.save(make_request(id="late", deadline_at=now - timedelta(seconds=1)))
-
-    async def decide(request_id: str, **kw: Any) -> bool:
-        args: dict[str, Any] = {"from_status": PENDING, "to_status": APPROVED, "actor": "lead-456"}
-        return await store.decide(request_id, **{**args, **kw})
-
-    assert not await decide("missing")
-    assert not await decide("open", actor="stranger", require_approver=True)
-    assert not await decide("open", to_status=TIMEOUT, overdue_at=now)  # no deadline: never overdue
-    assert not await decide("late", before_deadline=now)
-    assert await decide("open", require_approver=True, before_deadline=now)
-    assert not await decide("open")  # no longer pending
-    assert await decide("late", to_status=TIMEOUT, actor="system", overdue_at=utcnow())
-    late = await store.load("late")
-    assert late is not None and (late.status, late.approved_by) == (TIMEOUT, None)
+    await store.save(make_request(id="later", deadline_at=now + timedelta(hours=1)))
+    await store.save(make_request(id="late-2", deadline_at=now - timedelta(seconds=1)))
+    await store.save(make_request(id="late-1", deadline_at=now - timedelta(seconds=2)))
+    assert [r.id for r in await store.overdue(now)] == ["late-1", "late-2"]
+    assert [r.id for r in await store.overdue(now, 1)] == ["late-1"]
+    assert await store.append_many([]) == []
 
 
 async def test_sweep_in_small_batches(
-    storage: ExternalAgentApprovalStorage, make_request: MakeRequest
+    storage: ExternalAgentApprovalStorage,
+    make_request: MakeRequest,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(approval_manager, "_SWEEP_PAGE", 2)
     past = utcnow() - timedelta(minutes=1)
     for i in range(5):
         await storage.save(make_request(id=f"o{i}", deadline_at=past))
-    assert await storage.timeout_overdue(batch_size=2) == 5
+    assert await sweep(storage) == 5
     assert await storage.count_by_status(TIMEOUT) == 5
-    assert await storage.timeout_overdue(batch_size=2) == 0
+    assert await sweep(storage) == 0
 
 
 def _interfere(
@@ -126,7 +149,7 @@ async def test_update_refuses_a_lost_race(
     _interfere(
         monkeypatch,
         db,
-        lambda: other.decide("r", from_status=PENDING, to_status=APPROVED, actor="x"),
+        lambda: vote(other, "r", "lead-456"),
     )
     request.approval_reason = "changed"
     with pytest.raises(ConcurrencyError):
@@ -149,7 +172,7 @@ async def test_delete_retries_after_a_concurrent_change(
     _interfere(
         monkeypatch,
         db,
-        lambda: storage.decide("r", from_status=PENDING, to_status=APPROVED, actor="x"),
+        lambda: vote(storage, "r", "lead-456"),
     )
     assert await storage.delete("r") is True
     monkeypatch.undo()
@@ -178,7 +201,8 @@ async def test_delete_gives_up_when_the_request_keeps_changing(
 
 
 class FlakyStore:
-    """Wraps a store; its first ``decide`` calls fail as given, then it delegates."""
+    """Wraps a store; its first ``append``/``append_many`` calls fail as given (an
+    exception, or False: a race lost), then it delegates."""
 
     def __init__(self, inner: Any, failures: list[Any]) -> None:
         self.inner = inner
@@ -187,18 +211,18 @@ class FlakyStore:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    async def timeout_overdue(self, *args: Any, **kwargs: Any) -> int:
+    async def append_many(self, changes: Any) -> list[bool]:
         if self.failures:
             raise self.failures.pop(0)
-        return int(await self.inner.timeout_overdue(*args, **kwargs))
+        return list(await self.inner.append_many(changes))
 
-    async def decide(self, *args: Any, **kwargs: Any) -> bool:
+    async def append(self, change: Any) -> bool:
         if self.failures:
             failure = self.failures.pop(0)
             if isinstance(failure, Exception):
                 raise failure
             return bool(failure)
-        return bool(await self.inner.decide(*args, **kwargs))
+        return bool(await self.inner.append(change))
 
 
 async def _flaky_manager(any_manager: ExternalAgentApprovalManager, failures: list[Any]) -> str:
@@ -222,7 +246,7 @@ async def test_retries_are_bounded(any_manager: ExternalAgentApprovalManager) ->
     request_id = await _flaky_manager(any_manager, [ConcurrencyError("deadlock")] * attempts)
     with pytest.raises(ConcurrencyError):
         await any_manager.approve_request(request_id, "lead-456")
-    request_id = await _flaky_manager(any_manager, [False] * 3)
+    request_id = await _flaky_manager(any_manager, [False] * approval_manager._ATTEMPTS)
     with pytest.raises(ConcurrencyError, match="kept changing"):
         await any_manager.approve_request(request_id, "lead-456")
     await any_manager.reject_request(request_id, "lead-456", "fine now")
@@ -266,28 +290,40 @@ def test_directory_ignores_duplicates() -> None:
     assert manager.approvers.org_admins == ["admin"]
 
 
-async def test_swept_requests_keep_a_verifiable_chain(
+async def old_sweep(db: DataFlow, request_id: str) -> None:
+    """Time a request out as sweeps before quorums did: one UPDATE left a token as head."""
+    row = await db.get(REQUESTS, request_id)
+    assert row is not None
+    token, now = f"{SWEPT}{uuid.uuid4().hex}", utcnow()
+    details = {"deadline_at": row["deadline_at"].isoformat(), "sweep": token}
+    seq = row["audit_seq"] + 1
+    event = make_event(request_id, seq, "timed_out", "system", now, details, row["audit_head"])
+    values = {"status": "timeout", "approved_at": now, "audit_seq": seq, "audit_head": token}
+    assert await db.update_where(REQUESTS, {"id": request_id}, values) == 1
+    await db.insert(AUDIT, audit_row(event, canonical(event.details)))
+
+
+async def test_chains_of_old_sweeps_verify_and_take_changes(
     storage: ExternalAgentApprovalStorage, db: DataFlow, make_request: MakeRequest
 ) -> None:
     past = utcnow() - timedelta(minutes=1)
     for i in range(4):
         await storage.save(make_request(id=f"s{i}", deadline_at=past))
-    assert await storage.timeout_overdue() == 4
+        await old_sweep(db, f"s{i}")
     events = await storage.events("s0")
     assert [e.event for e in events] == ["requested", "timed_out"]
-    assert events[1].details["sweep"].startswith("swept:")
     assert (await storage.verify_audit()).ok
-    # Changes after a sweep chain onto the timed_out event.
+    # Changes after an old sweep chain onto its timed_out event.
     swept = await storage.load("s1")
-    assert swept is not None
+    assert swept is not None and swept.audit_head == (await storage.events("s1"))[-1].hash
     swept.approval_reason = "reviewed later"
     await storage.update(swept)
     assert await storage.delete("s2")
     assert (await storage.verify_audit()).ok
     assert [e.event for e in await storage.events("s1")] == ["requested", "timed_out", "updated"]
     # A forged head, or a removed timed_out event, is caught.
-    await db.update_where("ApprovalRequestRecord", {"id": "s3"}, {"audit_head": "swept:forged"})
-    await db.delete_where("ApprovalAuditRecord", {"request_id": "s0", "seq": 1})
+    await db.update_where(REQUESTS, {"id": "s3"}, {"audit_head": "swept:forged"})
+    await db.delete_where(AUDIT, {"request_id": "s0", "seq": 1})
     problems = {(p.request_id, p.message) for p in (await storage.verify_audit()).problems}
     assert problems == {
         ("s3", "latest event does not match the request row"),
@@ -295,55 +331,37 @@ async def test_swept_requests_keep_a_verifiable_chain(
     }
 
 
-async def test_sweeps_run_a_batch_that_lost_a_race_again_and_count_it_once(
-    storage: ExternalAgentApprovalStorage, make_request: MakeRequest
-) -> None:
-    past = utcnow() - timedelta(minutes=1)
-    for i in range(5):
-        await storage.save(make_request(id=f"late-{i}", deadline_at=past))
-    original, calls = storage._expire, []
-
-    async def loses_twice(rows: Any, now: Any) -> int:
-        calls.append(len(rows))
-        if len(calls) in (2, 3):  # the second batch, twice: a deadlock victim, rolled back
-            raise ConcurrencyError("deadlock")
-        return int(await original(rows, now))
-
-    storage._expire = loses_twice  # type: ignore[method-assign]
-    retry = RetryPolicy(attempts=3, base_delay=0)
-    assert await storage.timeout_overdue(utcnow(), batch_size=2, retry=retry) == 5
-    assert calls == [2, 2, 2, 2, 1]  # the second batch ran three times, counted once
-    await storage.save(make_request(id="late-again", deadline_at=past))
-    calls[:] = [0]  # the next call is the second: it loses, and one try is all it gets
-    with pytest.raises(ConcurrencyError):
-        await storage.timeout_overdue(utcnow(), retry=RetryPolicy(attempts=1))
-
-
-async def test_the_manager_sweeps_with_its_retry_policy(
+async def test_a_sweep_batch_that_lost_a_race_runs_again_and_counts_once(
     any_manager: ExternalAgentApprovalManager,
+    make_request: MakeRequest,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    seen: list[Any] = []
-    inner = any_manager._store
-
-    class Recording(FlakyStore):
-        async def timeout_overdue(self, *args: Any, **kwargs: Any) -> int:
-            seen.append(kwargs.get("retry"))
-            return int(await inner.timeout_overdue(*args, **kwargs))
-
-    any_manager._store = Recording(inner, [])
-    assert await any_manager.timeout_pending_approvals() == 0
-    assert seen == [any_manager.retry_policy]
+    monkeypatch.setattr(approval_manager, "_SWEEP_PAGE", 2)
+    past = utcnow() - timedelta(minutes=1)
+    store = any_manager._store
+    for i in range(5):
+        await store.save(make_request(id=f"late-{i}", deadline_at=past))
+    # The first batch loses twice (a deadlock victim, rolled back), then commits.
+    any_manager._store = FlakyStore(store, [ConcurrencyError("deadlock")] * 2)
+    any_manager.retry_policy = RetryPolicy(attempts=3, base_delay=0)
+    assert await any_manager.timeout_pending_approvals() == 5
+    assert [e.event for e in await store.events("late-0")] == ["requested", "timed_out"]
+    await store.save(make_request(id="late-again", deadline_at=past))
+    any_manager._store = FlakyStore(store, [ConcurrencyError("deadlock")])
+    any_manager.retry_policy = RetryPolicy(attempts=1)
+    with pytest.raises(ConcurrencyError):
+        await any_manager.timeout_pending_approvals()
 
 
 async def test_a_sweep_that_finds_its_batch_taken_counts_nothing(
-    storage: ExternalAgentApprovalStorage, db: DataFlow, make_request: MakeRequest
+    store: Store, make_request: MakeRequest
 ) -> None:
     past = utcnow() - timedelta(minutes=1)
-    await storage.save(make_request(id="t", deadline_at=past))
-    stale = await db.select("ApprovalRequestRecord", {"id": "t"})
-    assert await storage.timeout_overdue() == 1
-    assert await storage._expire(stale, utcnow()) == 0  # another sweeper's batch, read before
-    assert [e.event for e in await storage.events("t")] == ["requested", "timed_out"]
+    await store.save(make_request(id="t", deadline_at=past))
+    stale = await store.overdue(utcnow())  # another sweeper's batch, read before
+    assert await sweep(store) == 1
+    assert await store.append_many([policy.on_deadline(stale[0], utcnow())]) == [False]
+    assert [e.event for e in await store.events("t")] == ["requested", "timed_out"]
 
 
 async def test_update_and_agent_listing(store: Store, make_request: MakeRequest) -> None:

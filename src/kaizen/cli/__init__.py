@@ -1,8 +1,8 @@
 """The ``kaizen`` command: a thin layer over plain async functions that return data.
 
 Exit codes: 0 success, 1 other errors, 2 usage or configuration (a malformed token
-file, a URL naming no host...), 3 unknown id, 4 already decided, 5 not authorized, 6
-database unreachable, 7 bad input, 8 the audit trail found tampering.
+file, a URL naming no host...), 3 unknown id, 4 already decided or already voted, 5 not
+authorized, 6 database unreachable, 7 bad input, 8 the audit trail found tampering.
 """
 
 from __future__ import annotations
@@ -36,6 +36,18 @@ def _database_url(args: argparse.Namespace) -> str:
 _DB_HELP = f"database URL (default: $KAIZEN_DATABASE_URL, $DATABASE_URL or {DEFAULT_DATABASE_URL})"
 
 
+_COMMANDS = (
+    "demo",
+    "approvals",
+    "policies",
+    "delegations",
+    "sessions",
+    "maintain",
+    "serve",
+    "tokens",
+)
+
+
 def _leaf_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
     """The parsers of every runnable subcommand below ``parser``."""
     found = []
@@ -49,12 +61,13 @@ def _leaf_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentPars
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``kaizen`` command."""
     parser = argparse.ArgumentParser(
-        prog="kaizen", description="Kaizen persistence: approvals, sessions, maintenance."
+        prog="kaizen",
+        description="Kaizen persistence: approvals, policies, delegations, sessions, maintenance.",
     )
     parser.add_argument("--version", action="version", version=f"kaizen {__version__}")
     parser.add_argument("--db", metavar="URL", help=_DB_HELP)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in ("demo", "approvals", "sessions", "maintain", "serve", "tokens"):
+    for name in _COMMANDS:
         importlib.import_module(f"kaizen.cli.{name}").register(commands)
     for leaf in _leaf_parsers(parser):  # --db also after the subcommand
         if leaf.prog.startswith("kaizen tokens"):  # a token file, no database

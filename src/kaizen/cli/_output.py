@@ -8,7 +8,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any, TextIO
 
-__all__ = ["emit", "to_jsonable"]
+__all__ = ["cell", "emit", "to_jsonable"]
 
 
 def to_jsonable(value: Any) -> Any:
@@ -24,7 +24,8 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
-def _cell(value: Any) -> str:
+def cell(value: Any) -> str:
+    """``value`` as one table cell: ``-`` for None, compact JSON for dicts and lists."""
     value = to_jsonable(value)
     if value is None:
         return "-"
@@ -34,7 +35,7 @@ def _cell(value: Any) -> str:
 
 
 def _table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
-    cells = [[_cell(row.get(c)) for c in columns] for row in rows]
+    cells = [[cell(row.get(c)) for c in columns] for row in rows]
     widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
     lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()]
     lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in cells]
@@ -62,6 +63,6 @@ def emit(
     if isinstance(data, Mapping):
         width = max((len(str(k)) for k in data), default=0)
         for key, value in data.items():
-            out.write(f"{str(key).ljust(width)}  {_cell(value)}\n")
+            out.write(f"{str(key).ljust(width)}  {cell(value)}\n")
         return
-    out.write(f"{_cell(data)}\n")
+    out.write(f"{cell(data)}\n")

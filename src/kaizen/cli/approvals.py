@@ -1,18 +1,31 @@
-"""``kaizen approvals``: list, show, approve, reject, sweep, audit verify."""
+"""``kaizen approvals``: list, show, approve, reject (votes toward a quorum), sweep, audit."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from typing import Any
 
+from dataflow.errors import ValidationError
 from kaizen import service
+from kaizen.cli._approval_text import list_row, show_approval, vote_outcome
 from kaizen.cli._output import emit
 from kaizen.cli._reader import add_as_flag, viewer_of
 
-__all__ = ["register"]
+__all__ = ["parse_metadata", "register"]
 
-_COLUMNS = ("id", "status", "external_agent_id", "requested_by", "approvers", "created_at")
+_COLUMNS = (
+    "id",
+    "status",
+    "progress",
+    "external_agent_id",
+    "requested_by",
+    "approvers",
+    "escalations",
+    "created_at",
+)
+_JSON_TYPES = {list: "an array", str: "a string", bool: "a boolean", int: "a number"}
 _PROBLEM_COLUMNS = ("request_id", "seq", "message")
 
 
@@ -32,7 +45,8 @@ async def _list(args: argparse.Namespace) -> int:
     if args.json:
         emit(sys.stdout, page, as_json=True)
         return 0
-    emit(sys.stdout, page["items"], as_json=False, columns=_COLUMNS, empty="no approval requests")
+    rows = [list_row(r) for r in page["items"]]
+    emit(sys.stdout, rows, as_json=False, columns=_COLUMNS, empty="no approval requests")
     if page["next_offset"] is not None:
         sys.stdout.write(f"(more: --offset {page['next_offset']})\n")
     return 0
@@ -41,32 +55,64 @@ async def _list(args: argparse.Namespace) -> int:
 async def _show(args: argparse.Namespace) -> int:
     async with service.Kaizen.open(args.database_url, create=False) as k:
         approval = await service.get_approval(k, args.id, viewer_of(args))
-    emit(sys.stdout, approval, as_json=args.json)
+    if args.json:
+        emit(sys.stdout, approval, as_json=True)
+    else:
+        show_approval(sys.stdout, approval)
     return 0
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_metadata(text: str | None) -> dict[str, Any] | None:
+    """The JSON object ``--metadata`` gives (None without it).
+
+    Raises:
+        ValidationError: ``text`` is not JSON, or not an object.
+    """
+    if text is None:
+        return None
+    try:
+        value = json.loads(text, parse_constant=_refuse_constant)
+    except ValueError as exc:  # JSONDecodeError included
+        raise ValidationError(f"--metadata is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        kind = "null" if value is None else _JSON_TYPES.get(type(value), "a number")
+        raise ValidationError(f"--metadata must be a JSON object ({{...}}), got {kind}")
+    return value
+
+
 async def _approve(args: argparse.Namespace) -> int:
+    metadata = parse_metadata(args.metadata)
     async with service.Kaizen.open(args.database_url, create=False) as k:
-        result = await service.approve(k, args.id, args.by)
-    emit(sys.stdout, result if args.json else f"approved {args.id} as {args.by}", as_json=args.json)
+        result = await service.approve(
+            k,
+            args.id,
+            args.by,
+            comment=args.comment,
+            metadata=metadata,
+            on_behalf_of=args.on_behalf_of,
+        )
+    emit(sys.stdout, result if args.json else vote_outcome(result, args.by), as_json=args.json)
     return 0
 
 
 async def _reject(args: argparse.Namespace) -> int:
     async with service.Kaizen.open(args.database_url, create=False) as k:
-        result = await service.reject(k, args.id, args.by, args.reason)
-    emit(sys.stdout, result if args.json else f"rejected {args.id} as {args.by}", as_json=args.json)
+        result = await service.reject(
+            k, args.id, args.by, args.reason, on_behalf_of=args.on_behalf_of
+        )
+    emit(sys.stdout, result if args.json else vote_outcome(result, args.by), as_json=args.json)
     return 0
 
 
 async def _sweep(args: argparse.Namespace) -> int:
     async with service.Kaizen.open(args.database_url) as k:
-        count = await service.sweep_approvals(k)
-    emit(
-        sys.stdout,
-        {"timed_out": count} if args.json else f"timed out {count} request(s)",
-        as_json=args.json,
-    )
+        done = await service.sweep_approvals(k)
+    text = f"escalated {done['escalated']}, timed out {done['timed_out']} request(s)"
+    emit(sys.stdout, done if args.json else text, as_json=args.json)
     return 0
 
 
@@ -100,6 +146,22 @@ def _json_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON for scripts")
 
 
+def _voter_flags(parser: argparse.ArgumentParser, who: str) -> None:
+    parser.add_argument(
+        "--as",
+        "--by",
+        dest="by",
+        required=True,
+        metavar="USER",
+        help=f"{who} (an approver or a delegate of one)",
+    )
+    parser.add_argument(
+        "--on-behalf-of",
+        metavar="APPROVER",
+        help="for a delegate of several approvers: whom the vote is for",
+    )
+
+
 def register(commands: Any) -> None:
     """Add ``approvals`` and its subcommands to the ``kaizen`` command."""
     group = commands.add_parser("approvals", help="inspect and decide approval requests")
@@ -123,20 +185,9 @@ def register(commands: Any) -> None:
     _json_flag(p)
     p.set_defaults(handler=_show)
 
-    p = sub.add_parser("approve", help="approve a request")
-    p.add_argument("id")
-    p.add_argument("--by", required=True, metavar="USER", help="the approving user")
-    _json_flag(p)
-    p.set_defaults(handler=_approve)
+    _register_votes(sub)
 
-    p = sub.add_parser("reject", help="reject a request")
-    p.add_argument("id")
-    p.add_argument("--by", required=True, metavar="USER", help="the rejecting user")
-    p.add_argument("--reason", required=True, help="why it is rejected")
-    _json_flag(p)
-    p.set_defaults(handler=_reject)
-
-    p = sub.add_parser("sweep", help="time out every overdue pending request")
+    p = sub.add_parser("sweep", help="escalate or time out every overdue pending request")
     _json_flag(p)
     p.set_defaults(handler=_sweep)
 
@@ -152,3 +203,27 @@ def register(commands: Any) -> None:
     )
     _json_flag(p)
     p.set_defaults(handler=_verify)
+
+
+def _register_votes(sub: Any) -> None:
+    """``approve`` and ``reject``: votes toward the quorum, in person or as a delegate."""
+    p = sub.add_parser(
+        "approve", help="vote to approve a request (it is approved when its quorum is met)"
+    )
+    p.add_argument("id")
+    _voter_flags(p, "the approving user")
+    p.add_argument("--comment", metavar="TEXT", help="shown with the vote")
+    p.add_argument(
+        "--metadata",
+        metavar="JSON",
+        help="approve an edited version of the request's metadata (a JSON object)",
+    )
+    _json_flag(p)
+    p.set_defaults(handler=_approve)
+
+    p = sub.add_parser("reject", help="reject a request (one rejection vetoes it)")
+    p.add_argument("id")
+    _voter_flags(p, "the rejecting user")
+    p.add_argument("--reason", required=True, help="why it is rejected")
+    _json_flag(p)
+    p.set_defaults(handler=_reject)

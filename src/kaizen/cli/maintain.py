@@ -1,7 +1,8 @@
 """``kaizen maintain --every SECONDS``: the spec's periodic cleanup, as a service.
 
-Each pass times out overdue approvals and deletes expired sessions. Every row
-changes at most once however many instances run, so several can run at once.
+Each pass escalates or times out overdue approvals (as their policy says) and
+deletes expired sessions. Every row changes at most once however many instances
+run, so several can run at once.
 SIGINT or SIGTERM stops the loop after the current pass.
 """
 
@@ -40,6 +41,7 @@ async def maintain(
             done += 1
             sys.stdout.write(
                 f"pass {done}: timed out {result['approvals_timed_out']} approval(s), "
+                f"escalated {result['approvals_escalated']} approval(s), "
                 f"deleted {result['sessions_deleted']} session(s)\n"
             )
             sys.stdout.flush()
@@ -67,7 +69,8 @@ async def _handle(args: argparse.Namespace) -> int:
 def register(commands: Any) -> None:
     """Add ``maintain`` to the ``kaizen`` command."""
     parser = commands.add_parser(
-        "maintain", help="time out overdue approvals and delete expired sessions periodically"
+        "maintain",
+        help="escalate or time out overdue approvals and delete expired sessions periodically",
     )
     parser.add_argument("--every", type=float, default=300.0, metavar="SECONDS")
     parser.add_argument("--passes", type=int, default=None, help="stop after this many passes")
