@@ -388,3 +388,24 @@ async def test_statuses_may_be_given_by_value(store: Store, make_request: MakeRe
     assert [r.id for r in await store.list_by_approver("lead", "pending")] == ["v"]  # type: ignore[arg-type]
     with pytest.raises(ValidationError, match="unknown approval status"):
         await store.count_by_status("maybe")  # type: ignore[arg-type]
+
+
+async def test_a_vote_that_committed_before_its_error_counts_once(
+    any_manager: ExternalAgentApprovalManager,
+) -> None:
+    class CommitsThenFails(FlakyStore):
+        async def append(self, change: Any) -> bool:
+            done = bool(await self.inner.append(change))
+            if self.failures:  # committed, but the caller hears an error: it retries
+                raise self.failures.pop(0)
+            return done
+
+    any_manager.add_requirement("agent-2", custom("lead-456", "lead-789"))
+    request_id = await any_manager.request_approval("agent-2", "user-1", {})
+    any_manager._store = CommitsThenFails(any_manager._store, [ConcurrencyError("lost")])
+    voted = await any_manager.approve_request(request_id, "lead-456")
+    assert voted.status is APPROVED and [v.approver_id for v in voted.votes] == ["lead-456"]
+    assert [e.event for e in await any_manager.get_audit_trail(request_id)] == [
+        "requested",
+        "approved",
+    ]

@@ -463,3 +463,18 @@ async def test_concurrent_policy_writers_each_get_one_event(store: Any) -> None:
     # Each event's "before" is what the previous one stored: no write was lost.
     for prev, event in itertools.pairwise(history):
         assert event.details["before"] == prev.details["after"]
+
+
+async def test_whether_approval_is_required_reads_the_stored_policy(store: Any) -> None:
+    m = manager_on(store)
+    requirement = ApprovalRequirement(
+        ApprovalLevel.CUSTOM, custom_approvers=["ana"], require_for_cost_above=10.0
+    )
+    await m.save_policy("deploy", requirement)
+    app = manager_on(store)
+    assert app.determine_if_approval_required("deploy", {"cost": 50}) == (False, None)
+    assert await app.approval_required("deploy", {"cost": 50}) == (True, requirement)
+    assert await app.approval_required("deploy", {"cost": 5}) == (False, None)
+    assert await app.approval_required("other", {"cost": 50}) == (False, None)
+    with pytest.raises(ValidationError):
+        await app.approval_required("deploy", ["cost"])  # type: ignore[arg-type]

@@ -11,8 +11,10 @@ policy it was created under.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from dataflow.errors import ValidationError
+from dataflow.retry import RetryPolicy
 from dataflow.values import utcnow
 from kaizen.governance._store import ApprovalStore
 from kaizen.governance.models import (
@@ -31,6 +33,7 @@ class SharedSettings:
 
     _store: ApprovalStore
     _requirements: dict[str, ApprovalRequirement]
+    retry_policy: RetryPolicy
 
     # -- policies ----------------------------------------------------------
 
@@ -51,7 +54,8 @@ class SharedSettings:
         if not isinstance(requirement, ApprovalRequirement):
             raise ValidationError("requirement must be an ApprovalRequirement")
         data = requirement_to_json(requirement)
-        await self._store.settings.save_policy(external_agent_id, data, actor)
+        settings = self._store.settings
+        await self.retry_policy.run(lambda: settings.save_policy(external_agent_id, data, actor))
 
     async def stored_policy(self, external_agent_id: str) -> ApprovalRequirement | None:
         """The agent's stored requirement, or None."""
@@ -68,7 +72,8 @@ class SharedSettings:
         """Delete the agent's stored requirement; return whether there was one."""
         check_id("external_agent_id", external_agent_id)
         check_id("actor", actor)
-        return await self._store.settings.delete_policy(external_agent_id, actor)
+        settings = self._store.settings
+        return await self.retry_policy.run(lambda: settings.delete_policy(external_agent_id, actor))
 
     async def policy_history(self, external_agent_id: str) -> list[AuditEvent]:
         """Audit trail of the agent's stored policy: ``policy_set``/``policy_deleted``
@@ -81,6 +86,18 @@ class SharedSettings:
         check_id("external_agent_id", external_agent_id)
         found = self._requirements.get(external_agent_id)
         return found if found is not None else await self.stored_policy(external_agent_id)
+
+    async def approval_required(
+        self, external_agent_id: str, metadata: dict[str, Any]
+    ) -> tuple[bool, ApprovalRequirement | None]:
+        """Like ``determine_if_approval_required``, with the stored policy as fallback
+        (what every instance sees, not only this process's configuration)."""
+        if metadata is not None and not isinstance(metadata, dict):
+            raise ValidationError("metadata must be a dict")
+        requirement = await self.requirement_for(external_agent_id)
+        if requirement is not None and requirement.triggered_by(metadata or {}):
+            return True, requirement
+        return False, None
 
     # -- delegations -------------------------------------------------------
 
@@ -119,7 +136,8 @@ class SharedSettings:
             if until <= now:
                 raise ValidationError("until must be in the future")
         delegation = Delegation(approver_id, to, until, now, actor)
-        await self._store.settings.save_delegation(delegation)
+        settings = self._store.settings
+        await self.retry_policy.run(lambda: settings.save_delegation(delegation))
         return delegation
 
     async def revoke_delegation(
@@ -132,7 +150,10 @@ class SharedSettings:
         check_id("approver id", approver_id)
         check_id("delegate id", to)
         actor = check_id("actor", actor if actor is not None else approver_id)
-        return await self._store.settings.delete_delegation(approver_id, to, actor)
+        settings = self._store.settings
+        return await self.retry_policy.run(
+            lambda: settings.delete_delegation(approver_id, to, actor)
+        )
 
     async def delegations(
         self, approver_id: str | None = None, *, delegate: str | None = None

@@ -338,8 +338,11 @@ class ExternalAgentApprovalManager(SharedSettings):
             check_id("on_behalf_of", on_behalf_of)
         check_comment(comment)
         store = self._store
+        mine: Change | None = None
         for _ in range(_ATTEMPTS):
             request = await self._load(request_id)
+            if mine is not None and _recorded(request, mine):
+                return request  # a write that raised (a lost connection) had committed
             now = utcnow()
             if policy.overdue(request, now):
                 await self._deadline_passed(request, now)
@@ -357,6 +360,7 @@ class ExternalAgentApprovalManager(SharedSettings):
                 delegations=delegations,
                 on_behalf_of=on_behalf_of,
             )
+            mine = change
             try:
                 applied = await self.retry_policy.run(lambda: store.append(change))  # noqa: B023
             except DuplicateKeyError:
@@ -538,6 +542,15 @@ class ExternalAgentApprovalManager(SharedSettings):
     async def verify_audit(self, approval_request_id: str | None = None) -> AuditReport:
         """Verify the audit hash chains of one request or of all."""
         return await self._store.verify_audit(approval_request_id)
+
+
+def _recorded(request: ExternalAgentApprovalRequest, change: Change) -> bool:
+    """Whether ``change``'s vote is among the request's (written by an attempt that
+    did not hear back: the retry then found the request changed)."""
+    vote = change.vote
+    return vote is not None and any(
+        v.approver_id == vote.approver_id and v.at == vote.at for v in request.votes
+    )
 
 
 @dataclass
