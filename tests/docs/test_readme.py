@@ -51,3 +51,23 @@ def test_the_transaction_example_runs(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+def test_the_policies_example_runs(tmp_path: Path) -> None:
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+    example = next(b for b in blocks if "save_policy" in b)
+    script = tmp_path / "policies.py"
+    script.write_text(example, encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "pending 1 of 2",
+        "approved",
+        "{'replicas': 40} {'replicas': 4}",
+        "True",
+        "bo",
+        "2",
+        "['policy_set']",
+    ]
