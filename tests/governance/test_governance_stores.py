@@ -409,3 +409,11 @@ async def test_a_vote_that_committed_before_its_error_counts_once(
         "requested",
         "approved",
     ]
+
+
+async def test_a_vote_row_that_landed_meanwhile_is_judged_again(
+    any_manager: ExternalAgentApprovalManager,
+) -> None:
+    request_id = await _flaky_manager(any_manager, [DuplicateKeyError("vote exists")])
+    voted = await any_manager.approve_request(request_id, "lead-456")
+    assert voted.status is APPROVED
