@@ -199,6 +199,7 @@ async def list_approvals(
     agent: str | None = None,
     requested_by: str | None = None,
     decided_by: str | None = None,
+    voter: str | None = None,
     limit: int = 100,
     offset: int = 0,
 ) -> dict[str, Any]:
@@ -215,6 +216,8 @@ async def list_approvals(
         agent: Only requests for this external agent.
         requested_by: Only requests this user made.
         decided_by: Only requests this user approved or rejected.
+        voter: Only requests this user may vote on: routed to them, or to someone
+            they stand in for as a delegate (the inbox's list).
         limit: At most this many.
         offset: Skip this many first.
 
@@ -225,9 +228,15 @@ async def list_approvals(
     _page_bounds(limit, offset)
     user = involving(viewer)
     stand_in = await _delegators(k, viewer) if user is not None else []
+    routed: str | list[str] | None = approver
+    if voter is not None:
+        if approver is not None:
+            raise ValidationError("give approver or voter, not both")
+        delegators = await k.approvals.delegations(delegate=voter)
+        routed = [voter, *(d.approver_id for d in delegators)]
     found = await k.approvals.list_requests(
         status=_status(status),
-        approver=approver,
+        approver=routed,
         agent=agent,
         requested_by=requested_by,
         involving=[user, *stand_in] if stand_in and user is not None else user,

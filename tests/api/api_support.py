@@ -6,6 +6,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
+
 from kaizen import service
 from kaizen.api import TokenStore, hash_token
 from kaizen.api.auth import tokens_from_env
@@ -45,6 +47,7 @@ async def seed(
     approvers: list[str] | None = None,
     metadata: dict[str, Any] | None = None,
     reason: str | None = "production deploy",
+    quorum: int = 1,
 ) -> str:
     """Store a pending request (through the storage, as the manager would) and return its id."""
     now = datetime.now(UTC)
@@ -58,6 +61,7 @@ async def seed(
         request_metadata=metadata if metadata is not None else {"environment": "production"},
         created_at=now,
         deadline_at=now + timedelta(hours=1),
+        quorum=quorum,
     )
     return await kaizen.approval_storage.save(request)
 
@@ -73,3 +77,13 @@ def status_of(approval: dict[str, Any]) -> str:
     """The status of a service approval dict, whether an enum or its value."""
     status = approval["status"]
     return str(getattr(status, "value", status))
+
+
+def assert_error(response: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:
+    """Check ``response`` is our error document with ``status`` (and ``code``); return it."""
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert isinstance(error["message"], str) and error["message"]
+    if code is not None:
+        assert error["code"] == code
+    return dict(error)

@@ -58,6 +58,10 @@ async def test_inbox_page_and_assets(client: httpx.AsyncClient) -> None:
     script = await client.get("/static/inbox.js")
     assert script.headers["content-type"].startswith("text/javascript")
     assert "sessionStorage" in script.text and "innerHTML" not in script.text
+    for name in ("common.js", "votes.js"):  # the modules it imports: data is never markup
+        module = await client.get(f"/static/{name}")
+        assert module.headers["content-type"].startswith("text/javascript")
+        assert "export function" in module.text and "innerHTML" not in module.text
     style = await client.get("/static/inbox.css")
     assert style.headers["content-type"].startswith("text/css")
 
@@ -203,12 +207,42 @@ async def test_bad_allowed_hosts_are_refused(kaizen: Kaizen, hosts: Any) -> None
         create_app(kaizen, tokens=HASHED, allowed_hosts=hosts)
 
 
-def test_the_inbox_checks_the_reason_length_the_api_checks() -> None:
+async def test_openapi_describes_what_the_api_returns_and_accepts(
+    client: httpx.AsyncClient, kaizen: Kaizen
+) -> None:
+    doc = (await client.get("/openapi.json")).json()
+    schemas = doc["components"]["schemas"]
+    request_id = await seed(kaizen, quorum=2)
+    body = {"comment": "ok", "metadata": {"environment": "staging"}, "on_behalf_of": None}
+    response = await client.post(
+        f"/api/approvals/{request_id}/approve", json=body, headers=auth("lead-456")
+    )
+    assert response.status_code == 200, response.text
+    approval = response.json()
+    assert set(approval) <= set(schemas["Approval"]["properties"])
+    assert set(schemas["Approval"]["required"]) <= set(approval)
+    assert set(approval["votes"][0]) == set(schemas["Vote"]["properties"])
+    assert set(approval["progress"]) == set(schemas["Progress"]["properties"])
+    assert set(schemas["ApproveBody"]["properties"]) == set(body)
+    response = await client.post("/api/delegations", json={"to": "x"}, headers=auth("lead-456"))
+    assert set(response.json()) == set(schemas["Delegation"]["properties"])
+    listed = (await client.get("/api/delegations", headers=auth("lead-456"))).json()
+    assert set(listed) == set(schemas["Delegations"]["properties"])
+    paths = doc["paths"]
+    assert set(paths["/api/delegations"]["post"]["responses"]) == {
+        "201", "401", "403", "422", "503"
+    }  # fmt: skip
+    assert set(paths["/api/delegations/{delegate_id}"]["delete"]["responses"]) == {
+        "204", "401", "403", "404", "422", "503"
+    }  # fmt: skip
+
+
+def test_the_inbox_checks_the_text_length_the_api_checks() -> None:
     import re
     from importlib import resources
 
     from kaizen.governance.models import MAX_REASON
 
-    script = (resources.files("kaizen.api") / "static" / "common.js").read_text()
-    found = re.search(r"const MAX_REASON = (\d+);", script)
+    script = (resources.files("kaizen.api") / "static" / "votes.js").read_text()
+    found = re.search(r"const MAX_TEXT = (\d+);", script)
     assert found is not None and int(found[1]) == MAX_REASON

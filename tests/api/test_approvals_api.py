@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import httpx
 import pytest
-from api_support import ADMIN, auth, seed, snapshot, status_of
+from api_support import ADMIN, assert_error, auth, seed, snapshot, status_of
 
 from kaizen import service
 from kaizen.service import Kaizen
@@ -20,16 +19,10 @@ ENDPOINTS = [
     ("GET", "/api/approvals", None),
     ("GET", "/api/sessions", None),
     ("GET", "/api/me", None),
+    ("GET", "/api/delegations", None),
+    ("POST", "/api/delegations", {"to": "outsider"}),
+    ("DELETE", "/api/delegations/outsider", None),
 ]
-
-
-def assert_error(response: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    error = response.json()["error"]
-    assert isinstance(error["message"], str) and error["message"]
-    if code is not None:
-        assert error["code"] == code
-    return dict(error)
 
 
 # -- 401 -----------------------------------------------------------------------

@@ -4,8 +4,11 @@ An approver signs in with a token, approves one request (through its confirm ste
 rejects another with the keyboard, sees a request decided by another process leave the
 list without a reload, and finds their decisions under the "Decided" tab. The links sent
 to approvers open the page of one request: signing in there changes nothing, only the
-confirm button decides; the requester is refused and a stranger learns nothing. The
-database and the audit trail must agree with what the page showed.
+confirm button decides; the requester is refused and a stranger learns nothing. On a
+request needing two approvals, a first approver votes with a comment and edited metadata
+(invalid JSON is refused next to its field, unsent) and sees "1 of 2"; the second finds
+that version prefilled and approves it. The database and the audit trail must agree
+with what the page showed.
 """
 
 from __future__ import annotations
@@ -333,8 +336,8 @@ def _assert_database_and_audit_agree(stored: dict[str, Any]) -> None:
         names = [(e["event"], e["actor"]) for e in events]
         first = ("requested", approval["requested_by"])
         assert names == ([first] if by is None else [first, (status, by)]), agent
-    billing_events = stored["copilot-billing"][1]
-    assert billing_events[-1]["details"] == {"reason": REASON}
+    rejected = stored["copilot-billing"][1][-1]["details"]
+    assert rejected["reason"] == REASON and rejected["vote"]["comment"] == REASON
 
 
 def test_inbox_sign_in_approve_reject_and_live_updates(
@@ -483,3 +486,134 @@ def test_links_refuse_the_requester_and_hide_from_strangers(
         assert page.evaluate(f"document.querySelector({_js(CARD)})") is None
         assert page.evaluate("document.getElementById('to-inbox').getAttribute('href')") == "/"
     assert _state(db_url, request_id) == UNTOUCHED
+
+
+# -- a quorum of two: a vote with a comment and edited metadata ---------------------
+
+ASKED = {"environment": "production", "cost": 15.0}
+EDITED = {"environment": "staging", "cost": 10.0}
+COMMENT = "Staging first, and cheaper"
+
+
+def _seed_quorum(db_url: str) -> dict[str, str]:
+    """A request needing two approvals, and one escalated past its first deadline."""
+
+    async def work(kaizen: Kaizen) -> dict[str, str]:
+        manager = kaizen.approvals
+        manager.set_approvers("copilot-quorum", ["lead-456", "admin-1"], quorum=2)
+        manager.set_approvers(
+            "copilot-late", ["lead-456"], timeout_seconds=0.5, escalate_to=["admin-1"]
+        )
+        ids = {
+            "quorum": await manager.request_approval("copilot-quorum", REQUESTER, ASKED),
+            "late": await manager.request_approval("copilot-late", REQUESTER, ASKED),
+        }
+        await asyncio.sleep(0.6)
+        assert (await service.sweep_approvals(kaizen))["escalated"] == 1
+        return ids
+
+    result: dict[str, str] = _run(db_url, work)
+    return result
+
+
+def _approval(db_url: str, request_id: str) -> dict[str, Any]:
+    async def work(kaizen: Kaizen) -> dict[str, Any]:
+        approval = await service.get_approval(kaizen, request_id)
+        events = await service.approval_audit(kaizen, request_id)
+        return {**approval, "events": [e["event"] for e in events]}
+
+    result: dict[str, Any] = _run(db_url, work)
+    return result
+
+
+def _replace_text(page: Page, selector: str, text: str) -> None:
+    """Select all of a text field's content and type ``text`` over it."""
+    page.click(selector)
+    page.evaluate(f"document.querySelector({_js(selector)}).select()")
+    page.type_text(text)
+
+
+def _editor_json(page: Page) -> Any:
+    return page.evaluate(f"JSON.parse(document.querySelector('{CARD} .metadata-edit').value)")
+
+
+def _first_vote_with_a_comment_and_an_edit(page: Page, db_url: str, request_id: str) -> None:
+    assert _text(page, f"{CARD} .progress") == "0 of 2 approvals"
+    assert _text(page, f"{CARD} .step-question").startswith("Vote to approve")
+    page.click(f"{CARD} .approve-comment")
+    page.type_text(COMMENT)
+    page.click(f"{CARD} .edit-metadata summary")
+    assert _editor_json(page) == ASKED  # prefilled with what was asked
+    editor = f"{CARD} .metadata-edit"
+    _replace_text(page, editor, '{"environment": "staging", "cost": 10.0,}')
+    page.click(f"{CARD} .confirm-approve")
+    error = f"{CARD} .metadata-error"
+    page.wait_for(_shown(error), "the JSON error under the metadata field")
+    assert "not valid JSON" in _text(page, error)
+    assert page.evaluate(f"document.querySelector({_js(editor)}).ariaInvalid") == "true"
+    _focused(page, ".metadata-edit", "focus on the metadata field")
+    assert page.evaluate("document.getElementById('error').hidden") is True
+    assert _state(db_url, request_id) == UNTOUCHED  # nothing was sent
+    _replace_text(page, editor, json.dumps(EDITED))
+    assert page.evaluate(_shown(error)) is False
+    page.click(f"{CARD} .confirm-approve")
+    _wait_notice(page, "Your vote is recorded: 1 of 2 approvals")
+    assert _text(page, f"{CARD} .status") == "Pending"
+    assert _text(page, f"{CARD} .progress") == "1 of 2 approvals"
+    vote = _text(page, f"{CARD} .votes li")
+    for expected in ("lead-456 approved", "with changes", COMMENT, '"production" → "staging"'):
+        assert expected in vote, vote
+    assert page.evaluate(_shown(f"{CARD} .actions")) is False
+    assert "You voted: 1 of 2 approvals" in _text(page, f"{CARD} .voted-note")
+
+
+def _second_vote_approves_the_edit(page: Page) -> None:
+    assert _text(page, f"{CARD} .progress") == "1 of 2 approvals"
+    assert COMMENT in _text(page, f"{CARD} .votes")
+    assert page.evaluate(_shown(f"{CARD} .leading-note")) is True
+    page.click(f"{CARD} .edit-metadata summary")
+    assert _editor_json(page) == EDITED  # the version with the most approvals
+    page.click(f"{CARD} .confirm-approve")
+    _wait_notice(page, "Approved the request from user-123 for copilot-quorum")
+    assert _text(page, f"{CARD} .status") == "Approved"
+    assert _text(page, f"{CARD} .progress") == "2 of 2 approvals"
+    assert page.evaluate(_shown(f"{CARD} .approved-diff")) is True
+    changes = _text(page, f"{CARD} .approved-diff")
+    assert '"production" → "staging"' in changes and "15 → 10" in changes
+
+
+def test_a_quorum_vote_with_a_comment_and_edited_metadata(
+    chrome: Browser, server: str, db_url: str
+) -> None:
+    ids = _seed_quorum(db_url)
+    request_id = ids["quorum"]
+    with chrome.new_tab() as page:
+        _open_signed_out(page, _link(server, request_id, "approve"), db_url, request_id)
+        _enter_token(page, "lead-456")
+        _wait_card(page, request_id)
+        _first_vote_with_a_comment_and_an_edit(page, db_url, request_id)
+        # In the list the request stays, with the vote shown and nothing more to do.
+        page.navigate(server)
+        item = _item(request_id)
+        page.wait_for(f"{item}?.querySelector('.voted-note').hidden === false", "'You voted'")
+        assert page.evaluate(f"{item}.querySelector('.actions').hidden") is True
+    stored = _approval(db_url, request_id)
+    assert (status_of(stored), stored["events"]) == ("pending", ["requested", "voted"])
+    [vote] = stored["votes"]
+    assert (vote["approver_id"], vote["comment"], vote["metadata"]) == (
+        "lead-456",
+        COMMENT,
+        EDITED,
+    )
+    with chrome.new_tab() as page:
+        page.navigate(_link(server, request_id, "approve"))
+        _enter_token(page, "admin-1")
+        _wait_card(page, request_id)
+        _second_vote_approves_the_edit(page)
+        page.navigate(f"{server}/approvals/{urllib.parse.quote(ids['late'], safe='')}")
+        page.wait_for(_shown(f"{CARD} .escalated-note"), "the escalated marker")
+        assert "admin-1" in _text(page, f"{CARD} .escalated-text")
+    stored = _approval(db_url, request_id)
+    assert (status_of(stored), stored["approved_by"]) == ("approved", "admin-1")
+    assert stored["approved_metadata"] == EDITED and stored["request_metadata"] == ASKED
+    assert stored["events"] == ["requested", "voted", "approved"]

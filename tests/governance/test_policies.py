@@ -162,16 +162,23 @@ async def test_approving_with_changed_arguments_keeps_the_original(store: Any) -
         "removed": ["tag"],
     }
     assert (await m.verify_audit(rid)).ok
-    # Unchanged arguments are no edit: approved_metadata stays None.
-    rid = await m.request_approval("deploy", "dev", {"n": 1.0})
-    assert (await m.approve_request(rid, "ana", metadata={"n": 1.0})).approved_metadata is None
+    # Unchanged arguments are no edit (as JSON: 1 is 1.0): approved_metadata stays None.
+    rid = await m.request_approval("deploy", "dev", {"n": 1.0, "b": [2.0, True]})
+    same = {"b": [2, True], "n": 1}
+    assert (await m.approve_request(rid, "ana", metadata=same)).approved_metadata is None
+    # But true is not 1.
+    rid = await m.request_approval("deploy", "dev", {"flag": 1})
+    done = await m.approve_request(rid, "ana", metadata={"flag": True})
+    assert done.approved_metadata == {"flag": True}
+    diff = (await m.get_audit_trail(rid))[-1].details["diff"]
+    assert diff["changed"] == {"flag": [1, True]}
 
 
 async def test_a_quorum_counts_approvals_of_one_version(store: Any) -> None:
     m = manager_on(store)
     m.set_approvers("deploy", ["ana", "bo", "cy"], quorum=2)
     rid = await m.request_approval("deploy", "dev", {"replicas": 10})
-    await m.approve_request(rid, "ana", metadata={"replicas": 3})
+    await m.approve_request(rid, "ana", metadata={"replicas": 3.0})
     mixed = await m.approve_request(rid, "bo")  # as requested: another version
     assert mixed.status is PENDING and policy.progress(mixed).approvals == 1
     assert policy.progress(mixed).metadata is None  # the latest wins a tie

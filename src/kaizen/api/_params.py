@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.datastructures import QueryParams
@@ -18,6 +19,9 @@ __all__ = [
     "MAX_LIMIT",
     "MAX_REASON",
     "STATUSES",
+    "body_object",
+    "body_str",
+    "body_time",
     "json_object",
     "query",
     "query_bool",
@@ -29,7 +33,6 @@ __all__ = [
 MAX_BODY = 64 * 1024
 #: Largest page size of the list endpoints.
 MAX_LIMIT = 500
-#: Longest accepted rejection reason, in characters.
 #: The statuses ``?status=`` accepts (``all`` included).
 STATUSES: tuple[str, ...] = service.STATUSES
 
@@ -112,3 +115,58 @@ async def json_object(request: Request, *, allowed: Collection[str]) -> dict[str
 
 def _names_a_user(keys: list[str]) -> bool:
     return any(word in key.lower() for key in keys for word in ("approver", "user", "by"))
+
+
+def body_str(body: Mapping[str, Any], name: str) -> str | None:
+    """An optional string field of a JSON body; absent or null is None (what the text
+    may be, the manager checks: its refusals are 422s too).
+
+    Raises:
+        ApiError: 422 for another type.
+    """
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ApiError(422, f"{name} must be a string, not {_json_type(value)}")
+    return value
+
+
+def body_object(body: Mapping[str, Any], name: str) -> dict[str, Any] | None:
+    """An optional JSON-object field of a body; absent or null is None.
+
+    Raises:
+        ApiError: 422 for any other JSON value.
+    """
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ApiError(422, f"{name} must be a JSON object, not {_json_type(value)}")
+    return value
+
+
+def body_time(body: Mapping[str, Any], name: str) -> datetime | None:
+    """An optional ISO 8601 date-time with a UTC offset (``2030-01-31T18:00:00Z``), in UTC.
+
+    Raises:
+        ApiError: 422 for anything else, a time without an offset included.
+    """
+    text = body_str(body, name)
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise ApiError(
+            422, f"{name} must be an ISO 8601 date-time, e.g. 2030-01-31T18:00:00Z"
+        ) from None
+    if value.utcoffset() is None:
+        raise ApiError(422, f"{name} needs a UTC offset (Z or +hh:mm): {text!r} has none")
+    return value.astimezone(UTC)
+
+
+def _json_type(value: object) -> str:
+    names = {bool: "a boolean", int: "a number", float: "a number", str: "a string"}
+    names.update({list: "an array", dict: "an object"})
+    return names.get(type(value), type(value).__name__)

@@ -39,6 +39,7 @@ _STATIC = {
     "/": ("index.html", "text/html; charset=utf-8"),
     "/static/inbox.js": ("inbox.js", "text/javascript; charset=utf-8"),
     "/static/common.js": ("common.js", "text/javascript; charset=utf-8"),
+    "/static/votes.js": ("votes.js", "text/javascript; charset=utf-8"),
     "/static/inbox.css": ("inbox.css", "text/css; charset=utf-8"),
 }
 

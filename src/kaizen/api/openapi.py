@@ -5,30 +5,31 @@ from __future__ import annotations
 from typing import Any
 
 from kaizen import __version__
-from kaizen.api._params import MAX_LIMIT, MAX_REASON, STATUSES
+from kaizen.api._openapi_schemas import SCHEMAS, ref
+from kaizen.api._params import MAX_LIMIT, STATUSES
 
 __all__ = ["openapi_document"]
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def _errors(*statuses: int) -> dict[str, Any]:
-    text = {
-        401: "Missing or invalid bearer token.",
-        403: "The authenticated user is not an approver of this request (code "
-        "``not_an_approver``), or made it (``own_request``: nobody decides their own request).",
-        404: "Unknown id, or one the authenticated user may not see.",
-        409: "The request was already decided (or timed out).",
-        422: "Invalid or unknown query parameters, or an invalid body.",
-        503: "The database is unreachable.",
-    }
-    return {str(s): _json(_ref("Error"), text[s]) for s in statuses}
+_ERROR_TEXT = {
+    401: "Missing or invalid bearer token.",
+    403: "The authenticated user is not an approver of this request (code "
+    "``not_an_approver``), or made it (``own_request``: nobody decides their own request).",
+    404: "Unknown id, or one the authenticated user may not see.",
+    409: "The request was already decided or timed out (``already_decided``), or the "
+    "authenticated user's vote on it is already recorded (``already_voted``).",
+    422: "Invalid or unknown query parameters, or an invalid body.",
+    503: "The database is unreachable.",
+}
+
+
+def _errors(*statuses: int, **texts: str) -> dict[str, Any]:
+    """Error responses; ``texts`` (``e404="..."``) replace the usual descriptions."""
+    return {str(s): _json(ref("Error"), texts.get(f"e{s}", _ERROR_TEXT[s])) for s in statuses}
 
 
 def _param(
@@ -54,107 +55,30 @@ _PAGE = [
     ),
     _param("offset", {"type": "integer", "minimum": 0, "default": 0}, "Rows to skip."),
 ]
-_NEXT = {
-    "type": ["integer", "null"],
-    "description": "Offset of the next page; null on the last page.",
-}
-_NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
-
-_SCHEMAS: dict[str, Any] = {
-    "Error": {
-        "type": "object",
-        "required": ["error"],
-        "properties": {
-            "error": {
-                "type": "object",
-                "required": ["code", "message"],
-                "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
-            }
-        },
-    },
-    "Approval": {
-        "type": "object",
-        "required": ["id", "external_agent_id", "requested_by", "approvers", "status", "links"],
-        "properties": {
-            "id": {"type": "string"},
-            "external_agent_id": {"type": "string"},
-            "requested_by": {"type": "string"},
-            "approvers": {"type": "array", "items": {"type": "string"}},
-            "status": {"type": "string", "enum": [s for s in STATUSES if s != "all"]},
-            "approval_reason": {"type": ["string", "null"]},
-            "request_metadata": {"type": "object"},
-            "created_at": {"type": "string", "format": "date-time"},
-            "deadline_at": _NULLABLE_TIME,
-            "approved_at": _NULLABLE_TIME,
-            "approved_by": {"type": ["string", "null"]},
-            "rejection_reason": {"type": ["string", "null"]},
-            "links": {
-                "type": "object",
-                "properties": {
-                    k: {"type": "string", "format": "uri"}
-                    for k in (
-                        "self",
-                        "approve",
-                        "reject",
-                        "audit",
-                        "page",
-                        "approve_page",
-                        "reject_page",
-                    )
-                },
-            },
-        },
-    },
-    "ApprovalList": {
-        "type": "object",
-        "required": ["items", "limit", "offset"],
-        "properties": {
-            "items": {"type": "array", "items": _ref("Approval")},
-            "limit": {"type": "integer"},
-            "offset": {"type": "integer"},
-            "next_offset": _NEXT,
-        },
-    },
-    "AuditTrail": {
-        "type": "object",
-        "required": ["request_id", "events"],
-        "properties": {
-            "request_id": {"type": "string"},
-            "events": {"type": "array", "items": {"type": "object"}},
-        },
-    },
-    "SessionList": {
-        "type": "object",
-        "required": ["items", "limit", "offset"],
-        "properties": {
-            "items": {"type": "array", "items": {"type": "object"}},
-            "limit": {"type": "integer"},
-            "offset": {"type": "integer"},
-            "next_offset": _NEXT,
-        },
-    },
-    "RejectBody": {
-        "type": "object",
-        "required": ["reason"],
-        "additionalProperties": False,
-        "properties": {"reason": {"type": "string", "minLength": 1, "maxLength": MAX_REASON}},
-    },
-}
 
 
 def _op(
-    summary: str, params: list[dict[str, Any]], ok: dict[str, Any], *errors: int
+    summary: str, params: list[dict[str, Any]], ok: dict[str, Any], *errors: int, **texts: str
 ) -> dict[str, Any]:
     """One operation; every API call may also fail with 401, 422 (query) and 503."""
     codes = sorted({401, 422, 503, *errors})
-    return {"summary": summary, "parameters": params, "responses": {"200": ok, **_errors(*codes)}}
+    responses = {"200": ok, **_errors(*codes, **texts)}
+    return {"summary": summary, "parameters": params, "responses": responses}
 
 
-def _decision(summary: str, body: dict[str, Any] | None) -> dict[str, Any]:
-    op = _op(summary, [_ID], _json(_ref("Approval"), "The decided request."), 403, 404, 409)
-    op["description"] = "The approver is the authenticated user; the body never names one."
-    if body is not None:
-        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+def _decision(summary: str, body: dict[str, Any], required: bool) -> dict[str, Any]:
+    ok = _json(
+        ref("Approval"), "The request after the vote (``pending`` while short of its quorum)."
+    )
+    op = _op(summary, [_ID], ok, 403, 404, 409)
+    op["description"] = (
+        "The voter is the authenticated user (or a delegate of an approver, voting for "
+        "them); the body never names one."
+    )
+    op["requestBody"] = {
+        "required": required,
+        "content": {"application/json": {"schema": body}},
+    }
     return op
 
 
@@ -162,7 +86,13 @@ def _approval_paths() -> dict[str, Any]:
     status = _param(
         "status", {"type": "string", "enum": list(STATUSES)}, "Only this status (default: all)."
     )
-    approver = _param("approver", {"type": "string"}, "Only requests this user may decide.")
+    approver = _param("approver", {"type": "string"}, "Only requests routed to this user.")
+    voter = _param(
+        "voter",
+        {"type": "string"},
+        "Only requests this user may vote on: routed to them or to someone they stand in "
+        "for as a delegate (not with approver).",
+    )
     agent = _param("agent", {"type": "string"}, "Only requests for this external agent.")
     requested_by = _param("requested_by", {"type": "string"}, "Only requests this user made.")
     decided_by = _param(
@@ -172,20 +102,34 @@ def _approval_paths() -> dict[str, Any]:
     return {
         "/api/approvals": {
             "get": _op(
-                "List the approval requests the caller may see (made by them or routed to "
-                "them; an admin: all), newest first; filters combine",
-                [status, approver, agent, requested_by, decided_by, *_PAGE],
-                _json(_ref("ApprovalList"), "A page of requests."),
+                "List the approval requests the caller may see (made by them, routed to "
+                "them or to someone they stand in for as a delegate; an admin: all), newest "
+                "first; filters combine",
+                [status, approver, voter, agent, requested_by, decided_by, *_PAGE],
+                _json(ref("ApprovalList"), "A page of requests."),
             )
         },
-        root: {"get": _op("One approval request", [_ID], _json(_ref("Approval"), "It."), 404)},
-        f"{root}/approve": {"post": _decision("Approve a pending request", None)},
-        f"{root}/reject": {"post": _decision("Reject a pending request", _ref("RejectBody"))},
+        root: {"get": _op("One approval request", [_ID], _json(ref("Approval"), "It."), 404)},
+        f"{root}/approve": {
+            "post": _decision(
+                "Vote to approve a pending request (optionally an edited version of its "
+                "metadata, with a comment); an empty body approves it as requested",
+                ref("ApproveBody"),
+                False,
+            )
+        },
+        f"{root}/reject": {
+            "post": _decision(
+                "Reject a pending request (a veto: one rejection decides)",
+                ref("RejectBody"),
+                True,
+            )
+        },
         f"{root}/audit": {
             "get": _op(
                 "The request's audit trail, oldest first (kept after deletion)",
                 [_ID],
-                _json(_ref("AuditTrail"), "The events."),
+                _json(ref("AuditTrail"), "The events."),
                 404,
             )
         },
@@ -215,12 +159,61 @@ def _other_paths() -> dict[str, Any]:
             "get": _op(
                 "List the caller's sessions (an admin: anyone's), read-only",
                 [user, expired, *_PAGE],
-                _json(_ref("SessionList"), "A page of sessions."),
+                _json(ref("SessionList"), "A page of sessions."),
             )
         },
         "/api/sessions/{session_id}": {
             "get": _op("One session (read-only)", [sid], _json({"type": "object"}, "It."), 404)
         },
+    }
+
+
+def _delegation_paths() -> dict[str, Any]:
+    approver = _param(
+        "approver",
+        {"type": "string"},
+        "Another approver's delegations (admin tokens only; default: the authenticated user).",
+    )
+    delegate = _param("delegate_id", {"type": "string"}, "The delegate (percent-encoded).", "path")
+    admin_only = "A user token named another approver (``admin_required``)."
+    created = _json(ref("Delegation"), "The delegation (replacing one to the same delegate).")
+    post = _op(
+        "Let another user vote for the authenticated user (or, with an admin token, for "
+        "``approver``) until a time or until revoked",
+        [],
+        created,
+        403,
+        e403=admin_only,
+    )
+    post["responses"] = {"201": post["responses"].pop("200"), **post["responses"]}
+    post["requestBody"] = {
+        "required": True,
+        "content": {"application/json": {"schema": ref("DelegateBody")}},
+    }
+    delete = _op(
+        "Revoke a delegation of the authenticated user (an admin: of ``approver``); votes "
+        "already cast through it stay",
+        [delegate, approver],
+        {"description": "Revoked."},
+        403,
+        404,
+        e403=admin_only,
+        e404="That user holds no active delegation from the approver.",
+    )
+    delete["responses"] = {"204": delete["responses"].pop("200"), **delete["responses"]}
+    return {
+        "/api/delegations": {
+            "get": _op(
+                "The active delegations from and to the authenticated user (an admin: "
+                "``approver``)",
+                [approver],
+                _json(ref("Delegations"), "Both lists."),
+                403,
+                e403=admin_only,
+            ),
+            "post": post,
+        },
+        "/api/delegations/{delegate_id}": {"delete": delete},
     }
 
 
@@ -231,11 +224,12 @@ def openapi_document(base_url: str | None = None) -> dict[str, Any]:
         "info": {
             "title": "Kaizen approvals API",
             "version": __version__,
-            "description": "Decide external-agent approval requests; read sessions.",
+            "description": "Vote on external-agent approval requests (quorum with veto, "
+            "edit-and-approve, delegation); read sessions.",
         },
-        "paths": {**_other_paths(), **_approval_paths()},
+        "paths": {**_other_paths(), **_approval_paths(), **_delegation_paths()},
         "components": {
-            "schemas": _SCHEMAS,
+            "schemas": SCHEMAS,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
         "security": [{"bearer": []}],

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from kaizen import service
@@ -23,6 +23,9 @@ from kaizen.api._params import (
     MAX_LIMIT,
     MAX_REASON,
     STATUSES,
+    body_object,
+    body_str,
+    body_time,
     json_object,
     query,
     query_bool,
@@ -94,7 +97,16 @@ async def list_approvals(request: Request) -> JSONResponse:
     """``GET /api/approvals``: the approvals the caller may see, newest first, filtered
     and paged."""
     viewer = authenticate(request)
-    names = ("status", "approver", "agent", "requested_by", "decided_by", "limit", "offset")
+    names = (
+        "status",
+        "approver",
+        "voter",
+        "agent",
+        "requested_by",
+        "decided_by",
+        "limit",
+        "offset",
+    )
     params = query(request, names)
     limit = query_int(params, "limit", default=100, low=1, high=MAX_LIMIT)
     offset = query_int(params, "offset", default=0, low=0, high=10**9)
@@ -103,6 +115,7 @@ async def list_approvals(request: Request) -> JSONResponse:
         viewer=viewer,
         status=query_str(params, "status", choices=STATUSES),
         approver=query_str(params, "approver"),
+        voter=query_str(params, "voter"),
         agent=query_str(params, "agent"),
         requested_by=query_str(params, "requested_by"),
         decided_by=query_str(params, "decided_by"),
@@ -128,26 +141,42 @@ async def get_approval(request: Request, request_id: str | None = None) -> JSONR
 
 
 async def approve(request: Request) -> JSONResponse:
-    """``POST /api/approvals/{id}/approve``: the token's user approves."""
+    """``POST /api/approvals/{id}/approve`` with an optional ``{"comment", "metadata",
+    "on_behalf_of"}``: the token's user votes to approve (the request stays pending
+    until its quorum of approvals for one version of the metadata is met)."""
     viewer = authenticate(request)
     query(request, ())
-    await json_object(request, allowed=())
+    body = await json_object(request, allowed=("comment", "metadata", "on_behalf_of"))
+    comment = body_str(body, "comment")
+    metadata = body_object(body, "metadata")
+    on_behalf_of = body_str(body, "on_behalf_of")
     request_id = request.path_params["request_id"]
-    approval = await service.approve(_kaizen(request), request_id, viewer.user, viewer=viewer)
+    approval = await service.approve(
+        _kaizen(request),
+        request_id,
+        viewer.user,
+        comment=comment,
+        metadata=metadata,
+        on_behalf_of=on_behalf_of,
+        viewer=viewer,
+    )
     return JSONResponse(_approval_json(request, approval))
 
 
 async def reject(request: Request) -> JSONResponse:
-    """``POST /api/approvals/{id}/reject`` with ``{"reason": ...}``: the token's user rejects."""
+    """``POST /api/approvals/{id}/reject`` with ``{"reason", "on_behalf_of"?}``: the
+    token's user rejects (a veto)."""
     viewer = authenticate(request)
     query(request, ())
-    body = await json_object(request, allowed=("reason",))
+    body = await json_object(request, allowed=("reason", "on_behalf_of"))
     reason = body.get("reason")
     if not isinstance(reason, str):  # what a reason may be, the manager checks (422 too)
         raise ApiError(422, f"reason must be a non-empty string of at most {MAX_REASON} characters")
+    on_behalf_of = body_str(body, "on_behalf_of")
     request_id = request.path_params["request_id"]
-    kaizen = _kaizen(request)
-    approval = await service.reject(kaizen, request_id, viewer.user, reason, viewer=viewer)
+    approval = await service.reject(
+        _kaizen(request), request_id, viewer.user, reason, on_behalf_of=on_behalf_of, viewer=viewer
+    )
     return JSONResponse(_approval_json(request, approval))
 
 
@@ -199,6 +228,66 @@ async def get_session(request: Request) -> JSONResponse:
     return JSONResponse(jsonable(session))
 
 
+def _approver_for(viewer: Viewer, named: str | None) -> str:
+    """Whose delegations a call is about: the token's user, or (an admin token) ``named``.
+
+    Raises:
+        ApiError: 403 (``admin_required``) when a user token names someone else.
+    """
+    if named is None or named == viewer.user:
+        return viewer.user
+    if not viewer.admin:
+        raise ApiError(
+            403,
+            "only an admin token may manage another approver's delegations",
+            code="admin_required",
+        )
+    return named
+
+
+async def list_delegations(request: Request) -> JSONResponse:
+    """``GET /api/delegations``: the active delegations from the token's user
+    (``outgoing``) and to them (``incoming``); an admin may name ``?approver=``."""
+    viewer = authenticate(request)
+    params = query(request, ("approver",))
+    user = _approver_for(viewer, query_str(params, "approver"))
+    kaizen = _kaizen(request)
+    outgoing = await service.list_delegations(kaizen, approver=user)
+    incoming = await service.list_delegations(kaizen, delegate=user)
+    return JSONResponse(
+        {"user": user, "outgoing": jsonable(outgoing), "incoming": jsonable(incoming)}
+    )
+
+
+async def create_delegation(request: Request) -> JSONResponse:
+    """``POST /api/delegations`` with ``{"to", "until"?}``: let ``to`` vote for the
+    token's user (an admin token may name the ``approver``); replaces an earlier one
+    to the same delegate."""
+    viewer = authenticate(request)
+    query(request, ())
+    body = await json_object(request, allowed=("to", "until", "approver"))
+    to = body_str(body, "to")
+    if to is None:
+        raise ApiError(422, "to is required: the user id of the delegate")
+    until = body_time(body, "until")
+    approver = _approver_for(viewer, body_str(body, "approver"))
+    delegation = await service.delegate(
+        _kaizen(request), approver, to, until=until, actor=viewer.user
+    )
+    return JSONResponse(jsonable(delegation), status_code=201)
+
+
+async def revoke_delegation(request: Request) -> Response:
+    """``DELETE /api/delegations/{delegate}``: end that delegate's delegation from the
+    token's user (an admin may name ``?approver=``); 404 when there is none."""
+    viewer = authenticate(request)
+    params = query(request, ("approver",))
+    approver = _approver_for(viewer, query_str(params, "approver"))
+    to = request.path_params["delegate_id"]
+    await service.revoke_delegation(_kaizen(request), approver, to, actor=viewer.user)
+    return Response(status_code=204)
+
+
 async def healthz(request: Request) -> JSONResponse:
     """``GET /healthz``: 200 when the database answers a query, else 503."""
     try:
@@ -222,6 +311,9 @@ def api_routes() -> list[Route]:
         Route(f"{ids}/reject", reject, methods=["POST"]),
         Route(f"{ids}/audit", audit, methods=["GET"]),
         Route(ids, get_approval, methods=["GET"]),
+        Route("/api/delegations", list_delegations, methods=["GET"]),
+        Route("/api/delegations", create_delegation, methods=["POST"]),
+        Route("/api/delegations/{delegate_id:path}", revoke_delegation, methods=["DELETE"]),
         Route("/api/sessions", list_sessions, methods=["GET"]),
         Route("/api/sessions/{session_id:path}", get_session, methods=["GET"]),
     ]

@@ -71,7 +71,7 @@ class ApprovalStore(Protocol):
         self,
         *,
         status: ApprovalStatus | None = None,
-        approver: str | None = None,
+        approver: str | Sequence[str] | None = None,
         agent: str | None = None,
         requested_by: str | None = None,
         involving: str | Sequence[str] | None = None,

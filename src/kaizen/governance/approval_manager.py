@@ -511,7 +511,7 @@ class ExternalAgentApprovalManager(SharedSettings):
         self,
         *,
         status: ApprovalStatus | None = None,
-        approver: str | None = None,
+        approver: str | Sequence[str] | None = None,
         agent: str | None = None,
         requested_by: str | None = None,
         involving: str | Sequence[str] | None = None,

@@ -225,7 +225,7 @@ class InMemoryApprovalStore:
         self,
         *,
         status: ApprovalStatus | None = None,
-        approver: str | None = None,
+        approver: str | Sequence[str] | None = None,
         agent: str | None = None,
         requested_by: str | None = None,
         involving: str | Sequence[str] | None = None,
@@ -240,7 +240,7 @@ class InMemoryApprovalStore:
         def keep(r: ExternalAgentApprovalRequest) -> bool:
             return (
                 (wanted is None or r.status is wanted)
-                and (approver is None or approver in r.approvers)
+                and (approver is None or _routed(r, approver))
                 and (agent is None or r.external_agent_id == agent)
                 and (requested_by is None or r.requested_by == requested_by)
                 and _involves(r, involving)
@@ -251,6 +251,11 @@ class InMemoryApprovalStore:
             )
 
         return self._newest_first(keep)[offset : offset + limit]
+
+
+def _routed(request: ExternalAgentApprovalRequest, users: str | Sequence[str]) -> bool:
+    """The ``approver`` filter: routed to the user (or to any of them)."""
+    return any(u in request.approvers for u in ([users] if isinstance(users, str) else users))
 
 
 def _involves(request: ExternalAgentApprovalRequest, users: str | Sequence[str] | None) -> bool:

@@ -9,7 +9,8 @@ here.
   excluded approvers. Each casts at most one vote, in person or through a delegate;
   a person casts at most one vote per request, whoever for.
 - **Quorum with veto**: an approval counts toward the version of the metadata it is
-  for (the request's own, or an edited one); ``quorum`` approvals of one version
+  for (the request's own, or an edited one; versions compare as JSON values, so
+  ``15`` is ``15.0``); ``quorum`` approvals of one version
   approve the request with that version. Any eligible rejection rejects it.
 - **Deadlines**: a pending request past its deadline escalates once, if its policy
   names approvers to escalate to (they join the approvers, with a fresh deadline),
@@ -24,7 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from kaizen.governance._rows import Change
-from kaizen.governance._seal import canonical_value
+from kaizen.governance.audit import canonical
 from kaizen.governance.errors import (
     AlreadyDecidedError,
     AlreadyVotedError,
@@ -92,8 +93,20 @@ class Progress:
         return f"{self.approvals} of {self.quorum}"
 
 
-def _version_key(metadata: dict[str, Any] | None) -> Any:
-    return None if metadata is None else canonical_value("approved_metadata", metadata)
+def _version_key(metadata: dict[str, Any] | None) -> str | None:
+    """What identifies a version of the metadata: its JSON value, keys sorted and whole
+    floats as ints (``15`` is ``15.0``, as JSON and every client reading it see it)."""
+    return None if metadata is None else canonical(_plain(metadata))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value
 
 
 def progress(request: ExternalAgentApprovalRequest) -> Progress:
@@ -270,7 +283,7 @@ def metadata_diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, An
     changed = {
         k: [before[k], after[k]]
         for k in before
-        if k in after and _version_key({"v": before[k]}) != _version_key({"v": after[k]})
+        if k in after and canonical(_plain(before[k])) != canonical(_plain(after[k]))
     }
     added = {k: after[k] for k in after if k not in before}
     removed = sorted(k for k in before if k not in after)

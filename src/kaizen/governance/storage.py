@@ -347,7 +347,7 @@ class ExternalAgentApprovalStorage:
         self,
         *,
         status: ApprovalStatus | None = None,
-        approver: str | None = None,
+        approver: str | Sequence[str] | None = None,
         agent: str | None = None,
         requested_by: str | None = None,
         involving: str | Sequence[str] | None = None,
@@ -362,7 +362,7 @@ class ExternalAgentApprovalStorage:
 
         Args:
             status: Only requests with this status.
-            approver: Only requests this user is an approver of.
+            approver: Only requests this user is an approver of (a list: any of them).
             agent: Only requests for this external agent.
             requested_by: Only requests this user made.
             involving: Only requests this user made or is an approver of (a list:

@@ -1,11 +1,28 @@
 // What the inbox's views share: the API client, feedback (alert, success notice, field
-// errors) and the request card with its two-step approve and reject.
+// errors) and the request card with its two-step approve (with an optional comment and
+// edited metadata) and reject.
+import {
+  leadingVersion, parseMetadata, progressText, sameVersion, showDiff, textProblem, voteItem,
+} from "./votes.js";
 
 export const $ = (id) => document.getElementById(id);
 export const TOKEN_KEY = "kaizen.token";
 export const EXPIRED = "Your token is no longer accepted; please sign in again.";
-const MAX_REASON = 4000; // kaizen.governance.models.MAX_REASON, in characters
 const NOTICE_MS = 8000;
+
+let viewer = null; // the signed-in user: whose vote a card looks for
+
+/** Tell the cards who is signed in (null: nobody). */
+export function setViewer(name) {
+  viewer = name;
+}
+
+const votedIn = (approval) =>
+  viewer !== null && (approval.votes || []).some((v) => v.approver_id === viewer);
+
+/** The message after a vote that left `approval` pending, without a full stop (null: it decided it). */
+export const recordedText = (approval) =>
+  approval.status === "pending" ? `Your vote is recorded: ${progressText(approval)}` : null;
 
 export class ApiError extends Error {
   constructor(status, code, message) {
@@ -50,6 +67,7 @@ const PROBLEMS = {
   own_request: "You made this request; someone else must decide it.",
   not_an_approver: "You are not one of the approvers of this request.",
   already_decided: "This request has already been decided.",
+  already_voted: "Your vote on this request is already recorded.",
   not_found: "This request does not exist, or you are not allowed to see it.",
 };
 export const problemText = (error) => PROBLEMS[error.code] || error.message;
@@ -124,6 +142,7 @@ export const decisionVerb = (action) => (action === "approve" ? "Approved" : "Re
 
 let serial = 0;
 const hooksOf = new WeakMap(); // card -> the hooks of the view showing it
+const shownOf = new WeakMap(); // card -> the approval it shows (the latest filled in)
 
 /**
  * A card showing `approval`, with Approve…/Reject… each opening a confirm step.
@@ -140,10 +159,14 @@ export function createCard(approval, hooks) {
   const ids = {
     ".agent": "title", ".reject-reason": "reason", ".reject-error": "reason-error",
     ".reject-form": "reject", ".approve-confirm": "approve", ".step-question": "question",
+    ".approve-comment": "comment", ".comment-error": "comment-error",
+    ".metadata-edit": "metadata", ".metadata-error": "metadata-error",
   };
   for (const [sel, name] of Object.entries(ids)) q(sel).id = `req-${n}-${name}`;
   card.setAttribute("aria-labelledby", q(".agent").id);
   q(".reject-label").htmlFor = q(".reject-reason").id;
+  q(".comment-label").htmlFor = q(".approve-comment").id;
+  q(".metadata-label").htmlFor = q(".metadata-edit").id;
   q(".approve-confirm").setAttribute("aria-labelledby", q(".step-question").id);
   q(".approve").setAttribute("aria-controls", q(".approve-confirm").id);
   q(".reject").setAttribute("aria-controls", q(".reject-form").id);
@@ -155,9 +178,10 @@ export function createCard(approval, hooks) {
   return card;
 }
 
-/** Update the card's text from `approval` (open steps and typed reasons are kept). */
+/** Update the card's text from `approval` (open steps and typed text are kept). */
 export function fillCard(card, approval) {
   const q = (sel) => card.querySelector(sel);
+  shownOf.set(card, approval);
   q(".agent").textContent = approval.external_agent_id;
   q(".requester").textContent = approval.requested_by;
   q(".reason").textContent = approval.approval_reason || "—";
@@ -181,8 +205,33 @@ export function fillCard(card, approval) {
   q(".decided-at").textContent = approval.approved_at ? new Date(approval.approved_at).toLocaleString() : "—";
   q(".rejection-row").hidden = !approval.rejection_reason;
   q(".rejection-reason").textContent = approval.rejection_reason || "";
-  q(".actions").hidden = !pending;
-  if (!pending) closeSteps(card, false);
+  fillVotes(card, approval);
+  const voted = votedIn(approval);
+  const open = pending && !voted;
+  q(".voted-note").hidden = !(pending && voted);
+  q(".voted-note").textContent = `You voted: ${progressText(approval)} so far; the request waits for more.`;
+  q(".actions").hidden = !open;
+  if (!open) closeSteps(card, false);
+}
+
+function fillVotes(card, approval) {
+  const q = (sel) => card.querySelector(sel);
+  const votes = approval.votes || [];
+  q(".progress").textContent = progressText(approval);
+  q(".votes-row").hidden = votes.length === 0;
+  q(".votes").replaceChildren(...votes.map((v) => voteItem(v, approval.request_metadata || {})));
+  const escalated = (approval.escalations || 0) > 0;
+  q(".escalated-note").hidden = !escalated;
+  const added = (approval.escalate_to || []).join(", ");
+  q(".escalated-text").textContent =
+    `No decision came before the first deadline; the request went to ${added || "more approvers"} too.`;
+  const edited = approval.approved_metadata;
+  q(".approved-metadata-row").hidden = !edited;
+  if (edited) showDiff(q(".approved-diff"), approval.request_metadata || {}, edited);
+  const quorum = approval.progress ? approval.progress.quorum : 1;
+  q(".step-question").textContent = quorum > 1
+    ? `Vote to approve this request (${progressText(approval)} so far)? Your vote cannot be undone.`
+    : "Approve this request? This cannot be undone.";
 }
 
 /** Open the confirm step of `action` ("approve" or "reject"); focus it unless told not to. */
@@ -193,8 +242,20 @@ export function openStep(card, action, focus = true) {
   q(".reject-form").hidden = approving;
   q(".approve").setAttribute("aria-expanded", String(approving));
   q(".reject").setAttribute("aria-expanded", String(!approving));
+  if (approving) prefillMetadata(card);
   if (focus) q(approving ? ".confirm-approve" : ".reject-reason").focus();
   hooksOf.get(card).stepChanged?.(action);
+}
+
+// The editor starts from the version with the most approvals, so that a second approver
+// who edits nothing adds to the first's; what the approver typed is never replaced.
+function prefillMetadata(card) {
+  const q = (sel) => card.querySelector(sel);
+  const approval = shownOf.get(card);
+  const leading = leadingVersion(approval);
+  q(".leading-note").hidden = sameVersion(leading, approval.request_metadata || {});
+  const editor = q(".metadata-edit");
+  if (!editor.dataset.edited) editor.value = JSON.stringify(leading, null, 2);
 }
 
 function closeSteps(card, restoreFocus) {
@@ -206,15 +267,46 @@ function closeSteps(card, restoreFocus) {
   q(".approve").setAttribute("aria-expanded", "false");
   q(".reject").setAttribute("aria-expanded", "false");
   setFieldError(q(".reject-reason"), q(".reject-error"), "");
+  setFieldError(q(".approve-comment"), q(".comment-error"), "");
+  setFieldError(q(".metadata-edit"), q(".metadata-error"), "");
   if (restoreFocus) q(wasApproving ? ".approve" : ".reject").focus();
   if (wasOpen) hooksOf.get(card).stepChanged?.(null);
 }
 
 function reasonProblem(reason) {
   if (!reason) return "Please give a reason for the rejection.";
-  const length = [...reason].length;
-  if (length > MAX_REASON) return `The reason may be at most ${MAX_REASON} characters long; it is ${length}.`;
-  return "";
+  return textProblem(reason, "reason");
+}
+
+/** The approve body the step's fields make, or null after showing what is wrong with them. */
+function approveBody(card) {
+  const q = (sel) => card.querySelector(sel);
+  const body = {};
+  const comment = q(".approve-comment").value.trim();
+  const problem = textProblem(comment, "comment");
+  if (problem) {
+    setFieldError(q(".approve-comment"), q(".comment-error"), problem);
+    q(".approve-comment").focus();
+    return null;
+  }
+  if (comment) body.comment = comment;
+  if (q(".edit-metadata").open) {
+    const parsed = parseMetadata(q(".metadata-edit").value);
+    if (parsed.problem) {
+      setFieldError(q(".metadata-edit"), q(".metadata-error"), parsed.problem);
+      q(".metadata-edit").focus();
+      return null;
+    }
+    body.metadata = parsed.value;
+  }
+  return body;
+}
+
+function clearOnInput(field, message, mark) {
+  field.addEventListener("input", () => {
+    if (mark) field.dataset.edited = "true";
+    if (field.hasAttribute("aria-invalid")) setFieldError(field, message, "");
+  });
 }
 
 function wire(card, id) {
@@ -227,10 +319,13 @@ function wire(card, id) {
   for (const step of card.querySelectorAll(".step")) {
     step.addEventListener("keydown", (event) => { if (event.key === "Escape") closeSteps(card, true); });
   }
-  q(".confirm-approve").addEventListener("click", () => decide(card, id, "approve", {}));
-  reason.addEventListener("input", () => {
-    if (reason.hasAttribute("aria-invalid")) setFieldError(reason, q(".reject-error"), "");
+  q(".confirm-approve").addEventListener("click", () => {
+    const body = approveBody(card);
+    if (body) decide(card, id, "approve", body);
   });
+  clearOnInput(reason, q(".reject-error"), false);
+  clearOnInput(q(".approve-comment"), q(".comment-error"), false);
+  clearOnInput(q(".metadata-edit"), q(".metadata-error"), true);
   q(".reject-form").addEventListener("submit", (event) => {
     event.preventDefault();
     const text = reason.value.trim();
@@ -249,8 +344,9 @@ async function decide(card, id, action, body) {
   const hooks = hooksOf.get(card);
   const controls = card.querySelectorAll("button");
   const confirm = q(action === "approve" ? ".confirm-approve" : ".confirm-reject");
+  const fields = card.querySelectorAll("textarea");
   controls.forEach((b) => { b.disabled = true; });
-  q(".reject-reason").readOnly = true;
+  fields.forEach((f) => { f.readOnly = true; });
   card.setAttribute("aria-busy", "true");
   showError("");
   hooks.started?.();
@@ -262,12 +358,16 @@ async function decide(card, id, action, body) {
     failure = error;
   }
   controls.forEach((b) => { b.disabled = false; });
-  q(".reject-reason").readOnly = false;
+  fields.forEach((f) => { f.readOnly = false; });
   card.removeAttribute("aria-busy");
-  if (!failure) return hooks.decided(approval, action);
-  if (failure.status === 422 && action === "reject") {
-    setFieldError(q(".reject-reason"), q(".reject-error"), failure.message);
-    q(".reject-reason").focus();
+  if (!failure) {
+    resetSteps(card);
+    return hooks.decided(approval, action);
+  }
+  const refused = failure.status === 422 ? refusedField(card, action, failure.message) : null;
+  if (refused) {
+    setFieldError(refused[0], refused[1], failure.message);
+    refused[0].focus();
   } else if (failure.status === 403) {
     showError(problemText(failure));
     closeSteps(card, true); // deciding is not theirs: the request stays as it is
@@ -276,4 +376,24 @@ async function decide(card, id, action, body) {
     confirm.focus(); // e.g. the server was unreachable: trying again is the way on
   }
   hooks.failed(failure);
+}
+
+// The field a 422 is about, with its message element: the reason of a rejection; the
+// metadata or comment of an approval (else null: the alert shows it).
+function refusedField(card, action, message) {
+  const q = (sel) => card.querySelector(sel);
+  if (action === "reject") return [q(".reject-reason"), q(".reject-error")];
+  if (/metadata/i.test(message) && q(".edit-metadata").open) return [q(".metadata-edit"), q(".metadata-error")];
+  if (/comment/i.test(message)) return [q(".approve-comment"), q(".comment-error")];
+  return null;
+}
+
+// After a recorded vote the steps start afresh (the card may offer them again elsewhere).
+function resetSteps(card) {
+  const q = (sel) => card.querySelector(sel);
+  for (const sel of [".approve-comment", ".metadata-edit", ".reject-reason"]) {
+    q(sel).value = "";
+    delete q(sel).dataset.edited;
+  }
+  q(".edit-metadata").open = false;
 }

@@ -2,9 +2,12 @@
 // decisions made elsewhere show up without a reload, and "Decided", the user's own
 // decisions) or, at /approvals/<id>, the page of one request (the links sent to approvers).
 // Opening a page never changes anything: only a confirmed Approve/Reject sends a POST.
+// A vote that does not yet decide (a quorum of several) leaves the request pending: its
+// card stays, showing the votes and "You voted".
 import {
   $, EXPIRED, TOKEN_KEY, announce, api, apiPath, clearError, createCard, decisionVerb,
-  fillCard, notify, openStep, pagePath, problemText, setFieldError, showError, showStatus,
+  fillCard, notify, openStep, pagePath, problemText, recordedText, setFieldError, setViewer,
+  showError, showStatus,
 } from "./common.js";
 
 const POLL_MS = 2000;
@@ -43,6 +46,14 @@ function listHooks(id, item) {
   return {
     started: () => mine.add(id),
     decided: (approval, action) => {
+      const recorded = recordedText(approval);
+      if (recorded) {
+        mine.delete(id); // still pending: whoever decides it next, it is news here
+        fillCard(item.firstElementChild, approval);
+        item.querySelector(".agent").focus(); // its buttons are gone
+        notify(`${recorded} (${label(approval)}).`);
+        return;
+      }
       removeItem(item);
       notify(`${decisionVerb(action)} ${label(approval)}.`);
       refreshDecided();
@@ -50,7 +61,10 @@ function listHooks(id, item) {
     },
     failed: (error) => {
       if (error.status === 401) return signOut(EXPIRED);
-      if (error.status === 404 || error.status === 409) {
+      if (error.code === "already_voted") {
+        showError(problemText(error));
+        mine.delete(id);
+      } else if (error.status === 404 || error.status === 409) {
         showError(problemText(error));
         removeItem(item);
       } else {
@@ -111,7 +125,8 @@ async function refresh() {
   if (!user || route.view !== "inbox") return;
   const seq = ++refreshSeq;
   try {
-    const query = new URLSearchParams({ status: "pending", approver: user, limit: "500" });
+    // Routed to me, or to someone I stand in for as a delegate.
+    const query = new URLSearchParams({ status: "pending", voter: user, limit: "500" });
     const page = await api(`/api/approvals?${query}`);
     if (seq !== refreshSeq) return; // superseded (a decision, sign-out or newer poll)
     render(page.items);
@@ -209,7 +224,8 @@ function pageHooks(id, getCard) {
     stepChanged: (action) => history.replaceState(null, "", pagePath(id, action)),
     decided: (approval, action) => {
       fillCard(getCard(), approval);
-      notify(`${decisionVerb(action)} ${label(approval)}.`);
+      const recorded = recordedText(approval);
+      notify(recorded ? `${recorded}.` : `${decisionVerb(action)} ${label(approval)}.`);
       history.replaceState(null, "", pagePath(id));
       getCard().querySelector(".agent").focus();
     },
@@ -286,6 +302,7 @@ async function signIn(token) {
   }
   setFieldError($("token"), $("token-error"), "");
   showError("");
+  setViewer(user);
   $("user-name").textContent = user;
   $("whoami").hidden = false;
   $("sign-in").hidden = true;
@@ -299,6 +316,7 @@ function signOut(message) {
   decidedSeq++;
   sessionStorage.removeItem(TOKEN_KEY);
   user = null;
+  setViewer(null);
   mine.clear();
   $("requests").replaceChildren();
   $("decided").replaceChildren();
