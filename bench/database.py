@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from bench.capture import Replayer
 from bench.explain import explain
 from bench.runner import OpResult, run_op
+from bench.runner import interleaved as run_interleaved
 from bench.suite_approvals import ApprovalSuite
 from bench.suite_sessions import SessionSuite
 from bench.targets import Target, open_replayers, sqlite_target
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
 __all__ = ["bench_database"]
 
 Suite = ApprovalSuite | SessionSuite
+#: Approval operations timed again interleaved, for the vote targets (see ``goals``).
+VOTE_OPS = ("approve", "quorum_vote", "delegated_vote")
 #: The writes whose commits the ``sync`` part measures with ``synchronous=normal``.
 SYNC_OPS = {
     "approvals": ("save", "update", "approve"),
@@ -142,6 +145,9 @@ async def bench_database(target: Target, opts: Options) -> dict[str, Any]:
                     db, target, s, s.ops(), replayers, opts.calls, opts, opts.op_budget
                 )
             out["ops"] = [r.as_dict() for r in base]
+            votes = await _votes(target, suites, opts)
+            if votes:
+                out["votes"] = votes
             lap("ops")
         if "sync" in opts.parts and target.family == "sqlite" and target.path:
             out["synchronous_normal"] = await _synchronous_normal(target, opts)
@@ -175,6 +181,29 @@ async def bench_database(target: Target, opts: Options) -> dict[str, Any]:
         await db.close()
     out["seconds"] = round(time.perf_counter() - t0, 1)
     return out
+
+
+async def _votes(target: Target, suites: list[Suite], opts: Options) -> dict[str, Any] | None:
+    """The vote operations and ``approve`` interleaved, ours only: the p50 of each and its
+    ratio to ``approve``'s (what the vote targets are checked on)."""
+    names = [n for n in VOTE_OPS if _selected(opts, n)]
+    suite = next((s for s in suites if isinstance(s, ApprovalSuite)), None)
+    if suite is None or "approve" not in names or len(names) < 2:
+        return None
+    ops = [op for op in suite.ops() if op.name in names]
+    try:
+        stats = await run_interleaved(ops, opts.calls)
+    except Exception as exc:
+        traceback.print_exc()
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    base = stats["approve"].p50
+    result = {
+        "calls": opts.calls,
+        "ours": {name: s.as_dict() for name, s in stats.items()},
+        "ratio_vs_approve": {n: s.p50 / base for n, s in stats.items() if n != "approve"},
+    }
+    _log(f"{target.name} votes interleaved: {result['ratio_vs_approve']}")
+    return result
 
 
 async def _synchronous_normal(target: Target, opts: Options) -> list[dict[str, Any]]:

@@ -22,6 +22,8 @@ FLAT_AT_SCALE = (
     "sessions.list_by_user",
     "sessions.cleanup_expired",
 )
+#: Votes that must cost at most this much of a single approver's ``approve`` p50, same run.
+VOTES_VS_APPROVE = {"approvals.quorum_vote": 1.3, "approvals.delegated_vote": 1.3}
 _RAW = {"postgresql": ("asyncpg", 1.5), "mysql": ("asyncmy", 1.5), "sqlite": ("aiosqlite", 1.0)}
 
 
@@ -41,6 +43,7 @@ def _database(name: str, d: dict[str, Any]) -> list[dict[str, Any]]:
         if op["op"] in SINGLE_ROW.get(op["group"], ()):
             ratio = op["ratio_p50"].get(driver)
             goals.append(_goal(f"{op['group']}.{op['op']} p50 vs {driver}", name, ratio, limit))
+    goals += _votes(name, d)
     vs_base = (d.get("scale") or {}).get("vs_base", {})
     rows = (d.get("scale") or {}).get("rows")
     for key in FLAT_AT_SCALE:
@@ -61,6 +64,26 @@ def _database(name: str, d: dict[str, Any]) -> list[dict[str, Any]]:
             _goal(f"peak RSS MiB, {rss['saves_each']} saves each", name, rss["peak_mib"], 50)
         )
     return goals
+
+
+def _votes(name: str, d: dict[str, Any]) -> list[dict[str, Any]]:
+    """The vote operations against ``approvals.approve`` (ours, p50) on the same database:
+    from their interleaved timing when there is one, else from the operations."""
+    interleaved = (d.get("votes") or {}).get("ratio_vs_approve")
+    if interleaved is not None:
+        ratios = {f"approvals.{op}": r for op, r in interleaved.items()}
+    else:
+        p50 = {
+            f"{op['group']}.{op['op']}": (op.get("ours") or {}).get("p50_ms")
+            for op in d.get("ops", [])
+        }
+        approve = p50.get("approvals.approve")
+        ratios = {k: v / approve if v and approve else None for k, v in p50.items()}
+    return [
+        _goal(f"{key} p50 vs approvals.approve", name, ratios[key], limit)
+        for key, limit in VOTES_VS_APPROVE.items()
+        if key in ratios
+    ]
 
 
 def check_goals(results: dict[str, Any]) -> list[dict[str, Any]]:

@@ -56,6 +56,8 @@ def _database(name: str, d: dict[str, Any]) -> list[str]:
     if d.get("ops"):
         lines += [f"### Operations ({d.get('base_rows')} rows per table)", ""]
         lines += [*_op_table(d["ops"], drivers), ""]
+    if d.get("votes"):
+        lines += [*_votes(d["votes"]), ""]
     if d.get("synchronous_normal"):
         lines += [
             "### The same writes with `synchronous=normal` (the default is `full`)",
@@ -88,6 +90,21 @@ def _database(name: str, d: dict[str, Any]) -> list[str]:
         if part:
             lines += [f"### {title}", "", _part(key, part), ""]
     return lines
+
+
+def _votes(votes: dict[str, Any]) -> list[str]:
+    """The votes timed interleaved with ``approve`` (ours): p50 and the ratio to approve."""
+    if "error" in votes:
+        return [f"Votes interleaved: error: {votes['error']}"]
+    cells = [
+        f"{name} p50 {_ms(s['p50_ms'])} ms"
+        + (f" ({_ratio(votes['ratio_vs_approve'][name])})" if name != "approve" else "")
+        for name, s in votes["ours"].items()
+    ]
+    return [
+        f"Votes, ours, {votes['calls']} calls each interleaved (ratio to approve): "
+        + ", ".join(cells)
+    ]
 
 
 def _slow_plans(scale: dict[str, Any]) -> list[str]:

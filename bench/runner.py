@@ -21,7 +21,7 @@ from typing import Any
 from bench.capture import Recorder, Replayer, Stmt
 from dataflow import DataFlow
 
-__all__ = ["Op", "OpResult", "Stats", "run_op"]
+__all__ = ["Op", "OpResult", "Stats", "interleaved", "run_op"]
 
 Step = Callable[[Any], Awaitable[Any]]
 
@@ -208,3 +208,26 @@ async def run_op(
     result.ours = Stats.of(ours)
     result.raw = {name: Stats.of(v) for name, v in raw.items()}
     return result
+
+
+async def interleaved(ops: Sequence[Op], n: int) -> dict[str, Stats]:
+    """Time ``n`` calls of each of ``ops`` (ours only), one of each per round in an order
+    rotating every round: their ratios hold while the machine's load drifts, which
+    operations measured one after the other do not."""
+    ids = itertools.count()
+    samples: dict[str, list[int]] = {op.name: [] for op in ops}
+    for _ in range(max(1, n // 10)):  # warm-up
+        for op in ops:
+            arg = op.make(next(ids))
+            await _maybe(op.setup, arg)
+            await op.call(arg)
+            await _maybe(op.teardown, arg)
+    gc.collect()
+    for i in range(n):
+        for op in [*ops[i % len(ops) :], *ops[: i % len(ops)]]:
+            arg = op.make(next(ids))
+            await _maybe(op.setup, arg)
+            dt, _ = await _timed(op.call, arg)
+            samples[op.name].append(dt)
+            await _maybe(op.teardown, arg)
+    return {name: Stats.of(v) for name, v in samples.items()}

@@ -5,6 +5,8 @@ requests of agent ``agent-hot`` listing approver ``lead-hot``; the rest spread
 over 10,000 agents and 500 approvers, 5 % pending. Pending rows were created
 2 hours to 7 days ago with deadlines 30 days later, so the read-only
 ``get_expired_pending_requests`` finds them and the timeout sweep does not.
+Approver ``lead-bench`` has delegated to ``deputy-bench`` (stored, as every
+instance reads it), for the delegated vote.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bench.bulk import grow_table
-from bench.runner import Op
+from bench.runner import Op, Step
 from bench.suite import HOT_ROWS, now
 from bench.targets import Target
 from dataflow import DataFlow
@@ -29,6 +31,10 @@ __all__ = ["ApprovalSuite"]
 
 REQUEST_MODEL = "ApprovalRequestRecord"
 AUDIT_MODEL = "ApprovalAuditRecord"
+VOTE_MODEL = "ApprovalVoteRecord"
+#: The approver of the decision operations, and their delegate.
+APPROVER = "lead-bench"
+DEPUTY = "deputy-bench"
 _PENDING = ApprovalStatus.PENDING
 _CYCLE = ["pending"] + ["approved"] * 12 + ["rejected"] * 5 + ["timeout"] * 2
 _METADATA_JSON = '{"environment":"production","cost":15.0}'  # serialized once for all rows
@@ -62,19 +68,22 @@ def request_row(k: int, base: datetime) -> dict[str, Any]:
     }
 
 
-def new_request(rid: str, *, deadline: datetime | None = None) -> ExternalAgentApprovalRequest:
+def new_request(
+    rid: str, *, deadline: datetime | None = None, quorum: int = 1
+) -> ExternalAgentApprovalRequest:
     """A fresh pending request as the manager would build it."""
     created = now()
     return ExternalAgentApprovalRequest(
         id=rid,
         external_agent_id="agent-bench",
         requested_by="user-bench",
-        approvers=["lead-bench", "lead-hot"],
+        approvers=[APPROVER, "lead-hot"],
         status=_PENDING,
         approval_reason="External agent invocation requires approval",
         request_metadata={"environment": "production", "cost": 15.0},
         created_at=created,
         deadline_at=deadline or created + timedelta(hours=1),
+        quorum=quorum,
     )
 
 
@@ -95,6 +104,7 @@ class ApprovalSuite:
 
     async def populate(self, rows: int) -> None:
         await self.grow(rows)
+        await self.manager.delegate(APPROVER, to=DEPUTY)
 
     async def grow(self, rows: int) -> float:
         """Bulk-load generated rows up to ``rows`` in total; return seconds taken."""
@@ -107,7 +117,8 @@ class ApprovalSuite:
         return seconds
 
     async def _forget(self, ids: list[str]) -> None:
-        """Remove requests and their audit trails (side rows go by cascade)."""
+        """Remove requests, their votes and audit trails (side rows go by cascade)."""
+        await self.db.delete_where(VOTE_MODEL, {"request_id": {"$in": ids}})
         await self.db.delete_where(AUDIT_MODEL, {"request_id": {"$in": ids}})
         await self.db.delete_where(REQUEST_MODEL, {"id": {"$in": ids}})
 
@@ -118,7 +129,7 @@ class ApprovalSuite:
             "id": rid,
             "external_agent_id": "agent-bench",
             "requested_by": "user-bench",
-            "approvers_json": ["lead-bench"],
+            "approvers_json": [APPROVER],
             "status": "pending",
             "approval_reason": "External agent invocation requires approval",
             "request_metadata_json": {"cost": 15.0},
@@ -159,7 +170,7 @@ class ApprovalSuite:
             await self._forget(ids)
 
         async def sweep(ids: list[str]) -> int:
-            return await s.timeout_overdue()
+            return len((await m.sweep_overdue()).timed_out)
 
         return [
             Op("save", s.save, make=lambda i: new_request(f"new-{i}"), teardown=forget),
@@ -174,12 +185,13 @@ class ApprovalSuite:
             ),
             Op(
                 "approve",
-                lambda a: m.approve_request(a.id, "lead-bench"),
+                lambda a: m.approve_request(a.id, APPROVER),
                 make=lambda i: new_request(f"dec-{i}"),
                 setup=save_pending,
                 teardown=forget,
-                note="manager.approve_request: conditional decision + audit + NOTIFY",
+                note="manager.approve_request: conditional decision + vote + audit + NOTIFY",
             ),
+            *self.vote_ops(save_pending, forget),
             *self.scale_ops(),
             Op(
                 "timeout_sweep",
@@ -188,7 +200,30 @@ class ApprovalSuite:
                 setup=sweep_setup,
                 teardown=sweep_teardown,
                 weight=0.25,
-                note=f"timeout_overdue() flipping {SWEEP_BATCH} overdue requests",
+                note=f"manager.sweep_overdue() timing out {SWEEP_BATCH} overdue requests",
+            ),
+        ]
+
+    def vote_ops(self, setup: Step, teardown: Step) -> list[Op]:
+        """Votes beside ``approve`` (a single approver's deciding vote): a vote that
+        leaves a quorum-2 request pending, and a delegate's deciding vote."""
+        m = self.manager
+        return [
+            Op(
+                "quorum_vote",
+                lambda a: m.approve_request(a.id, APPROVER),
+                make=lambda i: new_request(f"quo-{i}", quorum=2),
+                setup=setup,
+                teardown=teardown,
+                note="approve_request on a quorum-2 request: the first vote (vote + audit)",
+            ),
+            Op(
+                "delegated_vote",
+                lambda a: m.approve_request(a.id, DEPUTY),
+                make=lambda i: new_request(f"dlg-{i}"),
+                setup=setup,
+                teardown=teardown,
+                note=f"approve_request by {DEPUTY} for {APPROVER}: + the delegation lookup",
             ),
         ]
 

@@ -13,7 +13,7 @@ import json
 import sys
 from typing import Any
 
-from dataflow import DataFlow
+from dataflow import DataFlow, DataFlowError
 from kaizen.governance import (
     AlreadyDecidedError,
     ApprovalLevel,
@@ -86,7 +86,66 @@ async def sweep(manager: ExternalAgentApprovalManager, args: dict[str, Any]) -> 
     return await manager.timeout_pending_approvals()
 
 
-COMMANDS = {"create": create, "approve": approve, "wait": wait, "race": race, "sweep": sweep}
+async def vote_outcome(
+    manager: ExternalAgentApprovalManager, request_id: str, voter: str, action: str
+) -> list[str]:
+    """Cast one vote; ``[outcome, status]``: ``voted`` and the status after the vote, or
+    the error's class name and the status it names (``-`` for errors naming none)."""
+    try:
+        if action == "approve":
+            after = await manager.approve_request(request_id, voter)
+        else:
+            after = await manager.reject_request(request_id, voter, f"no from {voter}")
+    except AlreadyDecidedError as exc:  # AlreadyVotedError included
+        return [type(exc).__name__, exc.status.value]
+    except DataFlowError as exc:  # NotAuthorizedError, ConcurrencyError...: the test says
+        return [type(exc).__name__, "-"]
+    return ["voted", after.status.value]
+
+
+async def vote_race(manager: ExternalAgentApprovalManager, args: dict[str, Any]) -> Any:
+    """Vote ``action`` as ``approver`` on every request of ``ids``, all instances at once;
+    each request's outcome (see :func:`vote_outcome`)."""
+    barrier()
+    return {
+        rid: await vote_outcome(manager, rid, args["approver"], args["action"])
+        for rid in args["ids"]
+    }
+
+
+async def sweep_overdue(manager: ExternalAgentApprovalManager, args: dict[str, Any]) -> Any:
+    """Escalate or time out the overdue requests, all instances at once; the ids acted on."""
+    barrier()
+    done = await manager.sweep_overdue()
+    return {"escalated": done.escalated, "timed_out": done.timed_out}
+
+
+async def steps(manager: ExternalAgentApprovalManager, args: dict[str, Any]) -> Any:
+    """A long-lived instance: per stdin line ``{"id", "voter", "action"}`` cast the vote
+    and print ``{"step": [outcome, status, on_behalf_of]}``; an empty line ends it."""
+    print("ready", flush=True)
+    done = 0
+    while line := sys.stdin.readline().strip():
+        step = json.loads(line)
+        outcome = await vote_outcome(manager, step["id"], step["voter"], step["action"])
+        request = await manager.get_request(step["id"])
+        mine = [v for v in request.votes if v.approver_id == step["voter"]] if request else []
+        behalf = mine[0].on_behalf_of if mine else None
+        print(json.dumps({"step": [*outcome, behalf]}), flush=True)
+        done += 1
+    return done
+
+
+COMMANDS = {
+    "create": create,
+    "approve": approve,
+    "wait": wait,
+    "race": race,
+    "sweep": sweep,
+    "vote_race": vote_race,
+    "sweep_overdue": sweep_overdue,
+    "steps": steps,
+}
 
 
 async def main(url: str, command: str, args: dict[str, Any]) -> None:
