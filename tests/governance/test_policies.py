@@ -223,7 +223,13 @@ async def test_a_delegate_votes_for_the_delegator_on_every_instance(store: Any) 
     with pytest.raises(AlreadyVotedError):
         await other.approve_request(rid, "dee")
     assert (await m.approve_request(rid, "ana")).status is APPROVED
-    assert (await m.get_audit_trail(rid))[1].details["on_behalf_of"] == "bo"
+    details = (await m.get_audit_trail(rid))[1].details
+    assert details["on_behalf_of"] == "bo"
+    assert details["delegation"] == {
+        "created_at": made.created_at.isoformat(),
+        "created_by": "bo",
+        "until": None,
+    }
     assert (await m.verify_audit()).ok
 
 
@@ -485,3 +491,54 @@ async def test_whether_approval_is_required_reads_the_stored_policy(store: Any) 
     assert await app.approval_required("other", {"cost": 50}) == (False, None)
     with pytest.raises(ValidationError):
         await app.approval_required("deploy", ["cost"])  # type: ignore[arg-type]
+
+
+async def test_stored_policies_and_delegations_are_sealed_by_their_chains(
+    store: Any, db: DataFlow
+) -> None:
+    m = manager_on(store)
+    requirement = ApprovalRequirement(ApprovalLevel.CUSTOM, custom_approvers=["ana", "bo"])
+    await m.save_policy("deploy", requirement, actor="ops")
+    await m.save_policy("other", requirement, actor="ops")
+    await m.delete_policy("other", actor="ops")
+    await m.delegate("bo", to="dee", until=utcnow() + timedelta(days=1))
+    await m.delegate("bo", to="eve")
+    await m.revoke_delegation("bo", to="eve")
+    report = await m.verify_audit()
+    assert report.ok and report.events == 6
+    # Edited behind the library's back: a policy, a delegation's end, an event.
+    if isinstance(store, InMemoryApprovalStore):
+        settings = store.settings
+        settings._policies["deploy"]["quorum"] = 2
+        [(key, found)] = settings._delegations.items()
+        settings._delegations[key] = Delegation("bo", "dee", None, found.created_at, "bo")
+        settings._policies["sneaky"] = dict(settings._policies["deploy"])
+    else:
+        [row] = await db.select("ApprovalPolicyRecord", {"id": "deploy"})
+        edited = {**row["requirement_json"], "quorum": 2}
+        await db.update_where(
+            "ApprovalPolicyRecord", {"id": "deploy"}, {"requirement_json": edited}
+        )
+        await db.update_where("ApprovalDelegationRecord", {"delegate_id": "dee"}, {"until": None})
+        await db.insert(
+            "ApprovalPolicyRecord",
+            {"id": "sneaky", "requirement_json": edited, "updated_by": "mallory"},
+        )
+    problems = (await m.verify_audit()).problems
+    assert sorted((p.request_id, p.message) for p in problems) == [
+        ("delegation:bo", "stored delegation differs from its audit trail"),
+        ("policy:deploy", "stored policy differs from its audit trail"),
+        ("policy:sneaky", "stored policy differs from its audit trail"),
+    ]
+    assert (await m.verify_audit("some-request")).ok  # one request: no settings checked
+
+
+async def test_an_edited_settings_event_is_reported(db: DataFlow) -> None:
+    m = manager_on(ExternalAgentApprovalStorage(db))
+    requirement = ApprovalRequirement(ApprovalLevel.CUSTOM, custom_approvers=["ana"])
+    await m.save_policy("deploy", requirement, actor="ops")
+    await db.update_where("ApprovalSettingsAuditRecord", {"subject": "deploy"}, {"actor": "eve"})
+    problems = (await m.verify_audit()).problems
+    assert [(p.request_id, p.seq, p.message) for p in problems] == [
+        ("policy:deploy", 0, "event was modified (hash mismatch)")
+    ]

@@ -20,8 +20,8 @@ from dataflow.errors import ConcurrencyError
 from dataflow.transactions import Transaction
 from dataflow.values import utcnow
 from kaizen.governance._schema import audit_from_row, register_models
-from kaizen.governance.audit import GENESIS, canonical, make_event
-from kaizen.governance.models import AuditEvent, Delegation
+from kaizen.governance.audit import GENESIS, canonical, check_links, make_event
+from kaizen.governance.models import AuditEvent, AuditProblem, AuditReport, Delegation
 
 __all__ = ["InMemorySettings", "SettingsStorage", "subject"]
 
@@ -206,6 +206,7 @@ class SettingsStorage:
                 "delegate_id": delegate,
                 "until": delegation.until,
                 "created_by": delegation.created_by,
+                "created_at": delegation.created_at,  # the time the manager returned
             }
             await tx.upsert(self._del, row)
             return {"delegate_id": delegate, "before": _until(before), "until": _until(delegation)}
@@ -242,6 +243,63 @@ class SettingsStorage:
         """The audit trail of one policy or one approver's delegations, oldest first."""
         rows = await self.db.select(self._aud, {"kind": kind, "subject": key}, order_by="seq")
         return [audit_from_row({**r, "request_id": subject(kind, key)})[0] for r in rows]
+
+    async def verify(self, report: AuditReport) -> None:
+        """Check every settings chain (an edited, inserted or removed event) and the
+        stored policies and delegations against them, into ``report``."""
+        order = ["kind", "subject", "seq"]
+        events: list[tuple[AuditEvent, str]] = []
+        offset = 0
+        while True:
+            rows = await self.db.select(self._aud, {}, order_by=order, limit=500, offset=offset)
+            for r in rows:
+                events.append(audit_from_row({**r, "request_id": subject(r["kind"], r["subject"])}))
+            if len(rows) < 500:
+                break
+            offset += len(rows)
+        await _verify(self, events, report)
+
+
+async def _verify(
+    store: SettingsStorage | InMemorySettings,
+    events: list[tuple[AuditEvent, str]],
+    report: AuditReport,
+) -> None:
+    """Check every settings chain in ``events`` (ordered by subject, then seq), and that
+    the stored policies and delegations are what their chains say."""
+    chains: dict[str, list[tuple[AuditEvent, str]]] = {}
+    for item in events:
+        chains.setdefault(item[0].request_id, []).append(item)
+    expected: dict[str, Any] = {}
+    for name, chain in chains.items():
+        report.events += len(chain)
+        if check_links(name, chain, report.problems):
+            expected[name] = _fold(name, [e for e, _ in chain])
+    actual: dict[str, Any] = {subject("policy", a): p for a, p in (await store.policies()).items()}
+    for d in await store.delegations():
+        key = subject("delegation", d.approver_id)
+        actual.setdefault(key, {})[d.delegate_id] = _until(d)
+    for name in sorted(set(expected) | set(actual)):
+        if name in chains and name not in expected:
+            continue  # a broken chain is the problem already reported
+        found = actual.get(name, None if name.startswith("policy:") else {})
+        if canonical(found) != canonical(expected.get(name)):
+            message = f"stored {name.split(':')[0]} differs from its audit trail"
+            report.problems.append(AuditProblem(name, None, message))
+
+
+def _fold(name: str, events: list[AuditEvent]) -> Any:
+    """What a chain says is stored: a policy (None: none), or delegate -> until marker."""
+    if name.startswith("policy:"):
+        return events[-1].details.get("after") if events else None
+    state: dict[str, Any] = {}
+    for event in events:
+        delegate, until = str(event.details.get("delegate_id")), event.details.get("until")
+        if until is None:
+            state.pop(delegate, None)
+        else:
+            state[delegate] = until
+    return state
 
 
 def _until(delegation: Delegation | None) -> Any:
@@ -338,3 +396,10 @@ class InMemorySettings:
     async def history(self, kind: str, key: str) -> list[AuditEvent]:
         """See :meth:`SettingsStorage.history`."""
         return list(self._events.get((kind, key), []))
+
+    async def verify(self, report: AuditReport) -> None:
+        """See :meth:`SettingsStorage.verify`."""
+        events = [
+            (e, canonical(e.details)) for key in sorted(self._events) for e in self._events[key]
+        ]
+        await _verify(self, events, report)

@@ -540,8 +540,12 @@ class ExternalAgentApprovalManager(SharedSettings):
         return await self._store.events(approval_request_id)
 
     async def verify_audit(self, approval_request_id: str | None = None) -> AuditReport:
-        """Verify the audit hash chains of one request or of all."""
-        return await self._store.verify_audit(approval_request_id)
+        """Verify the audit hash chains of one request, or of all requests and of the
+        stored policies and delegations."""
+        report = await self._store.verify_audit(approval_request_id)
+        if approval_request_id is None:
+            await self._store.settings.verify(report)
+        return report
 
 
 def _recorded(request: ExternalAgentApprovalRequest, change: Change) -> bool:

@@ -26,6 +26,7 @@ __all__ = [
     "GENESIS",
     "SWEPT",
     "canonical",
+    "check_links",
     "event_hash",
     "make_event",
     "verify_chain",
@@ -122,17 +123,18 @@ def verify_chain(
     report.events += len(events)
     problems = report.problems
     found = len(problems)
-    if not _check_links(request_id, events, problems):
+    if not check_links(request_id, events, problems):
         return
     _check_head(request_id, events, head, problems)
     if row is not None and len(problems) == found:
         _check_row(request_id, events, row, problems)
 
 
-def _check_links(
+def check_links(
     request_id: str, events: Sequence[tuple[AuditEvent, str]], problems: list[AuditProblem]
 ) -> bool:
-    """Check seqs, links and hashes; False when an event is missing (nothing more to check)."""
+    """Check seqs, links and hashes of one chain (a request's, or a settings subject's);
+    False when an event is missing (nothing more to check)."""
     prev = GENESIS
     for expected_seq, (ev, details_json) in enumerate(events):
         if ev.seq != expected_seq:

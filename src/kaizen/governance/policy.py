@@ -208,6 +208,13 @@ def cast(
     details: dict[str, Any] = {"quorum": request.quorum}
     if behalf is not None:
         details["on_behalf_of"] = behalf
+        # The delegation that allowed it, as it stood: the chain vouches for it too.
+        used = next(d for d in delegations if d.approver_id == behalf and d.delegate_id == voter)
+        details["delegation"] = {
+            "created_at": used.created_at.isoformat(),
+            "created_by": used.created_by,
+            "until": used.until.isoformat() if used.until is not None else None,
+        }
     if metadata is not None:
         details["diff"] = metadata_diff(request.request_metadata, metadata)
     if decision == "reject":
