@@ -24,7 +24,7 @@ from cluster_support import Worker, causal
 
 from dataflow import DataFlow
 from kaizen.governance import ExternalAgentApprovalManager, ExternalAgentApprovalStorage
-from kaizen.governance import approval_manager as approval_module
+from kaizen.governance import _deadlines as approval_module
 from kaizen.integrations.nexus import NexusSessionManager, SessionStorage
 from servers import GaleraCluster, PgHaCluster, missing_binaries
 

@@ -11,7 +11,7 @@ import pytest
 from dataflow import DataFlow
 from dataflow.dialects import pg_listen
 from kaizen.governance import ExternalAgentApprovalManager, ExternalAgentApprovalStorage
-from kaizen.governance import approval_manager as approval_module
+from kaizen.governance import _deadlines as approval_module
 from servers import PostgresServer
 
 

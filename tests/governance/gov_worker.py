@@ -20,7 +20,7 @@ from kaizen.governance import (
     ApprovalRequirement,
     ExternalAgentApprovalManager,
     ExternalAgentApprovalStorage,
-    approval_manager,
+    _deadlines,
 )
 
 AGENT = "agent-x"
@@ -58,7 +58,7 @@ async def approve(manager: ExternalAgentApprovalManager, args: dict[str, Any]) -
 
 async def wait(manager: ExternalAgentApprovalManager, args: dict[str, Any]) -> Any:
     # A long recheck interval: on PostgreSQL only the NOTIFY can wake the waiter in time.
-    approval_manager._RECHECK_SECONDS = args.get("recheck", 5.0)
+    _deadlines._RECHECK_SECONDS = args.get("recheck", 5.0)
     print("waiting", flush=True)
     return await manager.wait_for_approval(args["id"], timeout=args["timeout"])
 

@@ -161,7 +161,7 @@ async def test_each_sealed_column_edited_in_sql_is_named(
 async def test_votes_edited_removed_or_forged_in_sql_are_named(
     storage: ExternalAgentApprovalStorage, db: DataFlow, make_request: MakeRequest
 ) -> None:
-    requests = [make_request(quorum=2) for _ in range(4)]
+    requests = [make_request(quorum=2, approvers=["lead-456", "lead-789"]) for _ in range(4)]
     for request in requests:
         await storage.save(request)
         assert await vote(storage, request.id, "lead-456", comment="fine")
@@ -310,12 +310,14 @@ async def test_old_chains_verify_and_seal_what_they_carry(
     await sql_set(db, unsealed, "approved_at", LONG_AGO)
     await sql_set(db, updated.id, "approved_at", LONG_AGO)
     await sql_set(db, decided, "approved_at", LONG_AGO)
-    problems = (await storage.verify_audit()).problems
-    # Nor the policy: its columns are unsealed on old chains.
+    # The policy is: old requests had quorum 1, no escalation, no edited metadata.
     await sql_set(db, unsealed, "quorum", 3)
     await sql_set(db, unsealed, "escalate_to", ["mallory"])
+    await sql_set(db, decided, "approved_metadata_json", {"cost": 10**6})
+    problems = (await storage.verify_audit()).problems
     expected = [seal_problem(r, f) for r, f in zip(ids, carried, strict=True)]
-    expected.append(seal_problem(decided, "approved_at"))
+    expected.append(seal_problem(unsealed, "quorum", "escalate_to"))
+    expected.append(seal_problem(decided, "approved_at", "approved_metadata"))
     assert sorted(problems, key=lambda p: p.request_id) == sorted(
         expected, key=lambda p: p.request_id
     )
@@ -357,13 +359,29 @@ async def test_in_memory_delete_update_and_manager_verify() -> None:
 # -- the fold itself ------------------------------------------------------------------
 
 
+#: What content events written before quorums seal of the policy (and a row holds).
+OLD_POLICY: dict[str, Any] = {
+    "quorum": 1,
+    "escalate_to": [],
+    "escalations": 0,
+    "timeout_seconds": None,
+    "excluded_approvers": [],
+    "approved_metadata": None,
+}
+
+
 def _event(seq: int, name: str, details: dict[str, Any], actor: str = "lead") -> AuditEvent:
     return make_event("r", seq, name, actor, LONG_AGO, details, GENESIS)
 
 
 def test_the_fold_of_each_kind_of_event() -> None:
     requested = _event(0, "requested", {"status": "pending", "approved_at": None})
-    assert fold([requested]) == {"status": "pending", "approved_at": None, "votes": []}
+    assert fold([requested]) == {
+        "status": "pending",
+        "approved_at": None,
+        **OLD_POLICY,
+        "votes": [],
+    }
     # An event it does not know changes nothing; an old decision sets what it decides.
     unknown = _event(1, "noted", {"vote": "yes"})
     approved = _event(2, "approved", {"reason": "fine"})
@@ -372,6 +390,7 @@ def test_the_fold_of_each_kind_of_event() -> None:
         "approved_at": LONG_AGO,
         "approved_by": "lead",
         "rejection_reason": "fine",
+        **OLD_POLICY,
         "votes": [],
     }
     assert fold([requested, _event(1, "deleted", {})]) is None
@@ -391,15 +410,22 @@ def test_the_fold_of_each_kind_of_event() -> None:
 def test_values_compare_canonically() -> None:
     seal = fold([_event(0, "requested", {"deadline_at": "2001-01-01T13:30:15.123456+01:00"})])
     assert seal is not None
-    assert differences(seal, {"deadline_at": LONG_AGO}) == ()
-    assert differences(seal, {"deadline_at": LONG_AGO.replace(tzinfo=None)}) == ("deadline_at",)
-    assert differences(seal, {"deadline_at": "not a time"}) == ("deadline_at",)
+    assert differences(seal, {**OLD_POLICY, "deadline_at": LONG_AGO}) == ()
+    naive = LONG_AGO.replace(tzinfo=None)
+    assert differences(seal, {**OLD_POLICY, "deadline_at": naive}) == ("deadline_at",)
+    assert differences(seal, {**OLD_POLICY, "deadline_at": "not a time"}) == ("deadline_at",)
+    assert differences(seal, {"deadline_at": LONG_AGO}) == (  # a row without a policy
+        "quorum",
+        "escalate_to",
+        "escalations",
+        "excluded_approvers",
+    )
     seal = fold([_event(0, "requested", {"metadata": {"n": 1.5}, "approvers": ["a"]})])
     assert seal is not None
-    assert differences(seal, {"request_metadata": {"n": 1.5}, "approvers": ("a",)}) == ()
-    assert differences(seal, {"request_metadata": {"n": float("nan")}, "approvers": ["a"]}) == (
-        "request_metadata",
-    )
+    row = {**OLD_POLICY, "request_metadata": {"n": 1.5}, "approvers": ("a",)}
+    assert differences(seal, row) == ()
+    nan = {**row, "request_metadata": {"n": float("nan")}}
+    assert differences(seal, nan) == ("request_metadata",)
 
 
 def test_verify_chain_without_a_row_checks_the_chain_only() -> None:
@@ -407,7 +433,7 @@ def test_verify_chain_without_a_row_checks_the_chain_only() -> None:
     report = AuditReport()
     verify_chain("r", [(event, canonical(event.details))], (0, event.hash), report)
     assert report.ok
-    verify_chain("r", [(event, canonical(event.details))], (0, event.hash), report, {})
+    verify_chain("r", [(event, canonical(event.details))], (0, event.hash), report, OLD_POLICY)
     assert report.problems == [seal_problem("r", "status")]
 
 

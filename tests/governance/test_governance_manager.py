@@ -266,10 +266,10 @@ async def test_deciding_after_the_deadline_times_out(
 async def test_wait_returns_true_when_approved_meanwhile(
     any_manager: ExternalAgentApprovalManager, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from kaizen.governance import approval_manager
+    from kaizen.governance import _deadlines
 
     # No periodic re-read: the waiter must be woken by the decision (NOTIFY, event or backoff).
-    monkeypatch.setattr(approval_manager, "_RECHECK_SECONDS", 3600.0)
+    monkeypatch.setattr(_deadlines, "_RECHECK_SECONDS", 3600.0)
     request_id = await any_manager.request_approval("agent-1", "user-1", {})
 
     async def approve_soon() -> None:
@@ -439,13 +439,13 @@ async def test_many_waiters_share_one_listener(db: DataFlow) -> None:
 async def test_waiters_poll_when_notifications_fail(
     db: DataFlow, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from kaizen.governance import approval_manager
+    from kaizen.governance import _deadlines
 
     def broken_listen(channel: str) -> Any:
         raise ConnectionError("listener down")
 
     monkeypatch.setattr(db, "listen", broken_listen)
-    monkeypatch.setattr(approval_manager, "_RECHECK_SECONDS", 0.1)
+    monkeypatch.setattr(_deadlines, "_RECHECK_SECONDS", 0.1)
     manager = ExternalAgentApprovalManager(storage_backend=ExternalAgentApprovalStorage(db))
     manager.add_requirement("agent-1", custom("lead-456"))
     request_id = await manager.request_approval("agent-1", "user-1", {})

@@ -21,6 +21,7 @@ from kaizen.governance import (
     ExternalAgentApprovalRequest,
     ExternalAgentApprovalStorage,
     InMemoryApprovalStore,
+    _deadlines,
     approval_manager,
     policy,
 )
@@ -106,7 +107,7 @@ async def test_sweep_in_small_batches(
     make_request: MakeRequest,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(approval_manager, "_SWEEP_PAGE", 2)
+    monkeypatch.setattr(_deadlines, "_SWEEP_PAGE", 2)
     past = utcnow() - timedelta(minutes=1)
     for i in range(5):
         await storage.save(make_request(id=f"o{i}", deadline_at=past))
@@ -336,7 +337,7 @@ async def test_a_sweep_batch_that_lost_a_race_runs_again_and_counts_once(
     make_request: MakeRequest,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(approval_manager, "_SWEEP_PAGE", 2)
+    monkeypatch.setattr(_deadlines, "_SWEEP_PAGE", 2)
     past = utcnow() - timedelta(minutes=1)
     store = any_manager._store
     for i in range(5):

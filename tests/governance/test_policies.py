@@ -28,6 +28,7 @@ from kaizen.governance import (
     policy,
 )
 from kaizen.governance.models import MAX_REASON
+from kaizen.governance.policies import requirement_to_json
 
 PENDING, APPROVED = ApprovalStatus.PENDING, ApprovalStatus.APPROVED
 REJECTED, TIMEOUT = ApprovalStatus.REJECTED, ApprovalStatus.TIMEOUT
@@ -397,9 +398,11 @@ async def test_escalation_targets_nobody_could_vote_as_are_refused(store: Any) -
     m.set_approvers("deploy", ["ana"], escalate_to=["dev"])  # only the requester
     with pytest.raises(ApprovalConfigurationError, match="escalate"):
         await m.request_approval("deploy", "dev", {})
-    m.set_approvers("deploy", ["ana"], escalate_to=ApprovalLevel.OWNER)  # no owner configured
-    with pytest.raises(ApprovalConfigurationError):
-        await m.request_approval("deploy", "dev", {})
+    # A level that gives nobody (no owner configured yet) escalates nowhere: it times out.
+    m.set_approvers("deploy", ["ana"], escalate_to=ApprovalLevel.OWNER)
+    rid = await m.request_approval("deploy", "dev", {})
+    request = await m.get_request(rid)
+    assert request is not None and request.escalate_to == []
     for bad in ([], "boss", [""]):
         with pytest.raises(ValidationError):
             m.set_approvers("deploy", ["ana"], escalate_to=bad)  # type: ignore[arg-type]
@@ -542,3 +545,46 @@ async def test_an_edited_settings_event_is_reported(db: DataFlow) -> None:
     assert [(p.request_id, p.seq, p.message) for p in problems] == [
         ("policy:deploy", 0, "event was modified (hash mismatch)")
     ]
+
+
+async def test_a_revoke_between_reading_a_delegation_and_voting_refuses_the_vote(
+    store: Any,
+) -> None:
+    m = manager_on(store)
+    m.set_approvers("deploy", ["ana", "bo"], quorum=2)
+    await m.delegate("bo", to="dee")
+    rid = await m.request_approval("deploy", "dev", {})
+    settings = store.settings
+    read = settings.delegations
+
+    async def read_then_revoke(**kw: Any) -> Any:
+        found = await read(**kw)
+        await settings.delete_delegation("bo", "dee", "bo")  # another instance revokes now
+        return found
+
+    settings.delegations = read_then_revoke
+    try:
+        with pytest.raises(NotAuthorizedError):
+            await m.approve_request(rid, "dee")
+    finally:
+        settings.delegations = read
+    request = await m.get_request(rid)
+    assert request is not None and request.votes == []
+    assert await events(m, rid) == ["requested"]
+
+
+async def test_a_stored_policy_edited_into_nonsense_is_named_not_fatal(
+    store: Any, db: DataFlow
+) -> None:
+    m = manager_on(store)
+    good = ApprovalRequirement(ApprovalLevel.CUSTOM, custom_approvers=["ana"])
+    await m.save_policy("good", good)
+    await m.save_policy("bad", good)
+    broken = {**requirement_to_json(good), "require_for_operations": 7}
+    if isinstance(store, InMemoryApprovalStore):
+        store.settings._policies["bad"] = broken
+    else:
+        await db.update_where("ApprovalPolicyRecord", {"id": "bad"}, {"requirement_json": broken})
+    assert await m.load_policies() == {"good": good}
+    with pytest.raises(ValidationError, match="stored policy of agent 'bad' cannot be read"):
+        await m.request_approval("bad", "dev", {})

@@ -17,6 +17,7 @@ from kaizen.governance.errors import (
     ApprovalNotFoundError,
     GovernanceError,
     NotAuthorizedError,
+    QuorumUnreachableError,
     SelfDecisionError,
 )
 from kaizen.governance.memory import InMemoryApprovalStore
@@ -55,6 +56,7 @@ __all__ = [
     "GovernanceError",
     "InMemoryApprovalStore",
     "NotAuthorizedError",
+    "QuorumUnreachableError",
     "SelfDecisionError",
     "SettingsStore",
     "Sweep",

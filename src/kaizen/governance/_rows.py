@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from kaizen.governance.audit import make_event
-from kaizen.governance.models import AuditEvent, ExternalAgentApprovalRequest, Vote
+from kaizen.governance.models import AuditEvent, Delegation, ExternalAgentApprovalRequest, Vote
 
 __all__ = ["CHANGEABLE", "Change", "apply_change", "change_event", "content", "vote_json"]
 
@@ -50,6 +50,10 @@ class Change:
         fields: Request field -> its new value (names in :data:`CHANGEABLE`).
         details: What else the event records (a diff, the quorum progress...).
         vote: The vote the change records, if any.
+        delegation: The delegation a delegate's vote relies on: the store applies
+            the change only if it still holds (a revoke serialises against it).
+        announce: Whether waiters are woken (a status change, an escalation; a
+            vote that decides nothing is not announced).
     """
 
     request_id: str
@@ -61,6 +65,8 @@ class Change:
     fields: dict[str, Any] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
     vote: Vote | None = None
+    delegation: Delegation | None = None
+    announce: bool = True
 
 
 def _json_value(value: Any) -> Any:

@@ -1,4 +1,5 @@
-"""The two DataFlow models behind the approval storage, and row conversions."""
+"""The DataFlow models behind the approval storage (requests, audit, votes), and row
+conversions."""
 
 from __future__ import annotations
 

@@ -14,7 +14,9 @@ the event's). Votes are sealed too: the request's votes must be the ones its
 chain recorded, in order.
 
 A field an event's content lacks (``approved_at`` in events written before it
-was recorded) is not sealed until a later event sets it. Values are compared
+was recorded) is not sealed until a later event sets it; the policy fields,
+which such events also lack, are sealed as the policy requests had then
+(quorum 1, no escalation, no exclusions, no edited metadata). Values are compared
 canonically: datetimes as UTC instants, JSON as every database stores it.
 """
 
@@ -58,6 +60,16 @@ _CONTENT_EVENTS = frozenset({"requested", "updated"})
 #: Decision events -> the status they set.
 _DECISIONS = {"approved": "approved", "rejected": "rejected", "timed_out": "timeout"}
 _TIMES = frozenset({"deadline_at", "approved_at"})
+#: The policy every request had before requests recorded one (single approver, no
+#: escalation, no edits).
+_BEFORE_POLICIES: dict[str, Any] = {
+    "quorum": 1,
+    "escalate_to": [],
+    "escalations": 0,
+    "timeout_seconds": None,
+    "excluded_approvers": [],
+    "approved_metadata": None,
+}
 _JSON = frozenset({"request_metadata", "approved_metadata"})
 # The audit encoder's settings; its own copy, as kaizen.governance.audit imports this module.
 _ENCODER = json.JSONEncoder(
@@ -103,6 +115,10 @@ def _step(state: Seal, event: AuditEvent) -> Seal | None:
             for key, name in _CONTENT.items()
             if key in details
         }
+        # Content written before quorums had no policy: a request then had the one
+        # these values describe, so they are sealed as such (not left open to edits).
+        for name, value in _BEFORE_POLICIES.items():
+            fields.setdefault(name, canonical_value(name, value))
         return {**fields, "votes": state["votes"]}
     status = _DECISIONS.get(event.event)
     if status is None:

@@ -191,6 +191,14 @@ class SettingsStorage:
         rows = await self.db.select(self._del, filt, order_by=["approver_id", "delegate_id"])
         return [_delegation(r) for r in rows]
 
+    async def hold(self, tx: Transaction, delegation: Delegation, now: datetime) -> bool:
+        """Lock ``delegation``'s row inside ``tx`` if it is still stored and active at
+        ``now``; False if it is not (revoked, ended). A revoke then waits for ``tx``."""
+        key = _delegation_id(delegation.approver_id, delegation.delegate_id)
+        active = [{"until": {"$null": True}}, {"until": {"$gt": now}}]
+        touch = {"approver_id": delegation.approver_id}  # the same value: a row lock
+        return bool(await tx.update_where(self._del, {"id": key, "$or": active}, touch))
+
     async def _one(self, approver: str, delegate: str) -> Delegation | None:
         row = await self.db.get(self._del, _delegation_id(approver, delegate))
         return _delegation(row) if row is not None else None
@@ -361,6 +369,11 @@ class InMemorySettings:
             return False
         self._append("policy", agent, "policy_deleted", actor, {"before": before, "after": None})
         return True
+
+    def holds(self, delegation: Delegation, now: datetime) -> bool:
+        """Whether ``delegation`` is still stored and active at ``now``."""
+        found = self._delegations.get((delegation.approver_id, delegation.delegate_id))
+        return found is not None and found.active(now)
 
     async def delegations(
         self, *, approver: str | None = None, delegate: str | None = None

@@ -10,6 +10,7 @@ policy it was created under.
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Any
 
@@ -26,6 +27,15 @@ from kaizen.governance.models import (
 from kaizen.governance.policies import requirement_from_json, requirement_to_json
 
 __all__ = ["SharedSettings"]
+
+logger = logging.getLogger("kaizen.governance")
+
+
+def _readable(agent: str, data: Any) -> ApprovalRequirement:
+    try:
+        return requirement_from_json(data)
+    except ValidationError as exc:
+        raise ValidationError(f"stored policy of agent {agent!r} cannot be read: {exc}") from None
 
 
 class SharedSettings:
@@ -58,15 +68,26 @@ class SharedSettings:
         await self.retry_policy.run(lambda: settings.save_policy(external_agent_id, data, actor))
 
     async def stored_policy(self, external_agent_id: str) -> ApprovalRequirement | None:
-        """The agent's stored requirement, or None."""
+        """The agent's stored requirement, or None.
+
+        Raises:
+            ValidationError: The stored policy is not one this version can read
+                (edited by hand); the message names the agent.
+        """
         check_id("external_agent_id", external_agent_id)
         data = await self._store.settings.get_policy(external_agent_id)
-        return requirement_from_json(data) if data is not None else None
+        return _readable(external_agent_id, data) if data is not None else None
 
     async def load_policies(self) -> dict[str, ApprovalRequirement]:
-        """Every stored requirement by agent id."""
-        stored = await self._store.settings.policies()
-        return {agent: requirement_from_json(data) for agent, data in stored.items()}
+        """Every stored requirement by agent id; one that cannot be read (edited by
+        hand) is left out and logged, not fatal to the others."""
+        found = {}
+        for agent, data in (await self._store.settings.policies()).items():
+            try:
+                found[agent] = _readable(agent, data)
+            except ValidationError as exc:
+                logger.warning("%s", exc)
+        return found
 
     async def delete_policy(self, external_agent_id: str, *, actor: str = "system") -> bool:
         """Delete the agent's stored requirement; return whether there was one."""

@@ -7,13 +7,8 @@ reject, time out or wait on a request another instance created.
 
 from __future__ import annotations
 
-import asyncio
-import copy
 import logging
-import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from dataflow.errors import ConcurrencyError, DuplicateKeyError, ValidationError
@@ -21,6 +16,7 @@ from dataflow.jsonvalues import check_json
 from dataflow.retry import RetryPolicy
 from dataflow.values import utcnow
 from kaizen.governance import policy
+from kaizen.governance._deadlines import Deadlines, Sweep
 from kaizen.governance._rows import Change, apply_change, change_event
 from kaizen.governance._shared import SharedSettings
 from kaizen.governance._store import ApprovalStore
@@ -49,13 +45,9 @@ _PENDING = ApprovalStatus.PENDING
 #: Votes re-read and judged again when the request changed under them. Each lost
 #: compare-and-set means another change applied, and a request takes few changes.
 _ATTEMPTS = 50
-#: Overdue requests acted on per sweep transaction.
-_SWEEP_PAGE = 200
-#: Longest single sleep of ``wait_for_approval`` before it re-reads the request.
-_RECHECK_SECONDS = 5.0
 
 
-class ExternalAgentApprovalManager(SharedSettings):
+class ExternalAgentApprovalManager(Deadlines, SharedSettings):
     """Human-in-the-loop approval of external agent invocations.
 
     Args:
@@ -287,7 +279,10 @@ class ExternalAgentApprovalManager(SharedSettings):
                 duties: nobody decides their own request, whatever the routing).
             AlreadyVotedError: Their vote (or one cast for them) is recorded.
             AlreadyDecidedError: It was already approved, rejected or timed out
-                (also when its deadline has passed: it is timed out now).
+                (a request found past its deadline is escalated first, if its policy
+                says so, and the vote goes ahead; otherwise it is timed out now).
+            QuorumUnreachableError: After this approval no version of the metadata
+                could reach the quorum.
         """
         if metadata is not None:
             if not isinstance(metadata, dict):
@@ -312,7 +307,8 @@ class ExternalAgentApprovalManager(SharedSettings):
 
         Raises:
             ApprovalNotFoundError: Unknown id.
-            NotAuthorizedError: ``approver_id`` is not one of its approvers.
+            NotAuthorizedError: ``approver_id`` is neither one of its approvers nor
+                an active delegate of one.
             SelfDecisionError: ``approver_id`` made the request.
             AlreadyVotedError: Their vote is recorded already.
             AlreadyDecidedError: It was already decided (or is past its deadline).
@@ -369,125 +365,6 @@ class ExternalAgentApprovalManager(SharedSettings):
                 logger.info("approval request %s: %s by %r", request_id, change.event, voter)
                 return apply_change(request, change, change_event(change))
         raise ConcurrencyError(f"approval request {request_id!r} kept changing; try again")
-
-    async def _deadline_passed(self, request: ExternalAgentApprovalRequest, now: datetime) -> bool:
-        """Escalate or time out an overdue request (unless it changed); return whether
-        this call did."""
-        change = policy.on_deadline(request, now)
-        store = self._store
-        if not await self.retry_policy.run(lambda: store.append(change)):
-            return False
-        await self._after_deadline(request, change)
-        return True
-
-    async def _after_deadline(self, request: ExternalAgentApprovalRequest, change: Change) -> None:
-        if change.event != "escalated":
-            logger.info("approval request %s timed out", request.id)
-            return
-        escalated = apply_change(copy.deepcopy(request), change, change_event(change))
-        logger.info("approval request %s escalated to %s", request.id, escalated.escalate_to)
-        if self.protocol is not None:
-            to = change.details["added"] or list(escalated.escalate_to)
-            await notify_approvers(self.protocol, escalated, self.base_url, recipients=to)
-
-    async def sweep_overdue(self) -> Sweep:
-        """Escalate or time out every pending request past its deadline.
-
-        Safe on several instances at once: each request's deadline is acted on by
-        exactly one of them (compare-and-set), and each is counted by that one.
-
-        Returns:
-            The ids this call escalated and timed out.
-        """
-        result = Sweep()
-        store = self._store
-        previous: list[str] | None = None
-        while True:
-            now = utcnow()
-            page = await store.overdue(now, _SWEEP_PAGE)
-            ids = [r.id for r in page]
-            if not page or ids == previous:
-                return result
-            changes = [policy.on_deadline(r, now) for r in page]
-            applied = await self.retry_policy.run(lambda: store.append_many(changes))  # noqa: B023
-            for request, change, done in zip(page, changes, applied, strict=True):
-                if done:
-                    bucket = result.escalated if change.event == "escalated" else result.timed_out
-                    bucket.append(request.id)
-                    await self._after_deadline(request, change)
-            if len(page) < _SWEEP_PAGE:
-                return result
-            previous = ids
-
-    async def timeout_pending_approvals(self) -> int:
-        """Act on every pending request past its deadline: escalate the ones whose
-        policy says so (once), time out the others (see :meth:`sweep_overdue`).
-
-        Returns:
-            How many requests this call timed out.
-        """
-        result = await self.sweep_overdue()
-        if result.timed_out or result.escalated:
-            logger.info(
-                "timed out %d, escalated %d approval requests",
-                len(result.timed_out),
-                len(result.escalated),
-            )
-        return len(result.timed_out)
-
-    async def wait_for_approval(
-        self,
-        approval_request_id: str,
-        timeout: float = 3600.0,  # noqa: ASYNC109 - the spec's signature
-    ) -> bool:
-        """Wait until the request is decided (by any instance) or ``timeout`` seconds pass.
-
-        On PostgreSQL the waiter is woken by the decision's NOTIFY; elsewhere it
-        polls with backoff. When the request's own deadline passes first, it is
-        timed out (recorded) and the result is False.
-
-        Returns:
-            True if approved; False if rejected, timed out, or still pending
-            when ``timeout`` ran out (the request then stays pending).
-
-        Raises:
-            ApprovalNotFoundError: Unknown id.
-        """
-        check_id("approval request id", approval_request_id)
-        if (
-            isinstance(timeout, bool)
-            or not isinstance(timeout, int | float)
-            or math.isnan(timeout)
-            or timeout < 0
-        ):
-            raise ValidationError(
-                f"timeout must be a non-negative number of seconds, got {timeout!r}"
-            )
-        loop = asyncio.get_running_loop()
-        end = loop.time() + timeout
-        async with self._store.watch(approval_request_id) as wait:
-            while True:
-                request = await self._load(approval_request_id)
-                if request.status is not _PENDING:
-                    return request.status is ApprovalStatus.APPROVED
-                now = utcnow()
-                left = end - loop.time()
-                if policy.overdue(request, now):
-                    if await self._deadline_passed(request, now):
-                        continue  # re-read: timed out or escalated now
-                    request = await self._load(approval_request_id)
-                    if request.status is not _PENDING:  # decided meanwhile
-                        return request.status is ApprovalStatus.APPROVED
-                    # It changed under us (a vote): look again later rather than spin.
-                    if left <= 0:
-                        return False
-                    await wait(min(left, _RECHECK_SECONDS))
-                    continue
-                if left <= 0:
-                    return False
-                if request.deadline_at is not None:
-                    left = min(left, (request.deadline_at - now).total_seconds())
-                await wait(max(0.0, min(left, _RECHECK_SECONDS)))
 
     # -- reads -------------------------------------------------------------
 
@@ -555,11 +432,3 @@ def _recorded(request: ExternalAgentApprovalRequest, change: Change) -> bool:
     return vote is not None and any(
         v.approver_id == vote.approver_id and v.at == vote.at for v in request.votes
     )
-
-
-@dataclass
-class Sweep:
-    """What one sweep did: the requests it escalated and the ones it timed out."""
-
-    escalated: list[str] = field(default_factory=list)
-    timed_out: list[str] = field(default_factory=list)

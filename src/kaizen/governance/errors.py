@@ -22,6 +22,7 @@ __all__ = [
     "ApprovalNotFoundError",
     "GovernanceError",
     "NotAuthorizedError",
+    "QuorumUnreachableError",
     "SelfDecisionError",
 ]
 
@@ -106,6 +107,28 @@ class SelfDecisionError(NotAuthorizedError):
         )
         self.request_id = request_id
         self.approver_id = approver_id
+
+
+class QuorumUnreachableError(GovernanceError):
+    """An approval would leave no version of the metadata able to reach the quorum
+    (approvals split across versions with too few approvers left to vote): approve a
+    version already approved, or reject.
+
+    Attributes:
+        request_id: The request.
+        approver_id: Who tried to vote.
+        quorum: Approvals the request needs.
+    """
+
+    def __init__(self, request_id: str, approver_id: str, quorum: int) -> None:
+        super().__init__(
+            f"approving this version of approval request {request_id!r} would leave no "
+            f"version able to reach its quorum of {quorum}: approve the version already "
+            "approved, or reject"
+        )
+        self.request_id = request_id
+        self.approver_id = approver_id
+        self.quorum = quorum
 
 
 class ApprovalConfigurationError(GovernanceError, ConfigurationError):

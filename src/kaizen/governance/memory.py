@@ -69,10 +69,15 @@ class InMemoryApprovalStore:
             waiting.set()
 
     async def save(self, request: ExternalAgentApprovalRequest) -> str:
-        """Store a new request (a copy) and its ``requested`` event."""
+        """Store a new request (a copy) and its ``requested`` event.
+
+        The request keeps its ``created_at`` (None means now), as the DataFlow storage does.
+        """
         request.validate()
         if request.id in self._requests:
             raise DuplicateKeyError(f"approval request {request.id!r} already exists")
+        if request.created_at is None:
+            request.created_at = utcnow()
         self._counter += 1
         self._order[request.id] = self._counter
         self._requests[request.id] = copy.deepcopy(request)
@@ -153,6 +158,8 @@ class InMemoryApprovalStore:
         """Same contract as :meth:`ExternalAgentApprovalStorage.append`."""
         request = self._requests.get(change.request_id)
         if request is None or request.audit_seq != change.seq:
+            return False
+        if change.delegation is not None and not self.settings.holds(change.delegation, change.at):
             return False
         event = change_event(change)
         self._record(apply_change(request, change, event), event)

@@ -85,7 +85,8 @@ class ApprovalRequirement:
 
     Raises:
         ValidationError: A non-positive timeout, an empty approver id, a quorum
-            that is not a whole number from 1 to :data:`MAX_QUORUM`.
+            that is not a whole number from 1 to :data:`MAX_QUORUM`, triggers that
+            are not lists of names, a cost threshold that is not a finite number.
     """
 
     approval_level: ApprovalLevel
@@ -113,6 +114,23 @@ class ApprovalRequirement:
         if not math.isfinite(timeout) or timeout > MAX_TIMEOUT_SECONDS:
             raise ValidationError(
                 f"approval_timeout_seconds must be at most {MAX_TIMEOUT_SECONDS} (a century)"
+            )
+        for name in (
+            "require_for_environments",
+            "require_for_data_classifications",
+            "require_for_operations",
+        ):
+            values = getattr(self, name)
+            if not isinstance(values, list):
+                raise ValidationError(f"{name} must be a list of names, got {describe(values)}")
+            for value in values:
+                check_id(f"{name} entry", value)
+        cost = self.require_for_cost_above
+        if cost is not None and (
+            isinstance(cost, bool) or not isinstance(cost, int | float) or not math.isfinite(cost)
+        ):
+            raise ValidationError(
+                f"require_for_cost_above must be a finite number or None, got {describe(cost)}"
             )
         if not isinstance(self.custom_approvers, list):
             raise ValidationError("custom_approvers must be a list of approver ids")
@@ -383,7 +401,8 @@ class AuditEvent:
     Attributes:
         request_id: The request.
         seq: Position in the request's chain, from 0 (``requested``).
-        event: ``requested``, ``approved``, ``rejected``, ``timed_out``, ``updated`` or ``deleted``.
+        event: ``requested``, ``voted``, ``approved``, ``rejected``, ``escalated``,
+            ``timed_out``, ``updated`` or ``deleted``.
         actor: Who caused it (the requester, the approver, or ``system``).
         occurred_at: When (aware UTC).
         details: Event data (the request's content, a rejection reason...).

@@ -11,7 +11,8 @@ here.
 - **Quorum with veto**: an approval counts toward the version of the metadata it is
   for (the request's own, or an edited one; versions compare as JSON values, so
   ``15`` is ``15.0``); ``quorum`` approvals of one version
-  approve the request with that version. Any eligible rejection rejects it.
+  approve the request with that version. Any eligible rejection rejects it. An
+  approval after which no version could still reach the quorum is refused.
 - **Deadlines**: a pending request past its deadline escalates once, if its policy
   names approvers to escalate to (they join the approvers, with a fresh deadline),
   and otherwise times out.
@@ -30,6 +31,7 @@ from kaizen.governance.errors import (
     AlreadyDecidedError,
     AlreadyVotedError,
     NotAuthorizedError,
+    QuorumUnreachableError,
     SelfDecisionError,
 )
 from kaizen.governance.models import (
@@ -72,7 +74,7 @@ def needs_delegations(request: ExternalAgentApprovalRequest, voter: str) -> bool
     """Whether deciding ``voter``'s vote needs their delegations (they vote for someone)."""
     if request.status is not _PENDING or voter in {v.approver_id for v in request.votes}:
         return False
-    return voter not in eligible(request) or voter in {v.counts_for for v in request.votes}
+    return voter not in eligible(request)
 
 
 @dataclass(frozen=True)
@@ -163,7 +165,9 @@ def _voting_for(
     if on_behalf_of is not None and on_behalf_of in counted and on_behalf_of in stand_in:
         raise AlreadyVotedError(rid, voter, request.status, f"a vote for {on_behalf_of} is in")
     if on_behalf_of is None and stand_in:
-        raise AlreadyVotedError(rid, voter, request.status, "every approver they stand in for")
+        raise AlreadyVotedError(
+            rid, voter, request.status, f"everyone {voter} stands in for has voted"
+        )
     raise NotAuthorizedError(rid, voter)
 
 
@@ -198,47 +202,65 @@ def cast(
         SelfDecisionError: The voter made the request.
         NotAuthorizedError: The voter is neither an eligible approver nor a delegate
             of one.
+        QuorumUnreachableError: After this approval no version could reach the
+            quorum (approvals split across versions).
     """
+    if on_behalf_of == voter:
+        on_behalf_of = None  # for oneself: what voting without it means
     behalf = _voting_for(request, voter, delegations, on_behalf_of, now)
-    if metadata is not None and _version_key(metadata) == _version_key(request.request_metadata):
-        metadata = None
-    if decision == "reject":
+    if decision == "reject" or _version_key(metadata) == _version_key(request.request_metadata):
         metadata = None
     vote = Vote(voter, decision, now, comment, behalf, metadata)
+    used = None
     details: dict[str, Any] = {"quorum": request.quorum}
     if behalf is not None:
-        details["on_behalf_of"] = behalf
-        # The delegation that allowed it, as it stood: the chain vouches for it too.
         used = next(d for d in delegations if d.approver_id == behalf and d.delegate_id == voter)
-        details["delegation"] = {
-            "created_at": used.created_at.isoformat(),
-            "created_by": used.created_by,
-            "until": used.until.isoformat() if used.until is not None else None,
-        }
+        details["on_behalf_of"] = behalf
+        details["delegation"] = _delegation_json(used)  # the chain vouches for it too
     if metadata is not None:
         details["diff"] = metadata_diff(request.request_metadata, metadata)
     if decision == "reject":
-        fields = {
-            "status": ApprovalStatus.REJECTED,
-            "approved_at": now,
-            "approved_by": voter,
-            "rejection_reason": comment,
-        }
         details["reason"] = comment
-        return _change(request, "rejected", voter, now, fields, details, vote)
+        fields = {"status": ApprovalStatus.REJECTED, "approved_at": now, "approved_by": voter}
+        fields["rejection_reason"] = comment
+        return _change(request, "rejected", voter, now, fields, details, vote, used)
+    details["approvals"] = _approvals(request.votes, metadata) + 1
+    if details["approvals"] >= request.quorum:
+        fields = {"status": ApprovalStatus.APPROVED, "approved_at": now, "approved_by": voter}
+        fields["approved_metadata"] = metadata
+        return _change(request, "approved", voter, now, fields, details, vote, used)
+    _check_reachable(request, vote)
+    return _change(request, "voted", voter, now, {}, details, vote, used, announce=False)
+
+
+def _approvals(votes: Sequence[Vote], metadata: dict[str, Any] | None) -> int:
+    """How many of ``votes`` approve the version ``metadata``."""
     version = _version_key(metadata)
-    details["approvals"] = 1 + sum(
-        1 for v in request.votes if v.decision == "approve" and _version_key(v.metadata) == version
-    )
-    if details["approvals"] < request.quorum:
-        return _change(request, "voted", voter, now, details=details, vote=vote)
-    fields = {
-        "status": ApprovalStatus.APPROVED,
-        "approved_at": now,
-        "approved_by": voter,
-        "approved_metadata": metadata,
+    return sum(1 for v in votes if v.decision == "approve" and _version_key(v.metadata) == version)
+
+
+def _check_reachable(request: ExternalAgentApprovalRequest, vote: Vote) -> None:
+    """Refuse an approval after which no version could reach the quorum any more.
+
+    Raises:
+        QuorumUnreachableError: The approvers still to vote are too few for any
+            version, this one included (the voter should approve a version
+            already approved, or reject).
+    """
+    votes = [*request.votes, vote]
+    voted = {v.counts_for for v in votes}
+    left = sum(1 for a in eligible(request) if a not in voted)
+    best = max(_approvals(votes, v.metadata) for v in votes if v.decision == "approve")
+    if best + left < request.quorum:
+        raise QuorumUnreachableError(request.id, vote.approver_id, request.quorum)
+
+
+def _delegation_json(used: Delegation) -> dict[str, Any]:
+    return {
+        "created_at": used.created_at.isoformat(),
+        "created_by": used.created_by,
+        "until": used.until.isoformat() if used.until is not None else None,
     }
-    return _change(request, "approved", voter, now, fields, details, vote)
 
 
 def _change(
@@ -249,6 +271,9 @@ def _change(
     fields: dict[str, Any] | None = None,
     details: dict[str, Any] | None = None,
     vote: Vote | None = None,
+    delegation: Delegation | None = None,
+    *,
+    announce: bool = True,
 ) -> Change:
     """A change of ``request`` computed from its state as loaded."""
     return Change(
@@ -261,6 +286,8 @@ def _change(
         fields or {},
         details or {},
         vote,
+        delegation,
+        announce,
     )
 
 
@@ -280,7 +307,7 @@ def on_deadline(request: ExternalAgentApprovalRequest, now: datetime) -> Change:
             "escalations": request.escalations + 1,
         }
         details = {"added": added, "missed_deadline": deadline}
-        return _change(request, "escalated", "system", now, fields, details)
+        return _change(request, "escalated", "system", now, fields, details)  # announced
     fields = {"status": ApprovalStatus.TIMEOUT, "approved_at": now}
     return _change(request, "timed_out", "system", now, fields, {"deadline_at": deadline})
 

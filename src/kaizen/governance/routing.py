@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -17,6 +18,8 @@ from kaizen.governance.models import (
 )
 
 __all__ = ["new_request", "requirement_for", "same_request"]
+
+logger = logging.getLogger("kaizen.governance")
 
 
 def requirement_for(
@@ -107,7 +110,8 @@ def _escalation(
     """The approvers a request escalates to, resolved now (frozen into the request).
 
     Raises:
-        ApprovalConfigurationError: ``escalate_to`` resolves to nobody who could vote.
+        ApprovalConfigurationError: An ``escalate_to`` list names nobody who could
+            vote (a level that resolves to nobody escalates nowhere: logged).
     """
     target = requirement.escalate_to
     if target is None:
@@ -119,6 +123,15 @@ def _escalation(
         found = list(dict.fromkeys(target))
         what = "escalate_to"
     usable = [a for a in found if a not in excluded and a != requested_by]
+    if not usable and isinstance(target, ApprovalLevel):
+        # A level is the org chart's answer for this requester (no owner yet, no
+        # team): the request is still decidable by its approvers, it times out instead.
+        logger.warning(
+            "escalation level %r gives nobody for a request by %r: it will time out instead",
+            target.value,
+            requested_by,
+        )
+        return []
     if not usable:
         raise ApprovalConfigurationError(
             f"{what} gives nobody to escalate a request by {requested_by!r} to "

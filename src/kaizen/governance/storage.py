@@ -67,7 +67,7 @@ class ExternalAgentApprovalStorage:
     (GIN on PostgreSQL, an indexed side table elsewhere); votes by request.
 
     Args:
-        db: The DataFlow database; the two models are registered on it once.
+        db: The DataFlow database; the models are registered on it once.
 
     Example:
         >>> storage = ExternalAgentApprovalStorage(DataFlow("sqlite:///app.db"))
@@ -85,20 +85,31 @@ class ExternalAgentApprovalStorage:
     async def save(self, request: ExternalAgentApprovalRequest) -> str:
         """Insert a new request and its ``requested`` audit event atomically.
 
-        ``request.created_at`` is set to the stored creation time.
+        The request keeps its timezone-aware ``created_at`` (an imported or
+        backdated request is then as old as it says, e.g. for
+        :meth:`get_expired_pending_requests`); None means now. ``request.created_at``
+        is set to the stored value.
 
         Returns:
             The request id.
 
         Raises:
-            ValidationError: Bad ids, no approvers, non-JSON metadata (nothing is written).
+            ValidationError: Bad ids, no approvers, non-JSON metadata, a naive
+                ``created_at`` (nothing is written).
             DuplicateKeyError: A request with this id exists.
         """
         request.validate()
+        now = utcnow()
         event = make_event(
-            request.id, 0, "requested", request.requested_by, utcnow(), content(request), GENESIS
+            request.id, 0, "requested", request.requested_by, now, content(request), GENESIS
         )
-        row = {"id": request.id, **request_row(request), "audit_seq": 0, "audit_head": event.hash}
+        row = {
+            "id": request.id,
+            **request_row(request),
+            "created_at": now if request.created_at is None else request.created_at,
+            "audit_seq": 0,
+            "audit_head": event.hash,
+        }
         async with self.db.transaction() as tx:
             stored = await tx.insert(self._req, row)
             await tx.insert(self._aud, audit_row(event, canonical(event.details)))
@@ -151,7 +162,8 @@ class ExternalAgentApprovalStorage:
         return request
 
     async def delete(self, request_id: str) -> bool:
-        """Delete a request; its audit trail is kept and gains a ``deleted`` event.
+        """Delete a request and its votes; its audit trail is kept and gains a
+        ``deleted`` event.
 
         Returns:
             Whether the request existed.
@@ -168,6 +180,7 @@ class ExternalAgentApprovalStorage:
                 if await tx.delete_where(
                     self._req, {"id": request_id, "audit_seq": row["audit_seq"]}
                 ):
+                    await tx.delete_where(self._vote, {"request_id": request_id})
                     await tx.insert(self._aud, audit_row(event, canonical(event.details)))
                     return True
         raise ConcurrencyError(f"approval request {request_id!r} keeps changing; delete not done")
@@ -212,7 +225,8 @@ class ExternalAgentApprovalStorage:
     ) -> list[ExternalAgentApprovalRequest]:
         """Pending requests created more than ``timeout_seconds`` ago, oldest first.
 
-        Read-only: :meth:`timeout_overdue` moves overdue requests to TIMEOUT.
+        Read-only: the manager's sweep (``timeout_pending_approvals``) escalates or
+        times out overdue requests.
         """
         cutoff = utcnow() - timedelta(seconds=timeout_seconds)
         filt = {"status": ApprovalStatus.PENDING.value, "created_at": {"$lt": cutoff}}
@@ -225,19 +239,27 @@ class ExternalAgentApprovalStorage:
         """Apply ``change`` if its request is still at ``change.seq``; False otherwise.
 
         One conditional UPDATE (id and audit seq), the audit event and the vote
-        the change records, in one transaction (with a NOTIFY on PostgreSQL). Of
-        concurrent changes computed from the same state exactly one applies.
+        the change records, in one transaction (with a NOTIFY on PostgreSQL when
+        the change is announced). Of concurrent changes computed from the same
+        state exactly one applies. A delegate's vote first locks its delegation
+        row, still active: a revoke committed before it makes it False, one after
+        it waits for it.
         """
         event = change_event(change)
         values = {**change_values(change.fields), "audit_seq": event.seq, "audit_head": event.hash}
         where = {"id": change.request_id, "audit_seq": change.seq}
         async with self.db.transaction() as tx:
+            if change.delegation is not None and not await self.settings.hold(
+                tx, change.delegation, change.at
+            ):
+                return False  # revoked (or ended) since it was read
             if not await tx.update_where(self._req, where, values):
                 return False
             await tx.insert(self._aud, audit_row(event, canonical(event.details)))
             if change.vote is not None:
                 await tx.insert(self._vote, vote_row(event, change.vote))
-            await tx.notify(CHANNEL, change.request_id)
+            if change.announce:
+                await tx.notify(CHANNEL, change.request_id)
         return True
 
     async def append_many(self, changes: Sequence[Change]) -> builtins.list[bool]:
@@ -253,6 +275,11 @@ class ExternalAgentApprovalStorage:
         async with self.db.transaction() as tx:
             for i in order:
                 change = changes[i]
+                if change.delegation is not None and not await self.settings.hold(
+                    tx, change.delegation, change.at
+                ):
+                    applied[i] = False
+                    continue
                 event = change_event(change)
                 values = {
                     **change_values(change.fields),
@@ -293,7 +320,8 @@ class ExternalAgentApprovalStorage:
         requests = []
         for row in rows:
             request = request_from_row(row, by_request.get(row["id"]))
-            request.audit_head = await self._prev_hash(row)
+            if row["status"] == ApprovalStatus.PENDING.value:  # what a change chains onto
+                request.audit_head = await self._prev_hash(row)
             requests.append(request)
         return requests
 
