@@ -128,6 +128,10 @@ class SessionStorage:
     async def save(self, session: CrossChannelSession) -> str:
         """Insert a new session and return its id.
 
+        The session keeps its own times (``created_at``, ``last_accessed``,
+        ``expires_at``), as given: an imported or backdated session is as old, and
+        expires when, it says.
+
         Raises:
             SessionValidationError: The session holds invalid data; nothing is written.
             DuplicateKeyError: A session with this id is already stored.
