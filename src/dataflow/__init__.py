@@ -1,10 +1,11 @@
 """DataFlow: a zero-config async data layer for SQLite, PostgreSQL and MySQL/MariaDB."""
 
-from dataflow.core import DataFlow, Savepoint, Transaction
+from dataflow.core import DataFlow, InMemoryDatabaseWarning, Savepoint, Transaction
 from dataflow.errors import (
     ConcurrencyError,
     ConfigurationError,
     ConnectionLostError,
+    DatabaseRefusedError,
     DataFlowError,
     DuplicateKeyError,
     IntegrityError,
@@ -26,7 +27,9 @@ __all__ = [
     "ConnectionLostError",
     "DataFlow",
     "DataFlowError",
+    "DatabaseRefusedError",
     "DuplicateKeyError",
+    "InMemoryDatabaseWarning",
     "Index",
     "IntegrityError",
     "NotFoundError",

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import threading
+import warnings
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar, overload
@@ -23,17 +24,52 @@ from dataflow.schema import build_tables, ensure_tables
 from dataflow.transactions import Savepoint, Transaction, TransactionScope
 from dataflow.urls import parse_url
 
-__all__ = ["DataFlow", "Savepoint", "Transaction"]
+__all__ = ["DataFlow", "InMemoryDatabaseWarning", "Savepoint", "Transaction"]
 
 T = TypeVar("T")
 C = TypeVar("C", bound=type)
+
+_IN_MEMORY = "sqlite:///:memory:"
+_warned_in_memory = False  # the warning is given once per process
+
+
+class InMemoryDatabaseWarning(UserWarning):
+    """``DataFlow()`` was given no URL and ``$DATABASE_URL`` is not set: it uses an
+    in-memory SQLite database whose data vanishes on ``close()`` and at exit.
+
+    Pass a URL (``DataFlow("sqlite:///:memory:")`` to ask for memory on purpose)
+    or set ``$DATABASE_URL`` to avoid it.
+    """
+
+
+def _default_url() -> str:
+    """``$DATABASE_URL``, else in-memory SQLite (with a warning, once per process)."""
+    global _warned_in_memory
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        return url
+    if not _warned_in_memory:
+        _warned_in_memory = True
+        warnings.warn(
+            "DataFlow() without a URL and without $DATABASE_URL uses an in-memory SQLite "
+            "database: its data vanishes on close() and at exit (pass a URL, or "
+            f"{_IN_MEMORY!r} to choose memory on purpose)",
+            InMemoryDatabaseWarning,
+            stacklevel=3,
+        )
+    return _IN_MEMORY
 
 
 class DataFlow(Operations):
     """A zero-config async data layer over SQLite, PostgreSQL or MySQL/MariaDB.
 
     Args:
-        url: Database URL; defaults to ``$DATABASE_URL``, else in-memory SQLite.
+        url: Database URL. Which one is used: ``url`` when given, else
+            ``$DATABASE_URL``, else an in-memory SQLite database whose data vanishes on
+            ``close()`` and at exit (an :class:`InMemoryDatabaseWarning`, once per
+            process; pass ``"sqlite:///:memory:"`` to choose it without one). The
+            ``kaizen`` command picks ``--db``, else ``$KAIZEN_DATABASE_URL``, else
+            ``$DATABASE_URL``, else ``sqlite:///kaizen.db``.
         **options: Connection options, also accepted as URL query parameters
             (a keyword wins): ``pool_size`` (default 10), ``connect_timeout``
             (seconds, 10), ``pool_timeout`` (seconds waiting for a free
@@ -59,7 +95,7 @@ class DataFlow(Operations):
     """
 
     def __init__(self, url: str | None = None, **options: Any) -> None:
-        raw = url or os.environ.get("DATABASE_URL") or "sqlite:///:memory:"
+        raw = url or _default_url()
         if not isinstance(raw, str):
             raise ConfigurationError("the database URL must be a string")
         self._url = parse_url(raw)

@@ -16,6 +16,7 @@ __all__ = [
     "ConfigurationError",
     "ConnectionLostError",
     "DataFlowError",
+    "DatabaseRefusedError",
     "DuplicateKeyError",
     "IntegrityError",
     "NotFoundError",
@@ -35,6 +36,16 @@ class DataFlowError(Exception):
 
 class ConfigurationError(DataFlowError):
     """The URL, an option or a model declaration is invalid."""
+
+
+class DatabaseRefusedError(ConfigurationError):
+    """The server answered but refused the configured database or credentials (no
+    such database, access denied), or a command that only reads found no SQLite file.
+
+    Trying again cannot help until the configuration changes, so nothing retries it
+    (neither :class:`~dataflow.RetryPolicy` nor the one retry of a read after a
+    lost connection). The message names the database without its password.
+    """
 
 
 class ValidationError(DataFlowError, ValueError):

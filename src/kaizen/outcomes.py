@@ -14,6 +14,7 @@ from dataflow.errors import (
     ConcurrencyError,
     ConfigurationError,
     ConnectionLostError,
+    DatabaseRefusedError,
     DataFlowError,
     IntegrityError,
     NotFoundError,
@@ -24,6 +25,7 @@ from kaizen.governance.errors import (
     AlreadyDecidedError,
     AlreadyVotedError,
     NotAuthorizedError,
+    QuorumUnreachableError,
     SelfDecisionError,
 )
 
@@ -43,6 +45,7 @@ OUTCOMES: tuple[tuple[type[BaseException], Outcome], ...] = (
     (SelfDecisionError, Outcome(403, "own_request", 5)),
     (NotAuthorizedError, Outcome(403, "not_an_approver", 5)),
     (AlreadyVotedError, Outcome(409, "already_voted", 4)),
+    (QuorumUnreachableError, Outcome(409, "quorum_unreachable", 4)),
     (AlreadyDecidedError, Outcome(409, "already_decided", 4)),
     (NotFoundError, Outcome(404, "not_found", 3)),
     (TimeoutError, Outcome(503, "database_timeout", 6)),
@@ -50,6 +53,7 @@ OUTCOMES: tuple[tuple[type[BaseException], Outcome], ...] = (
     (ValidationError, Outcome(422, "invalid_request", 7)),
     (IntegrityError, Outcome(409, "conflict", 7)),
     (ConcurrencyError, Outcome(409, "conflict", 1)),
+    (DatabaseRefusedError, Outcome(503, "database_refused", 6)),
     (ConfigurationError, Outcome(500, "configuration_error", 2)),
     (DataFlowError, Outcome(500, "internal_error", 1)),
 )
@@ -70,6 +74,8 @@ def public_message(exc: BaseException) -> str:
         return "the database did not answer in time"
     if isinstance(exc, ConnectionLostError):
         return "the database is unreachable"
+    if isinstance(exc, DatabaseRefusedError):  # its message names the server's database
+        return "the database refused the server's configuration (database name or credentials)"
     outcome = outcome_of(exc)
     if outcome is None or outcome.status >= 500:
         return "internal server error"

@@ -74,7 +74,7 @@ def test_tokens_from_env_only_with_roles(monkeypatch: pytest.MonkeyPatch) -> Non
 def test_serve_refuses_to_start_without_tokens(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["--db", f"sqlite:///{tmp_path / 'k.db'}", "serve"]) == 2
+    assert main(["--db", f"sqlite:///{tmp_path / 'k.db'}", "serve"]) == 10
     assert "no API tokens configured" in capsys.readouterr().err
 
 
@@ -82,14 +82,14 @@ def test_serve_reports_a_missing_token_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     missing = tmp_path / "missing.json"
-    assert main(["--db", f"sqlite:///{tmp_path / 'k.db'}", "serve", "--tokens", str(missing)]) == 2
+    assert main(["--db", f"sqlite:///{tmp_path / 'k.db'}", "serve", "--tokens", str(missing)]) == 10
     assert "cannot read token file" in capsys.readouterr().err
 
 
 def test_serve_reports_a_bad_token_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "tokens.json"
     bad.write_text('{"s3cret": "alice"}')
-    assert main(["--db", f"sqlite:///{tmp_path / 'k.db'}", "serve", "--tokens", str(bad)]) == 2
+    assert main(["--db", f"sqlite:///{tmp_path / 'k.db'}", "serve", "--tokens", str(bad)]) == 10
     err = capsys.readouterr().err
     assert "sha256" in err and "s3cret" not in err
 
@@ -98,7 +98,7 @@ def test_serve_without_the_server_extra(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setitem(sys.modules, "uvicorn", None)
-    assert main(["--db", f"sqlite:///{tmp_path / 'k.db'}", "serve"]) == 1
+    assert main(["--db", f"sqlite:///{tmp_path / 'k.db'}", "serve"]) == 11
     assert "kaizen-dataflow[server]" in capsys.readouterr().err
 
 
@@ -196,7 +196,7 @@ def test_serve_reports_a_busy_port_in_one_line(
         busy.listen()
         port = busy.getsockname()[1]
         argv = ["--db", f"sqlite:///{tmp_path / 'k.db'}", "serve", "--port", str(port)]
-        assert main(argv) == 2
+        assert main(argv) == 9
     err = capsys.readouterr().err
     assert f"cannot listen on 127.0.0.1:{port}" in err and err.count("\n") == 1
     assert not (tmp_path / "k.db").exists()  # nothing opened before the port was ours

@@ -10,7 +10,7 @@ import pytest
 from cli_support import load, request_elsewhere, run, usage_error
 
 from kaizen import service
-from kaizen.governance import ApprovalConfigurationError
+from kaizen.governance import ApprovalConfigurationError, ApprovalLevel, ApprovalRequirement
 
 
 def _policy(db_url: str, capsys: pytest.CaptureFixture[str], agent: str) -> dict[str, object]:
@@ -68,7 +68,7 @@ def test_show_has_the_audit_history_and_delete_is_audited(
     assert run(capsys, *base, "set", "agent-h", "--approvers", "a,b", "--quorum", "2")[0] == 0
     args = ("set", "agent-h", "--approvers", "a,b", "--as", "bob", "--timeout", "60")
     assert run(capsys, *base, *args)[0] == 0
-    code, out, _ = run(capsys, *base, "show", "agent-h")
+    code, out, _ = run(capsys, *base, "show", "agent-h", "--wide")  # the changes in full
     assert code == 0 and "history:" in out and "SEQ" in out and "CHANGES" in out
     lines = out.splitlines()
     created = next(line for line in lines if line.startswith("0 "))
@@ -154,9 +154,29 @@ def test_set_creates_the_sqlite_database_and_reads_do_not(
     url = f"sqlite:///{path}"
     for argv in (("list",), ("show", "agent-x")):
         code, _, err = run(capsys, "--db", url, "policies", *argv)
-        assert code == 3 and f"no database at {path}" in err
+        assert code == 6 and f"no database at {path}" in err
     assert not path.exists()
     code, _, _ = run(capsys, "--db", url, "policies", "set", "agent-x", "--approvers", "lead")
     assert code == 0 and path.exists()
     code, out, _ = run(capsys, "policies", "list", "--db", url)
     assert code == 0 and "agent-x" in out
+
+
+def test_set_keeps_what_it_cannot_express(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    async def store() -> None:
+        async with service.Kaizen.open(db_url) as k:
+            requirement = ApprovalRequirement(
+                ApprovalLevel.CUSTOM,
+                custom_approvers=["lead"],
+                excluded_approvers=["agent-dev"],
+                require_for_environments=["prod"],
+            )
+            await k.approvals.save_policy("agent-x", requirement)
+
+    asyncio.run(store())
+    code, _, _ = run(capsys, "--db", db_url, "policies", "set", "agent-x", "--approvers", "a,b")
+    assert code == 0
+    shown = _policy(db_url, capsys, "agent-x")
+    assert shown["custom_approvers"] == ["a", "b"]
+    assert shown["excluded_approvers"] == ["agent-dev"]
+    assert shown["require_for_environments"] == ["prod"]

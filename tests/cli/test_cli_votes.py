@@ -30,7 +30,9 @@ def test_votes_count_toward_the_quorum_and_show_lists_them(
     assert "approve" in vote_line and "fine by me" in vote_line
     assert "approved_metadata" not in out and "METADATA" not in out  # not set yet
     code, out, _ = run(capsys, "--db", db_url, "approvals", "list")
-    assert "PROGRESS" in out and "1 of 2" in out and "ESCALATIONS" in out
+    assert "PROGRESS" in out and "1 of 2" in out and "ESCALATIONS" not in out
+    code, out, _ = run(capsys, "--db", db_url, "approvals", "list", "--wide")
+    assert "ESCALATIONS" in out and "APPROVERS" in out  # the --wide columns
     shown = _shown(db_url, capsys, rid)
     assert shown["status"] == "pending"
     progress = shown["progress"]
@@ -134,11 +136,11 @@ def test_sweep_and_maintain_count_escalations(
     code, out, _ = run(capsys, "--db", db_url, "approvals", "sweep")
     assert code == 0 and out == "escalated 2, timed out 0 request(s)\n"
     time.sleep(0.2)  # the escalated requests' fresh deadlines pass too
-    code, out, _ = run(capsys, "--db", db_url, "maintain", "--every", "0.01", "--passes", "1")
+    code, _, err = run(capsys, "--db", db_url, "maintain", "--every", "0.01", "--passes", "1")
     assert code == 0
-    assert "pass 1: timed out 2 approval(s), escalated 0 approval(s), deleted 0 session(s)" in out
+    assert "pass 1: timed out 2 approval(s), escalated 0 approval(s), deleted 0 session(s)" in err
     assert [load(db_url, r).status.value for r in later] == ["timeout", "timeout"]
     seed_requests(db_url, "agent-s", ["lead"], 1, timeout_seconds=0.05, escalate_to=["x"])
     time.sleep(0.2)
-    code, out, _ = run(capsys, "--db", db_url, "maintain", "--every", "0.01", "--passes", "1")
-    assert "pass 1: timed out 0 approval(s), escalated 1 approval(s)" in out
+    code, _, err = run(capsys, "--db", db_url, "maintain", "--every", "0.01", "--passes", "1")
+    assert "pass 1: timed out 0 approval(s), escalated 1 approval(s)" in err

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from df_support import RawDB, dialect_of
 
-from dataflow import ConfigurationError, ConnectionLostError, DataFlow
+import dataflow.core
+from dataflow import ConfigurationError, ConnectionLostError, DataFlow, InMemoryDatabaseWarning
 
 
 def _declare(db: DataFlow) -> type:
@@ -223,8 +224,11 @@ async def test_without_url_or_environment_it_is_in_memory_sqlite(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setattr(dataflow.core, "_warned_in_memory", False)
     monkeypatch.chdir(tmp_path)
-    async with DataFlow() as db:
+    with pytest.warns(InMemoryDatabaseWarning, match="vanishes"):
+        db = DataFlow()
+    async with db:
         assert db.dialect_name == "sqlite"
         assert ":memory:" in db.url
         _declare(db)
@@ -234,6 +238,23 @@ async def test_without_url_or_environment_it_is_in_memory_sqlite(
         _declare(other)
         assert await other.count("Thing") == 0
     assert os.listdir(tmp_path) == []  # nothing written to disk
+
+
+def test_the_in_memory_warning_comes_once_per_process_and_only_by_default(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setattr(dataflow.core, "_warned_in_memory", False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        DataFlow("sqlite:///:memory:")  # asked for: no warning
+        DataFlow()
+        DataFlow()
+        monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'env.db'}")
+        DataFlow()
+    found = [w for w in caught if issubclass(w.category, InMemoryDatabaseWarning)]
+    assert len(found) == 1 and found[0].filename == __file__  # it points at the caller
+    assert "$DATABASE_URL" in str(found[0].message)
 
 
 async def test_relative_sqlite_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -18,7 +18,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from dataflow.dialects.connection import Connection, first_line, translate_error
-from dataflow.errors import ConfigurationError, ConnectionLostError, DataFlowError, TimeoutError
+from dataflow.errors import (
+    ConnectionLostError,
+    DatabaseRefusedError,
+    DataFlowError,
+    TimeoutError,
+)
 from dataflow.models import Kind
 from dataflow.options import COMMON, Option
 
@@ -267,15 +272,27 @@ class Dialect(ABC):
         """
         raise NotImplementedError  # pragma: no cover
 
+    def error_text(self, exc: BaseException) -> str:
+        """What a driver error says, for a message naming the database: its first
+        line, or ``connection refused`` when nothing listens at the address."""
+        seen: BaseException | None = exc
+        while seen is not None:
+            if isinstance(seen, ConnectionRefusedError):
+                return "connection refused"
+            seen = seen.__cause__
+        return first_line(exc)
+
     def connection_error(self, exc: BaseException | None = None) -> ConnectionLostError:
         """A connection error naming the database without its credentials."""
-        detail = f": {first_line(exc)}" if exc is not None else ""
+        detail = f": {self.error_text(exc)}" if exc is not None else ""
         return ConnectionLostError(f"cannot reach database {self.url.masked}{detail}")
 
-    def refused_error(self, exc: BaseException) -> ConfigurationError:
+    def refused_error(self, exc: BaseException) -> DatabaseRefusedError:
         """The server refused the configured database or credentials (no such
-        database, access denied): a configuration error naming the database."""
-        return ConfigurationError(f"cannot use database {self.url.masked}: {first_line(exc)}")
+        database, access denied): an error naming the database, never retried."""
+        return DatabaseRefusedError(
+            f"cannot use database {self.url.masked}: {self.error_text(exc)}"
+        )
 
     def timeout_error(self, what: str, seconds: float | None = None) -> TimeoutError:
         """The :class:`~dataflow.errors.TimeoutError` of ``what`` ran out, naming the limit."""

@@ -13,7 +13,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from dataflow.errors import ConfigurationError, ConnectionLostError, DataFlowError, TimeoutError
+from dataflow.errors import (
+    ConnectionLostError,
+    DatabaseRefusedError,
+    DataFlowError,
+    TimeoutError,
+)
 
 if TYPE_CHECKING:
     from dataflow.dialects.base import Dialect
@@ -150,7 +155,7 @@ def translate_error(dialect: Dialect, exc: BaseException) -> DataFlowError | Non
         return dialect.timeout_error("statement")
     if cls is ConnectionLostError:
         return dialect.connection_error(exc)
-    if cls is ConfigurationError:
+    if cls is DatabaseRefusedError:
         return dialect.refused_error(exc)
     err = cls(first_line(exc))
     err.from_driver = True

@@ -25,6 +25,7 @@ from dataflow.errors import (
     ConcurrencyError,
     ConfigurationError,
     ConnectionLostError,
+    DatabaseRefusedError,
     DataFlowError,
     DuplicateKeyError,
     IntegrityError,
@@ -237,6 +238,14 @@ class MySQLDialect(PooledDialect):
         code = _code(exc)
         return isinstance(exc, _errors.InternalError) or (code is not None and 2000 <= code < 3000)
 
+    def error_text(self, exc: BaseException) -> str:
+        # asyncmy's text is the repr of its (code, message) args: say it as a sentence.
+        text = super().error_text(exc)
+        args: tuple[Any, ...] = getattr(exc, "args", ())
+        if text != "connection refused" and len(args) == 2 and isinstance(args[0], int):
+            return f"{str(args[1]).strip()} (MySQL error {args[0]})"
+        return text
+
     def classify(self, exc: BaseException) -> type[DataFlowError] | None:
         if _is_lost(exc):
             return ConnectionLostError
@@ -248,7 +257,7 @@ class MySQLDialect(PooledDialect):
         if code == 1062:
             return DuplicateKeyError
         if code in _REFUSED_CODES:
-            return ConfigurationError
+            return DatabaseRefusedError
         if isinstance(exc, _errors.IntegrityError):
             return IntegrityError
         if code in _VALUE_CODES or isinstance(exc, _errors.DataError):

@@ -24,6 +24,7 @@ from dataflow.errors import (
     ConcurrencyError,
     ConfigurationError,
     ConnectionLostError,
+    DatabaseRefusedError,
     DataFlowError,
     DuplicateKeyError,
     IntegrityError,
@@ -192,7 +193,7 @@ class PostgreSQLDialect(PooledDialect):
         if state == "23505":
             return DuplicateKeyError
         if state in ("3D000", "28000", "28P01"):  # no such database; authentication failed
-            return ConfigurationError
+            return DatabaseRefusedError
         if state.startswith("23"):
             return IntegrityError
         if state.startswith("22"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,6 +14,8 @@ from dataflow.errors import DataFlowError
 from kaizen.outcomes import outcome_of, public_message
 
 __all__ = ["ApiError", "error_response", "exception_handlers"]
+
+logger = logging.getLogger("kaizen.api")
 
 _CODES = {
     400: "bad_request",
@@ -70,6 +73,8 @@ def _classify(exc: Exception) -> ApiError | None:
     outcome = outcome_of(exc)
     if outcome is None or outcome.status == 500:
         return None
+    if outcome.status >= 500:  # the client gets a generic text; the operator, ours
+        logger.warning("%s: %s", outcome.code, exc)  # (our messages never hold passwords)
     return ApiError(outcome.status, public_message(exc), code=outcome.code)
 
 

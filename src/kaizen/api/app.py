@@ -14,9 +14,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from kaizen.api._access import ObserveRequests
 from kaizen.api._errors import exception_handlers
 from kaizen.api._hosts import LOOPBACK_HOSTS, HostCheck, trusted_hosts
 from kaizen.api.auth import TokenConfigError, TokenSource, TokenStore
+from kaizen.api.metrics import Metrics, metrics_endpoint
 from kaizen.api.openapi import openapi_document
 from kaizen.api.routes import api_routes
 
@@ -88,6 +90,7 @@ def create_app(
     tokens: TokenSource | Mapping[str, str],
     base_url: str | None = None,
     allowed_hosts: Sequence[str] | None = None,
+    metrics_public: bool = False,
 ) -> Starlette:
     """Build the ASGI application.
 
@@ -105,6 +108,8 @@ def create_app(
             matches subdomains); others get 400 before anything else runs, so a
             forged Host never ends up in a link. Default: any when ``base_url``
             is given (links do not use the Host then), else the loopback names.
+        metrics_public: Serve ``/metrics`` without a token (default: an admin
+            token is required), for a scraper behind a network boundary.
 
     Returns:
         The Starlette app.
@@ -121,9 +126,17 @@ def create_app(
     async def openapi(request: Request) -> JSONResponse:
         return JSONResponse(document)
 
-    routes = [*api_routes(), Route("/openapi.json", openapi, methods=["GET"]), *_static_routes()]
+    routes = [
+        *api_routes(),
+        Route("/metrics", metrics_endpoint(metrics_public), methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
+        *_static_routes(),
+    ]
+    metrics = Metrics()
     hosts = trusted_hosts(base_url, allowed_hosts)
-    middleware = [] if hosts is None else [Middleware(HostCheck, hosts=hosts)]
+    middleware = [Middleware(ObserveRequests, metrics=metrics)]  # outermost: sees every answer
+    if hosts is not None:
+        middleware.append(Middleware(HostCheck, hosts=hosts))
     app = Starlette(
         routes=routes,
         middleware=middleware,
@@ -131,6 +144,7 @@ def create_app(
         lifespan=_lifespan(kaizen_or_url, base_url),
     )
     app.state.tokens = store
+    app.state.metrics = metrics
     app.state.base_url = base_url
     if not isinstance(kaizen_or_url, str):
         # Usable without running the lifespan (e.g. httpx's ASGITransport in tests).

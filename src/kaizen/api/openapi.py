@@ -23,7 +23,8 @@ _ERROR_TEXT = {
     409: "The request was already decided or timed out (``already_decided``), or the "
     "authenticated user's vote on it is already recorded (``already_voted``).",
     422: "Invalid or unknown query parameters, or an invalid body.",
-    503: "The database is unreachable.",
+    503: "The database is unreachable or timed out (``unavailable``, ``database_timeout``), "
+    "or refuses the server's database name or credentials (``database_refused``).",
 }
 
 
@@ -152,6 +153,21 @@ def _other_paths() -> dict[str, Any]:
                 "summary": "Liveness and database check",
                 "security": [],
                 "responses": {"200": {"description": "Database reachable."}, **_errors(503)},
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics (text format); an admin token unless the "
+                "server runs with --metrics-public",
+                "responses": {
+                    "200": {
+                        "description": "Requests by route and status, decisions by outcome, "
+                        "pending requests, database call latency, process metrics.",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
+                    **_errors(401),
+                    "403": _json(ref("Error"), "Not an admin token (``admin_required``)."),
+                },
             }
         },
         "/api/me": {"get": _op("The authenticated user", [], _json(me, "Whose token it is."))},

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
 from starlette.requests import Request
@@ -32,6 +33,7 @@ from kaizen.api._params import (
     query_int,
     query_str,
 )
+from kaizen.api.metrics import Metrics, decided, timed
 
 if TYPE_CHECKING:
     from kaizen.api.auth import TokenSource
@@ -40,6 +42,7 @@ if TYPE_CHECKING:
 __all__ = ["api_routes"]
 
 logger = logging.getLogger("kaizen.api")
+T = TypeVar("T")
 
 HEALTH_TIMEOUT = 5.0
 
@@ -47,6 +50,16 @@ HEALTH_TIMEOUT = 5.0
 def _kaizen(request: Request) -> Kaizen:
     kaizen: Kaizen = request.app.state.kaizen
     return kaizen
+
+
+def _metrics(request: Request) -> Metrics:
+    metrics: Metrics = request.app.state.metrics
+    return metrics
+
+
+async def _db(request: Request, call: str, work: Awaitable[T]) -> T:
+    """Await a service call, timed in the metrics as ``call``."""
+    return await timed(_metrics(request), call, work)
 
 
 def authenticate(request: Request) -> Viewer:
@@ -110,17 +123,21 @@ async def list_approvals(request: Request) -> JSONResponse:
     params = query(request, names)
     limit = query_int(params, "limit", default=100, low=1, high=MAX_LIMIT)
     offset = query_int(params, "offset", default=0, low=0, high=10**9)
-    page = await service.list_approvals(
-        _kaizen(request),
-        viewer=viewer,
-        status=query_str(params, "status", choices=STATUSES),
-        approver=query_str(params, "approver"),
-        voter=query_str(params, "voter"),
-        agent=query_str(params, "agent"),
-        requested_by=query_str(params, "requested_by"),
-        decided_by=query_str(params, "decided_by"),
-        limit=limit,
-        offset=offset,
+    page = await _db(
+        request,
+        "list_approvals",
+        service.list_approvals(
+            _kaizen(request),
+            viewer=viewer,
+            status=query_str(params, "status", choices=STATUSES),
+            approver=query_str(params, "approver"),
+            voter=query_str(params, "voter"),
+            agent=query_str(params, "agent"),
+            requested_by=query_str(params, "requested_by"),
+            decided_by=query_str(params, "decided_by"),
+            limit=limit,
+            offset=offset,
+        ),
     )
     body = {
         "items": [_approval_json(request, a) for a in page["items"]],
@@ -136,7 +153,9 @@ async def get_approval(request: Request, request_id: str | None = None) -> JSONR
     viewer = authenticate(request)
     query(request, ())
     request_id = request_id or request.path_params["request_id"]
-    approval = await service.get_approval(_kaizen(request), request_id, viewer)
+    approval = await _db(
+        request, "get_approval", service.get_approval(_kaizen(request), request_id, viewer)
+    )
     return JSONResponse(_approval_json(request, approval))
 
 
@@ -151,14 +170,18 @@ async def approve(request: Request) -> JSONResponse:
     metadata = body_object(body, "metadata")
     on_behalf_of = body_str(body, "on_behalf_of")
     request_id = request.path_params["request_id"]
-    approval = await service.approve(
-        _kaizen(request),
-        request_id,
-        viewer.user,
-        comment=comment,
-        metadata=metadata,
-        on_behalf_of=on_behalf_of,
-        viewer=viewer,
+    approval = await decided(
+        _metrics(request),
+        "approve",
+        service.approve(
+            _kaizen(request),
+            request_id,
+            viewer.user,
+            comment=comment,
+            metadata=metadata,
+            on_behalf_of=on_behalf_of,
+            viewer=viewer,
+        ),
     )
     return JSONResponse(_approval_json(request, approval))
 
@@ -174,8 +197,13 @@ async def reject(request: Request) -> JSONResponse:
         raise ApiError(422, f"reason must be a non-empty string of at most {MAX_REASON} characters")
     on_behalf_of = body_str(body, "on_behalf_of")
     request_id = request.path_params["request_id"]
-    approval = await service.reject(
-        _kaizen(request), request_id, viewer.user, reason, on_behalf_of=on_behalf_of, viewer=viewer
+    kaizen = _kaizen(request)
+    approval = await decided(
+        _metrics(request),
+        "reject",
+        service.reject(
+            kaizen, request_id, viewer.user, reason, on_behalf_of=on_behalf_of, viewer=viewer
+        ),
     )
     return JSONResponse(_approval_json(request, approval))
 
@@ -190,7 +218,9 @@ async def audit(request: Request) -> JSONResponse:
     viewer = authenticate(request)
     query(request, ())
     request_id = request.path_params["request_id"]
-    events = await service.approval_audit(_kaizen(request), request_id, viewer)
+    events = await _db(
+        request, "approval_audit", service.approval_audit(_kaizen(request), request_id, viewer)
+    )
     return JSONResponse({"request_id": request_id, "events": jsonable(events)})
 
 
@@ -201,13 +231,17 @@ async def list_sessions(request: Request) -> JSONResponse:
     params = query(request, ("user", "include_expired", "limit", "offset"))
     limit = query_int(params, "limit", default=100, low=1, high=MAX_LIMIT)
     offset = query_int(params, "offset", default=0, low=0, high=10**9)
-    items = await service.list_sessions(
-        _kaizen(request),
-        viewer=viewer,
-        user=query_str(params, "user"),
-        include_expired=query_bool(params, "include_expired"),
-        limit=limit + 1,  # one more tells whether a next page exists
-        offset=offset,
+    items = await _db(
+        request,
+        "list_sessions",
+        service.list_sessions(
+            _kaizen(request),
+            viewer=viewer,
+            user=query_str(params, "user"),
+            include_expired=query_bool(params, "include_expired"),
+            limit=limit + 1,  # one more tells whether a next page exists
+            offset=offset,
+        ),
     )
     more = len(items) > limit
     body = {
@@ -224,7 +258,9 @@ async def get_session(request: Request) -> JSONResponse:
     viewer = authenticate(request)
     query(request, ())
     session_id = request.path_params["session_id"]
-    session = await service.get_session(_kaizen(request), session_id, viewer)
+    session = await _db(
+        request, "get_session", service.get_session(_kaizen(request), session_id, viewer)
+    )
     return JSONResponse(jsonable(session))
 
 
@@ -252,8 +288,12 @@ async def list_delegations(request: Request) -> JSONResponse:
     params = query(request, ("approver",))
     user = _approver_for(viewer, query_str(params, "approver"))
     kaizen = _kaizen(request)
-    outgoing = await service.list_delegations(kaizen, approver=user)
-    incoming = await service.list_delegations(kaizen, delegate=user)
+    outgoing = await _db(
+        request, "list_delegations", service.list_delegations(kaizen, approver=user)
+    )
+    incoming = await _db(
+        request, "list_delegations", service.list_delegations(kaizen, delegate=user)
+    )
     return JSONResponse(
         {"user": user, "outgoing": jsonable(outgoing), "incoming": jsonable(incoming)}
     )
@@ -271,8 +311,10 @@ async def create_delegation(request: Request) -> JSONResponse:
         raise ApiError(422, "to is required: the user id of the delegate")
     until = body_time(body, "until")
     approver = _approver_for(viewer, body_str(body, "approver"))
-    delegation = await service.delegate(
-        _kaizen(request), approver, to, until=until, actor=viewer.user
+    delegation = await _db(
+        request,
+        "delegate",
+        service.delegate(_kaizen(request), approver, to, until=until, actor=viewer.user),
     )
     return JSONResponse(jsonable(delegation), status_code=201)
 
@@ -284,7 +326,11 @@ async def revoke_delegation(request: Request) -> Response:
     params = query(request, ("approver",))
     approver = _approver_for(viewer, query_str(params, "approver"))
     to = request.path_params["delegate_id"]
-    await service.revoke_delegation(_kaizen(request), approver, to, actor=viewer.user)
+    await _db(
+        request,
+        "revoke_delegation",
+        service.revoke_delegation(_kaizen(request), approver, to, actor=viewer.user),
+    )
     return Response(status_code=204)
 
 
@@ -292,7 +338,7 @@ async def healthz(request: Request) -> JSONResponse:
     """``GET /healthz``: 200 when the database answers a query, else 503."""
     try:
         async with asyncio.timeout(HEALTH_TIMEOUT):
-            await service.health(_kaizen(request))
+            await _db(request, "health", service.health(_kaizen(request)))
     except Exception as exc:
         logger.warning("health check failed: %s", type(exc).__name__)
         return error_response(503, "database unavailable", code="database_unavailable")

@@ -25,6 +25,11 @@ _COLUMNS = (
     "approval_timeout_seconds",
     "escalate_to",
 )
+_HEADERS = {
+    "approval_level": "level",
+    "custom_approvers": "approvers",
+    "approval_timeout_seconds": "timeout_s",
+}
 _HISTORY_COLUMNS = ("seq", "event", "actor", "occurred_at", "changes")
 
 
@@ -61,7 +66,14 @@ async def _set(args: argparse.Namespace) -> int:
 async def _list(args: argparse.Namespace) -> int:
     async with service.Kaizen.open(args.database_url, create=False) as k:
         policies = await service.list_policies(k)
-    emit(sys.stdout, policies, as_json=args.json, columns=_COLUMNS, empty="no stored policies")
+    emit(
+        sys.stdout,
+        policies,
+        as_json=args.json,
+        columns=_COLUMNS,
+        headers=_HEADERS,
+        empty="no stored policies",
+    )
     return 0
 
 

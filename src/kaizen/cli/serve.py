@@ -1,16 +1,27 @@
-"""``kaizen serve``: the approvals API and the approver inbox on uvicorn."""
+"""``kaizen serve``: the approvals API and the approver inbox on uvicorn.
+
+A server that cannot start exits 9 (the address cannot be bound: in use,
+permission denied, not local), 10 (no usable tokens), 11 (no server extra), 6
+(the database refuses its name or credentials; one merely down is a warning),
+2 (bad options). It logs on stderr, access log included, as text or JSON lines
+(``--log-format``), and serves ``/metrics`` (admin token, or ``--metrics-public``).
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import socket
 import sys
 from typing import TYPE_CHECKING, Any
 
+from kaizen.cli._logs import FORMATS, logging_to_stderr
+
 if TYPE_CHECKING:
     from kaizen.api.auth import TokenStore
     from kaizen.api.tokens_file import TokenFile
+    from kaizen.service import Kaizen
 
 __all__ = ["register"]
 
@@ -19,6 +30,7 @@ ENV_VAR = "KAIZEN_API_TOKENS"
 #: Environment variable naming a token file (used when ``--tokens`` is not given).
 TOKENS_FILE_VAR = "KAIZEN_API_TOKENS_FILE"
 _MISSING_EXTRA = "the server needs its extra: pip install 'kaizen-dataflow[server]'"
+logger = logging.getLogger("kaizen.serve")
 
 
 def _port(text: str) -> int:
@@ -43,7 +55,8 @@ def listen(host: str, port: int) -> socket.socket:
     try:
         return socket.create_server((host, port), family=family)
     except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
+        # create_server() appends the address to strerror; the errno's text says it all.
+        reason = os.strerror(exc.errno) if exc.errno else type(exc).__name__
         raise ConfigurationError(f"cannot listen on {host}:{port}: {reason}") from exc
 
 
@@ -81,6 +94,18 @@ def register(subparsers: Any) -> None:
         help="a Host name requests may be addressed to (repeatable; *.example.com for "
         "subdomains); others get 400, so no link is ever built from a forged Host "
         "(default: the --base-url host, else the bind address)",
+    )
+    parser.add_argument(
+        "--metrics-public",
+        action="store_true",
+        help="serve /metrics without a token (default: an admin token is required)",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=FORMATS,
+        default="text",
+        help="log lines (access log included) as text or one JSON object each "
+        "(default: %(default)s)",
     )
     parser.set_defaults(handler=_serve)
 
@@ -146,33 +171,94 @@ def load_tokens(path: str | None) -> TokenFile | TokenStore:
     return env
 
 
-async def _serve(args: argparse.Namespace) -> int:
-    try:
-        import uvicorn
+#: Exit codes of a server that could not start (see :mod:`kaizen.cli`).
+EXIT_LISTEN, EXIT_TOKENS, EXIT_NO_EXTRA = 9, 10, 11
 
-        from kaizen.api import TokenConfigError, create_app
-    except ImportError as exc:
-        sys.stderr.write(f"kaizen: error: {_MISSING_EXTRA} ({exc})\n")
-        return 1
+
+class _StartFailed(Exception):
+    """``kaizen serve`` cannot start: the exit code and the one line that says why."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _configure(args: argparse.Namespace) -> tuple[TokenFile | TokenStore, list[str], Any]:
+    """Tokens, trusted hosts and the listening socket, or the failure to start."""
     from dataflow.errors import ConfigurationError
-    from kaizen.service import Kaizen
+    from kaizen.api import TokenConfigError
 
     try:
         tokens = load_tokens(args.tokens)
+    except TokenConfigError as exc:
+        raise _StartFailed(EXIT_TOKENS, str(exc)) from exc
+    try:
         hosts = allowed_hosts(args.host, args.base_url, args.allowed_hosts)
+    except ConfigurationError as exc:
+        raise _StartFailed(2, str(exc)) from exc
+    try:
         sock = listen(args.host, args.port)
-    except (TokenConfigError, ConfigurationError) as exc:
-        sys.stderr.write(f"kaizen: error: {exc}\n")
-        return 2
-    if not len(tokens):
-        sys.stderr.write(
-            "kaizen: warning: no API token yet; add one with: kaizen tokens add USER\n"
+    except ConfigurationError as exc:
+        raise _StartFailed(EXIT_LISTEN, str(exc)) from exc
+    return tokens, hosts, sock
+
+
+async def _check_database(kaizen: Kaizen) -> None:
+    """Fail to start on a database that refuses us; only warn if it is down for now."""
+    from dataflow.errors import ConnectionLostError, DatabaseRefusedError
+
+    try:
+        await kaizen.db.ping()
+    except DatabaseRefusedError as exc:
+        raise _StartFailed(6, str(exc)) from exc
+    except ConnectionLostError as exc:
+        logger.warning(
+            "the database does not answer yet (/healthz says 503 until it does): %s", exc
         )
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    with logging_to_stderr(args.log_format):
+        try:
+            return await _run(args)
+        except _StartFailed as exc:
+            if args.log_format == "json":
+                logger.error("cannot start: %s", exc, extra={"fields": {"exit_code": exc.code}})
+            else:
+                sys.stderr.write(f"kaizen: error: {exc}\n")
+            return exc.code
+
+
+async def _run(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from kaizen.api import create_app
+    except ImportError as exc:
+        raise _StartFailed(EXIT_NO_EXTRA, f"{_MISSING_EXTRA} ({exc})") from exc
+    from kaizen.service import Kaizen
+
+    tokens, hosts, sock = _configure(args)
+    if not len(tokens):
+        logger.warning("no API token yet; add one with: kaizen tokens add USER")
     with sock:
         async with Kaizen.open(args.database_url, base_url=args.base_url) as kaizen:
-            app = create_app(kaizen, tokens=tokens, base_url=args.base_url, allowed_hosts=hosts)
+            await _check_database(kaizen)
+            app = create_app(
+                kaizen,
+                tokens=tokens,
+                base_url=args.base_url,
+                allowed_hosts=hosts,
+                metrics_public=args.metrics_public,
+            )
             config = uvicorn.Config(
-                app, host=args.host, port=args.port, lifespan="on", log_level="info"
+                app,
+                host=args.host,
+                port=args.port,
+                lifespan="on",
+                log_level="info",
+                log_config=None,  # our handler, in --log-format
+                access_log=False,  # the app writes its own (kaizen.access), with the route
             )
             # uvicorn handles SIGINT/SIGTERM itself and returns after a graceful shutdown.
             await uvicorn.Server(config).serve(sockets=[sock])

@@ -12,7 +12,8 @@ from kaizen.cli._reader import add_as_flag, viewer_of
 
 __all__ = ["register"]
 
-_COLUMNS = ("session_id", "user_id", "last_accessed", "expires_at", "expired", "memory_pool_id")
+_COLUMNS = ("session_id", "user_id", "last_accessed", "expires_at", "expired")
+_WIDE_COLUMNS = ("memory_pool_id", "created_at")
 
 
 async def _list(args: argparse.Namespace) -> int:
@@ -25,7 +26,14 @@ async def _list(args: argparse.Namespace) -> int:
             limit=args.limit,
             offset=args.offset,
         )
-    emit(sys.stdout, rows, as_json=args.json, columns=_COLUMNS, empty="no sessions")
+    emit(
+        sys.stdout,
+        rows,
+        as_json=args.json,
+        columns=_COLUMNS,
+        wide_columns=_WIDE_COLUMNS,
+        empty="no sessions",
+    )
     return 0
 
 

@@ -75,7 +75,7 @@ async def _add(args: argparse.Namespace) -> int:
     token, record = add_token(path, args.user, role=args.role, expires_at=expires_at)
     shown: dict[str, Any] = {"token": token, **record.describe()}
     del shown["expired"]
-    emit(sys.stdout, shown, as_json=args.json)
+    emit(sys.stdout, shown, as_json=args.json, wide=True)  # never cut the token
     sys.stderr.write(
         f"kaizen: the token is shown only once: store it now ({path} keeps only its hash)\n"
     )
