@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from dataflow import DataFlow
-from dataflow.errors import NotFoundError, ValidationError
+from dataflow.errors import DatabaseRefusedError, NotFoundError, ValidationError
 from dataflow.urls import parse_url
 from kaizen.access import Viewer, involving, may_see_request, may_see_session, may_see_trail
 from kaizen.governance import (
+    ApprovalConfigurationError,
     ApprovalLevel,
     ApprovalNotFoundError,
     ApprovalRequirement,
@@ -62,6 +63,7 @@ __all__ = [
     "list_sessions",
     "maintain_once",
     "reject",
+    "request_approval",
     "session_dict",
     "sweep_approvals",
     "verify_audit",
@@ -110,7 +112,7 @@ class Kaizen:
                 SQLite file that is not there is then an error, not a new database.
 
         Raises:
-            NotFoundError: ``create`` is False and the SQLite file does not exist.
+            DatabaseRefusedError: ``create`` is False and the SQLite file does not exist.
         """
         if not create:
             _must_exist(url)
@@ -125,7 +127,10 @@ def _must_exist(url: str) -> None:
     parsed = parse_url(url)
     path = parsed.database
     if parsed.family == "sqlite" and path not in (None, ":memory:") and not Path(path).exists():
-        raise NotFoundError(f"no database at {path}: nothing to read there (check --db)")
+        raise DatabaseRefusedError(
+            f"no database at {path}: nothing to read there "
+            "(check --db, $KAIZEN_DATABASE_URL or $DATABASE_URL)"
+        )
 
 
 def approval_dict(request: ExternalAgentApprovalRequest) -> dict[str, Any]:
@@ -249,6 +254,83 @@ async def list_approvals(
         "items": [approval_dict(r) for r in found[:limit]],
         "next_offset": offset + limit if more else None,
     }
+
+
+async def request_approval(
+    k: Kaizen,
+    agent: str,
+    requested_by: str,
+    *,
+    approvers: list[str] | None = None,
+    quorum: int | None = None,
+    metadata: dict[str, Any] | None = None,
+    timeout_seconds: float | None = None,
+) -> dict[str, Any]:
+    """Create a pending request for ``agent`` by ``requested_by``; return it as stored.
+
+    Args:
+        k: The services.
+        agent: The external agent whose invocation needs approval.
+        requested_by: Who asks.
+        approvers: Who may vote on this request only (a CUSTOM requirement, not
+            stored for later requests); None routes by the agent's stored policy.
+        quorum: Approvals needed (with ``approvers``; default 1).
+        metadata: What the approvers see (a JSON object).
+        timeout_seconds: How long the request stays decidable (with
+            ``approvers``; default 3600).
+
+    Raises:
+        ValidationError: Bad ids, metadata, quorum or timeout, ``quorum`` or
+            ``timeout_seconds`` without ``approvers``, or an agent with no stored
+            policy and no ``approvers``; nothing is written.
+    """
+    manager = k.approvals
+    if approvers is not None:
+        manager = _one_request_manager(k, agent, approvers, quorum, timeout_seconds)
+    elif quorum is not None or timeout_seconds is not None:
+        raise ValidationError(
+            "a quorum or timeout goes with approvers: without them the agent's stored "
+            "policy sets both"
+        )
+    elif await manager.requirement_for(agent) is None:
+        raise ValidationError(
+            f"agent {agent!r} has no stored policy: give the approvers of this request, "
+            f"or store one (kaizen policies set {agent} --approvers USER)"
+        )
+    try:
+        request_id = await manager.request_approval(agent, requested_by, metadata)
+    except ApprovalConfigurationError as exc:  # input that routes to nobody who could vote
+        raise ValidationError(str(exc)) from exc
+    return await get_approval(k, request_id)
+
+
+def _one_request_manager(
+    k: Kaizen,
+    agent: str,
+    approvers: list[str],
+    quorum: int | None,
+    timeout_seconds: float | None,
+) -> ExternalAgentApprovalManager:
+    """A manager on the same store routing ``agent`` to ``approvers``: the requirement
+    stays out of ``k``'s manager, so no later request is routed by it."""
+    if not isinstance(approvers, list) or not approvers:
+        raise ValidationError("approvers must be a non-empty list of approver ids")
+    requirement = ApprovalRequirement(
+        ApprovalLevel.CUSTOM,
+        custom_approvers=list(dict.fromkeys(approvers)),
+        approval_timeout_seconds=3600 if timeout_seconds is None else timeout_seconds,
+        quorum=1 if quorum is None else quorum,
+    )
+    shared = k.approvals
+    manager = ExternalAgentApprovalManager(
+        shared.protocol,
+        k.approval_storage,
+        approvers=shared.approvers,
+        base_url=shared.base_url,
+        retry_policy=shared.retry_policy,
+    )
+    manager.add_requirement(agent, requirement)
+    return manager
 
 
 async def _visible(
@@ -390,9 +472,23 @@ async def set_policy(
 ) -> dict[str, Any]:
     """Store a CUSTOM policy for ``agent`` (every instance routes by it); return it.
 
+    What this cannot express is kept from the agent's stored policy: its triggers
+    (``require_for_*``) and ``excluded_approvers`` (separation of duties is never
+    loosened by a command that does not mention it).
+
     Raises:
         ValidationError: Bad ids, quorum or timeout (nothing is stored).
     """
+    before = await k.approvals.stored_policy(agent)
+    kept: dict[str, Any] = {}
+    if before is not None:
+        kept = {
+            "require_for_environments": before.require_for_environments,
+            "require_for_cost_above": before.require_for_cost_above,
+            "require_for_data_classifications": before.require_for_data_classifications,
+            "require_for_operations": before.require_for_operations,
+            "excluded_approvers": before.excluded_approvers,
+        }
     requirement = ApprovalRequirement(
         ApprovalLevel.CUSTOM,
         custom_approvers=list(approvers),
@@ -400,6 +496,7 @@ async def set_policy(
         approval_reason=reason,
         quorum=quorum,
         escalate_to=escalate_to or None,
+        **kept,
     )
     if not approvers:
         raise ValidationError("a policy needs at least one approver")

@@ -1,8 +1,13 @@
 """The ``kaizen`` command: a thin layer over plain async functions that return data.
 
-Exit codes: 0 success, 1 other errors, 2 usage or configuration (a malformed token
-file, a URL naming no host...), 3 unknown id, 4 already decided or already voted, 5 not
-authorized, 6 database unreachable, 7 bad input, 8 the audit trail found tampering.
+Exit codes: 0 success, 1 other errors, 2 usage or configuration (bad arguments, a
+malformed URL, an unknown option...), 3 unknown id, 4 already decided or already voted,
+5 not authorized, 6 database unavailable (unreachable, timed out, refused: unknown
+database, access denied; or no SQLite file for a command that only reads), 7 bad input,
+8 the audit trail found tampering; ``kaizen serve`` could not start: 9 cannot listen on
+the address (in use, permission denied, not local), 10 no usable tokens (token file
+unreadable or malformed, none configured), 11 the server extra is not installed;
+130 interrupted.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from kaizen import __version__
+from kaizen.cli._output import WIDTH, use_wide
 
 __all__ = ["DEFAULT_DATABASE_URL", "main"]
 
@@ -45,6 +51,7 @@ _COMMANDS = (
     "maintain",
     "serve",
     "tokens",
+    "migrate",
 )
 
 
@@ -74,6 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         if not any("--db" in a.option_strings for a in leaf._actions):
             leaf.add_argument("--db", metavar="URL", default=argparse.SUPPRESS, help=_DB_HELP)
+    for leaf in _leaf_parsers(parser):  # the commands printing data (--json) have --wide
+        options = {o for a in leaf._actions for o in a.option_strings}
+        if "--json" in options and "--wide" not in options:
+            leaf.add_argument(
+                "--wide",
+                action="store_true",
+                help=f"show everything: cut no value to fit {WIDTH} columns, add columns",
+            )
     return parser
 
 
@@ -110,4 +125,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stdout)
         return 0
     args.database_url = _database_url(args)
-    return run_async(handler, args)
+    with use_wide(getattr(args, "wide", False)):
+        return run_async(handler, args)

@@ -1,4 +1,5 @@
-"""``kaizen approvals``: list, show, approve, reject (votes toward a quorum), sweep, audit."""
+"""``kaizen approvals``: list, show, request, approve, reject (votes toward a quorum), sweep,
+audit."""
 
 from __future__ import annotations
 
@@ -15,16 +16,10 @@ from kaizen.cli._reader import add_as_flag, viewer_of
 
 __all__ = ["parse_metadata", "register"]
 
-_COLUMNS = (
-    "id",
-    "status",
-    "progress",
-    "external_agent_id",
-    "requested_by",
-    "approvers",
-    "escalations",
-    "created_at",
-)
+_COLUMNS = ("id", "status", "progress", "external_agent_id", "requested_by", "created_at")
+#: Added by ``--wide``.
+_WIDE_COLUMNS = ("approvers", "escalations", "deadline_at")
+_HEADERS = {"external_agent_id": "agent", "requested_by": "requester", "created_at": "created"}
 _JSON_TYPES = {list: "an array", str: "a string", bool: "a boolean", int: "a number"}
 _PROBLEM_COLUMNS = ("request_id", "seq", "message")
 
@@ -46,7 +41,15 @@ async def _list(args: argparse.Namespace) -> int:
         emit(sys.stdout, page, as_json=True)
         return 0
     rows = [list_row(r) for r in page["items"]]
-    emit(sys.stdout, rows, as_json=False, columns=_COLUMNS, empty="no approval requests")
+    emit(
+        sys.stdout,
+        rows,
+        as_json=False,
+        columns=_COLUMNS,
+        wide_columns=_WIDE_COLUMNS,
+        headers=_HEADERS,
+        empty="no approval requests",
+    )
     if page["next_offset"] is not None:
         sys.stdout.write(f"(more: --offset {page['next_offset']})\n")
     return 0
@@ -186,6 +189,9 @@ def register(commands: Any) -> None:
     p.set_defaults(handler=_show)
 
     _register_votes(sub)
+    from kaizen.cli import approval_request  # it uses parse_metadata from here
+
+    approval_request.register(sub)
 
     p = sub.add_parser("sweep", help="escalate or time out every overdue pending request")
     _json_flag(p)
