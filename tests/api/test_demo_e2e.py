@@ -11,34 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from cdp import Browser, Page, browser
+from cdp import Browser, Page
 
 from demo_steps import DemoSteps, clean_env, parse_steps, printed_server
 from kaizen import service
 from servers import free_port
-
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-
-
-@pytest.fixture
-def chrome(tmp_path: Path) -> Iterator[Browser]:
-    """Headless Chromium on a fresh profile; missing fails under ``CI=true``, else skips."""
-    found = shutil.which(CHROMIUM)
-    if found is None:
-        message = f"headless Chromium not found at {CHROMIUM} (apt-get install -y chromium)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    with browser(found, tmp_path / "profile", tmp_path / "chromium.log") as running:
-        yield running
 
 
 def _demo(work: Path) -> str:

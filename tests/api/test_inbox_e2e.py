@@ -17,7 +17,6 @@ import asyncio
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -30,14 +29,13 @@ from typing import Any
 
 import pytest
 from api_support import TOKENS, status_of
-from cdp import Browser, Page, browser
+from cdp import Browser, Page
 
 from kaizen import service
 from kaizen.api import hash_token
 from kaizen.service import Kaizen
 from servers import free_port, stop_process
 
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 REASON = "Not during the freeze, sorry"
 REQUESTER = "user-123"
 #: The API tests' users, with the requester, who signs in here too.
@@ -45,25 +43,6 @@ USERS = {REQUESTER: "tok-requester-5e1f", **TOKENS}
 #: An id a link must carry intact: "/", "%", spaces, "?", "#" and non-ASCII letters.
 ODD_ID = "ops/deploy 100% sûr? #1 ✓"
 OWN_REQUEST = "You made this request; someone else must decide it."
-
-
-@pytest.fixture
-def chromium_path() -> str:
-    """The Chromium executable; missing fails the test under ``CI=true``, else skips it."""
-    found = shutil.which(CHROMIUM)
-    if found is None:
-        message = f"headless Chromium not found at {CHROMIUM} (apt-get install -y chromium)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return found
-
-
-@pytest.fixture
-def chrome(chromium_path: str, tmp_path: Path) -> Iterator[Browser]:
-    """Headless Chromium on a fresh profile, to open tabs in."""
-    with browser(chromium_path, tmp_path / "profile", tmp_path / "chromium.log") as running:
-        yield running
 
 
 def server_command(db_url: str, port: int, tokens: Path) -> list[str]:

@@ -8,12 +8,12 @@ stores are held to the same contract by tests/governance and the process races).
 from __future__ import annotations
 
 import asyncio
-import os
 from collections import Counter
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
+from prop_settings import SETTINGS
 
 from kaizen.governance import (
     AlreadyDecidedError,
@@ -24,15 +24,6 @@ from kaizen.governance import (
     policy,
 )
 
-CI = os.environ.get("CI", "").lower() == "true"
-EXAMPLES = int(os.environ.get("PROPERTY_EXAMPLES", "500" if CI else "60"))
-SETTINGS = settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    database=None,
-    derandomize=CI,
-    suppress_health_check=[HealthCheck.too_slow],
-)
 APPROVERS = ["ana", "bo", "cy"]
 #: Who tries to vote: the approvers, a delegate of bo (and of cy, sometimes), the requester,
 #: a stranger.

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, TypeVar
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
+from prop_settings import SETTINGS
 
 from dataflow import DataFlow, DataFlowError, Index
 from dataflow.jsonvalues import clean_json
@@ -33,15 +33,6 @@ from kaizen.integrations.nexus import NexusSessionManager, SessionStorage
 T = TypeVar("T")
 #: What the calls of the running property came to (checked: both branches are exercised).
 OUTCOMES: Counter[str] = Counter()
-CI = os.environ.get("CI", "").lower() == "true"
-EXAMPLES = int(os.environ.get("PROPERTY_EXAMPLES", "500" if CI else "60"))
-SETTINGS = settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    database=None,
-    derandomize=CI,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
 
 # -- strategies ------------------------------------------------------------------
 # Every strategy comes in two kinds: CLEAN values every rule accepts, and WILD ones
