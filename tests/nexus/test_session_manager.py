@@ -134,13 +134,42 @@ async def test_async_methods_without_storage_work_in_memory(memory: Manager, clo
     session = await memory.create_session_async("s1", "u")
     assert await memory.update_session_state_async("s1", {"k": 1}, "api")
     assert await memory.bind_memory_pool_async("s1", "pool")
-    assert await memory.load_session_async("s1") is session
+    # Read through the manager's MemorySessionStore: equal, not the same object.
+    assert await memory.load_session_async("s1") == session
     assert session.state == {"k": 1} and session.memory_pool_id == "pool"
     assert await memory.delete_session_async("s1")
     assert not await memory.delete_session_async("s1")
     memory.create_session("s2", "u")
     clock.advance(hours=2)
     assert await memory.cleanup_expired_sessions_async() == 1
+
+
+async def test_create_async_records_a_channel_and_an_initial_state(
+    memory: Manager, clock: Clock
+) -> None:
+    session = await memory.create_session_async("s1", "u", channel="mcp", state={"k": 1})
+    assert session.channel_activity == {"mcp": T0} and session.state == {"k": 1}
+    assert (session.last_accessed, session.expires_at) == (T0, T0 + timedelta(hours=1))
+    assert await memory.load_session_async("s1") == session
+    with pytest.raises(SessionValidationError):
+        await memory.create_session_async("s2", "u", channel="")
+    with pytest.raises(SessionValidationError):
+        await memory.create_session_async("s2", "u", state={"x": float("inf")})
+    assert await memory.load_session_async("s2") is None
+
+
+async def test_create_async_refuses_the_id_of_a_live_memory_only_session(
+    memory: Manager, clock: Clock
+) -> None:
+    memory.create_session("local", "u")
+    with pytest.raises(SessionExistsError):
+        await memory.create_session_async("local", "other")
+    assert memory.sessions["local"].user_id == "u"
+    clock.advance(hours=2)  # expired: the id is free again
+    assert (await memory.create_session_async("local", "other")).user_id == "other"
+    assert await memory.update_session_state_async("local", {"k": 1}, "api")
+    loaded = await memory.load_session_async("local")
+    assert loaded is not None and loaded.state == {"k": 1}
 
 
 def test_bad_manager_options_and_clocks() -> None:

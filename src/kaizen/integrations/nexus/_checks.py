@@ -12,17 +12,20 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dataflow.errors import ValidationError
-from dataflow.jsonvalues import MAX_JSON_DEPTH, clean_json, describe, text_problem
+from dataflow.jsonvalues import INT64, MAX_JSON_DEPTH, clean_json, describe, text_problem
 from kaizen.integrations.nexus.errors import SessionValidationError
 
 __all__ = [
+    "EARLIEST",
     "MAX_DEPTH",
     "MAX_ID_LENGTH",
     "MAX_TTL_HOURS",
     "check_channel",
     "check_channel_activity",
+    "check_count",
     "check_id",
     "check_json_object",
+    "check_stored_time",
     "check_time",
     "check_ttl",
     "later",
@@ -37,6 +40,8 @@ MAX_ID_LENGTH = 255
 MAX_DEPTH = MAX_JSON_DEPTH
 #: The longest TTL: a century.
 MAX_TTL_HOURS = 100 * 366 * 24
+#: The earliest time a store keeps (MySQL's DATETIME range starts at year 1000).
+EARLIEST = datetime(1000, 1, 1, tzinfo=UTC)
 
 
 def utcnow() -> datetime:
@@ -82,6 +87,29 @@ def check_time(value: Any, what: str) -> datetime:
         return value.astimezone(UTC)
     except OverflowError:
         raise SessionValidationError(f"{what} is out of range: {value.isoformat()}") from None
+
+
+def check_stored_time(value: Any, what: str) -> datetime:
+    """Return ``value`` in UTC (as :func:`check_time`), refusing times before year 1000.
+
+    Every database stores times from year 1000 to 9999, so both stores refuse
+    earlier ones the same way, before anything is written.
+    """
+    when = check_time(value, what)
+    if when < EARLIEST:
+        raise SessionValidationError(
+            f"{what} must be from year 1000 to 9999 (UTC), got {when.isoformat()}"
+        )
+    return when
+
+
+def check_count(value: Any, what: str) -> int:
+    """Return ``value`` if it is a non-negative 64-bit int (a limit or an offset)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= INT64[1]:
+        raise SessionValidationError(
+            f"{what} must be a non-negative 64-bit int, got {describe(value)}"
+        )
+    return value
 
 
 def check_ttl(value: Any) -> timedelta:

@@ -16,4 +16,4 @@ class SessionNotFoundError(NotFoundError):
 
 
 class SessionExistsError(DuplicateKeyError):
-    """A live session with the same id already exists."""
+    """A session with the same id already exists (stored, or live in a manager's memory)."""

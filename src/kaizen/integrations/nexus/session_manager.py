@@ -1,10 +1,13 @@
 """Sessions across the Nexus channels: in memory, or shared through a :class:`SessionStorage`.
 
 The synchronous methods work on this instance's memory only. The ``*_async``
-methods treat storage (when configured) as the single source of truth: state
-updates are merged atomically by the database, loads read through to it, and
-the in-memory copy is a convenience that is never served as the result of a
-load. A session's TTL never changes, so it is the one fact read from memory.
+methods work through a :class:`~kaizen.integrations.nexus.SessionStore` (the
+storage backend; without one, a :class:`MemorySessionStore` of this instance),
+the single source of truth: state updates are merged atomically by the store,
+loads read through to it, and the in-memory copy is a convenience that is never
+served as the result of a load. A session's TTL never changes, so it is the one
+fact read from memory. Sessions made by the synchronous :meth:`create_session`
+live in memory only; the async methods act on those in memory.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 from dataflow.retry import RetryPolicy
 from kaizen.integrations.nexus._checks import (
     check_channel,
+    check_count,
     check_id,
     check_json_object,
     check_time,
@@ -23,11 +27,15 @@ from kaizen.integrations.nexus._checks import (
     ttl_from_hours,
     utcnow,
 )
+from kaizen.integrations.nexus._store import SessionStore
 from kaizen.integrations.nexus.errors import SessionExistsError, SessionValidationError
-from kaizen.integrations.nexus.models import CrossChannelSession
-from kaizen.integrations.nexus.storage import SessionStorage
+from kaizen.integrations.nexus.memory import MemorySessionStore
+from kaizen.integrations.nexus.models import DEFAULT_TTL, CrossChannelSession
 
-__all__ = ["NexusSessionManager"]
+__all__ = ["DEFAULT_TTL_HOURS", "NexusSessionManager"]
+
+#: The TTL, in hours, of sessions created without one.
+DEFAULT_TTL_HOURS: float = DEFAULT_TTL / timedelta(hours=1)
 
 
 class NexusSessionManager:
@@ -36,7 +44,9 @@ class NexusSessionManager:
     Args:
         cleanup_interval: Seconds between automatic in-memory cleanups run by
             :meth:`create_session`; 0 or None disables them.
-        storage_backend: Where sessions persist; None keeps them in memory only.
+        storage_backend: Where sessions persist: a :class:`SessionStorage`, or any
+            :class:`~kaizen.integrations.nexus.SessionStore`; None keeps them in
+            a :class:`MemorySessionStore` of this instance.
         cleanup_batch_size: Rows deleted per statement by
             :meth:`cleanup_expired_sessions_async`.
         clock: Returns the current time (timezone-aware); injectable for tests.
@@ -45,7 +55,7 @@ class NexusSessionManager:
 
     Attributes:
         sessions: This instance's in-memory sessions by id.
-        storage: The storage backend, or None.
+        storage: The storage backend given, or None.
 
     Example:
         >>> manager = NexusSessionManager(storage_backend=SessionStorage(db))  # doctest: +SKIP
@@ -58,23 +68,24 @@ class NexusSessionManager:
     def __init__(
         self,
         cleanup_interval: float | None = 300,
-        storage_backend: SessionStorage | None = None,
+        storage_backend: SessionStore | None = None,
         *,
         cleanup_batch_size: int = 1000,
         clock: Callable[[], datetime] = utcnow,
         retry_policy: RetryPolicy | None = None,
     ) -> None:
-        if isinstance(cleanup_batch_size, bool) or not isinstance(cleanup_batch_size, int):
-            raise SessionValidationError("cleanup_batch_size must be an int")
-        if cleanup_batch_size < 1:
+        if check_count(cleanup_batch_size, "cleanup_batch_size") < 1:
             raise SessionValidationError("cleanup_batch_size must be at least 1")
         self.sessions: dict[str, CrossChannelSession] = {}
         self.cleanup_interval = cleanup_interval
         self.cleanup_batch_size = cleanup_batch_size
         self.storage = storage_backend
+        self._store: SessionStore = (
+            storage_backend if storage_backend is not None else MemorySessionStore()
+        )
         self.retry_policy = retry_policy if retry_policy is not None else RetryPolicy()
         self._clock = clock
-        # Ids of cached sessions that live in storage (the rest exist only here).
+        # Ids of cached sessions that live in the store (the rest exist only here).
         self._stored: set[str] = set()
         self._last_cleanup = self._now()
 
@@ -87,10 +98,11 @@ class NexusSessionManager:
         self, session_id: str | None, user_id: str, ttl_hours: float
     ) -> CrossChannelSession:
         ttl = ttl_from_hours(ttl_hours)
-        now = self._now()
-        if session_id is None:
-            return CrossChannelSession(user_id=user_id, ttl=ttl, created_at=now)
-        return CrossChannelSession(session_id=session_id, user_id=user_id, ttl=ttl, created_at=now)
+        given: dict[str, Any] = {} if session_id is None else {"session_id": session_id}
+        return CrossChannelSession(**given, user_id=user_id, ttl=ttl, created_at=self._now())
+
+    def _memory_only(self, session_id: str) -> bool:
+        return session_id in self.sessions and session_id not in self._stored
 
     def _remember(self, session: CrossChannelSession) -> None:
         self.sessions[session.session_id] = session
@@ -100,16 +112,14 @@ class NexusSessionManager:
         self._stored.discard(session_id)
         return self.sessions.pop(session_id, None)
 
-    def _store_for(self, session_id: str) -> SessionStorage | None:
-        """The storage the async methods act on, or None: no storage, or a memory-only session.
+    def _store_for(self, session_id: str) -> SessionStore | None:
+        """The store the async methods act on, or None for a memory-only session.
 
         Raises:
             SessionValidationError: ``session_id`` is not a valid id.
         """
         check_id(session_id, "session_id")
-        if self.storage is None or (session_id in self.sessions and session_id not in self._stored):
-            return None
-        return self.storage
+        return None if self._memory_only(session_id) else self._store
 
     def _evict_expired(self, now: datetime) -> list[str]:
         expired = [sid for sid, s in self.sessions.items() if s.is_expired(now)]
@@ -125,7 +135,7 @@ class NexusSessionManager:
     # -- in memory -----------------------------------------------------------
 
     def create_session(
-        self, session_id: str | None = None, user_id: str = "", ttl_hours: float = 1
+        self, session_id: str | None = None, user_id: str = "", ttl_hours: float = DEFAULT_TTL_HOURS
     ) -> CrossChannelSession:
         """Create a session in this instance's memory (not persisted).
 
@@ -225,21 +235,44 @@ class NexusSessionManager:
     # -- persistent ----------------------------------------------------------
 
     async def create_session_async(
-        self, session_id: str | None = None, user_id: str = "", ttl_hours: float = 1
+        self,
+        session_id: str | None = None,
+        user_id: str = "",
+        ttl_hours: float = DEFAULT_TTL_HOURS,
+        *,
+        channel: str | None = None,
+        state: dict[str, Any] | None = None,
     ) -> CrossChannelSession:
-        """Create a session and store it (in memory only without storage).
+        """Create a session and store it, in one write.
+
+        Args:
+            session_id: The id to use; a UUID4 string when None.
+            user_id: The owning user; must be non-empty.
+            ttl_hours: Lifetime after each use, in hours (positive).
+            channel: The channel creating it: recorded in its activity at the
+                creation time, as an update from that channel would be.
+            state: The initial state (a JSON object), merged as an update is.
+
+        Returns:
+            The new session (also this instance's cached copy).
 
         Raises:
-            SessionValidationError: Bad user id, session id or TTL; nothing is written.
-            DuplicateKeyError: The id is taken (in storage, or live in memory).
+            SessionValidationError: Bad user id, session id, TTL, channel or
+                state; nothing is written.
+            SessionExistsError: The id is taken (in the store, or by a live
+                memory-only session); a :class:`~dataflow.DuplicateKeyError`.
         """
-        if self.storage is None:
-            return self.create_session(session_id, user_id, ttl_hours)
         session = self._new_session(session_id, user_id, ttl_hours)
-        storage = self.storage
-        await self.retry_policy.run(lambda: storage.save(session))
+        if channel is not None or state is not None:
+            session.update_state({} if state is None else state, channel, now=session.created_at)
+        sid, now = session.session_id, session.created_at
+        local = self.sessions.get(sid)
+        if local is not None and self._memory_only(sid) and not local.is_expired(now):
+            raise SessionExistsError(f"session {sid!r} already exists in memory")
+        store = self._store
+        await self.retry_policy.run(lambda: store.save(session))
         self._remember(session)
-        self._maybe_cleanup(session.created_at)
+        self._maybe_cleanup(now)
         return session
 
     async def update_session_state_async(
@@ -263,8 +296,8 @@ class NexusSessionManager:
         """
         clean = check_json_object(updates, "state update")
         name = check_channel(channel)
-        storage = self._store_for(session_id)
-        if storage is None:
+        store = self._store_for(session_id)
+        if store is None:
             return self.update_session_state(session_id, clean, name)
         ttl = await self._ttl(session_id)
         if ttl is None:
@@ -272,7 +305,7 @@ class NexusSessionManager:
         now = self._now()
         expires = later(now, ttl)
         merged = await self.retry_policy.run(
-            lambda: storage.merge_state(session_id, clean, name, now, expires)
+            lambda: store.merge_state(session_id, clean, name, now, expires)
         )
         if not merged:
             self._forget(session_id)
@@ -283,7 +316,7 @@ class NexusSessionManager:
         return True
 
     async def _ttl(self, session_id: str) -> timedelta | None:
-        """The session's TTL: from memory if cached (it never changes), else from storage."""
+        """The session's TTL: from memory if cached (it never changes), else from the store."""
         cached = self.sessions.get(session_id)
         if cached is not None and session_id in self._stored:
             return cached.ttl
@@ -304,11 +337,11 @@ class NexusSessionManager:
             SessionValidationError: Bad pool id; nothing is written.
         """
         pool = check_id(memory_pool_id, "memory_pool_id")
-        storage = self._store_for(session_id)
-        if storage is None:
+        store = self._store_for(session_id)
+        if store is None:
             return self.bind_memory_pool(session_id, pool)
         now = self._now()
-        if not await self.retry_policy.run(lambda: storage.bind_memory_pool(session_id, pool, now)):
+        if not await self.retry_policy.run(lambda: store.bind_memory_pool(session_id, pool, now)):
             self._forget(session_id)
             return False
         cached = self.sessions.get(session_id)
@@ -323,29 +356,29 @@ class NexusSessionManager:
             session_id: The session to delete (live or expired).
 
         Returns:
-            True iff a session was deleted (from storage; from memory for a
+            True iff a session was deleted (from the store; from memory for a
             memory-only session).
         """
-        storage = self._store_for(session_id)
+        store = self._store_for(session_id)
         cached = self._forget(session_id)
-        if storage is None:
+        if store is None:
             return cached is not None
-        return await self.retry_policy.run(lambda: storage.delete(session_id))
+        return await self.retry_policy.run(lambda: store.delete(session_id))
 
     async def load_session_async(self, session_id: str) -> CrossChannelSession | None:
         """Return the session as stored now (and cache it), or None if missing or expired.
 
-        With storage, every call reads through: the result reflects every write
-        acknowledged by any instance before the call. The returned object is
+        Every call reads through to the store: with a storage backend the result
+        reflects every write acknowledged by any instance before the call. The returned object is
         also this instance's cached copy.
 
         Args:
             session_id: The session to load.
         """
-        storage = self._store_for(session_id)
-        if storage is None:
+        store = self._store_for(session_id)
+        if store is None:
             return self.get_session(session_id)
-        session = await storage.load(session_id, now=self._now())
+        session = await store.load(session_id, now=self._now())
         if session is None:
             self._forget(session_id)
             return None
@@ -353,23 +386,19 @@ class NexusSessionManager:
         return session
 
     async def cleanup_expired_sessions_async(self) -> int:
-        """Delete expired sessions from memory and storage; return how many sessions went.
+        """Delete expired sessions from memory and the store; return how many sessions went.
 
-        Storage is emptied in batches of ``cleanup_batch_size``. A session is
-        counted once: stored sessions by the storage, memory-only ones here.
+        The store is emptied in batches of ``cleanup_batch_size``. A session is
+        counted once: stored sessions by the store, memory-only ones here.
         """
         now = self._now()
         expired = self._evict_expired(now)
-        memory_only = [sid for sid in expired if sid not in self._stored]
+        total = sum(1 for sid in expired if sid not in self._stored)  # memory-only ones
         self._stored.difference_update(expired)
         self._last_cleanup = now
-        total = len(expired) if self.storage is None else len(memory_only)
-        storage = self.storage
-        while storage is not None:
-            deleted = await self.retry_policy.run(
-                lambda: storage.cleanup_expired(self.cleanup_batch_size, now=now)
-            )
+        store, batch = self._store, self.cleanup_batch_size
+        while True:
+            deleted = await self.retry_policy.run(lambda: store.cleanup_expired(batch, now=now))
             total += deleted
-            if deleted < self.cleanup_batch_size:
-                break
-        return total
+            if deleted < batch:
+                return total

@@ -9,19 +9,13 @@ times, read-through, cleanup loops) belong to
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from dataflow import ConfigurationError, DataFlow, Index
-from kaizen.integrations.nexus._checks import (
-    check_channel,
-    check_channel_activity,
-    check_id,
-    check_json_object,
-    check_time,
-    utcnow,
-)
-from kaizen.integrations.nexus.errors import SessionNotFoundError
+from dataflow import ConfigurationError, DataFlow, DuplicateKeyError, Index
+from kaizen.integrations.nexus._checks import check_count, check_id
+from kaizen.integrations.nexus._rows import as_of, from_row, merge_of, to_row
+from kaizen.integrations.nexus.errors import SessionExistsError, SessionNotFoundError
 from kaizen.integrations.nexus.models import CrossChannelSession
 
 __all__ = ["TABLE", "CrossChannelSessionRecord", "SessionStorage"]
@@ -67,44 +61,8 @@ def _register(db: DataFlow) -> None:
         raise ConfigurationError(f"another model named {_MODEL} is registered on this DataFlow")
 
 
-def _row(session: CrossChannelSession) -> dict[str, Any]:
-    """Validate ``session`` (it may have been mutated since construction) and flatten it."""
-    activity = check_channel_activity(session.channel_activity)
-    pool = session.memory_pool_id
-    return {
-        "id": check_id(session.session_id, "session_id"),
-        "user_id": check_id(session.user_id, "user_id"),
-        "session_created_at": check_time(session.created_at, "created_at"),
-        "last_accessed": check_time(session.last_accessed, "last_accessed"),
-        "expires_at": check_time(session.expires_at, "expires_at"),
-        "ttl_seconds": int(session.ttl.total_seconds()),
-        "state_json": check_json_object(session.state, "state"),
-        "channel_activity_json": {name: when.isoformat() for name, when in activity.items()},
-        "memory_pool_id": None if pool is None else check_id(pool, "memory_pool_id"),
-    }
-
-
-def _session(row: dict[str, Any]) -> CrossChannelSession:
-    activity = row["channel_activity_json"] or {}
-    return CrossChannelSession._restore(
-        session_id=row["id"],
-        user_id=row["user_id"],
-        created_at=row["session_created_at"],
-        last_accessed=row["last_accessed"],
-        expires_at=row["expires_at"],
-        state=row["state_json"] or {},
-        channel_activity={k: datetime.fromisoformat(v) for k, v in activity.items()},
-        memory_pool_id=row["memory_pool_id"],
-        ttl=timedelta(seconds=row["ttl_seconds"]),
-    )
-
-
-def _now(now: datetime | None) -> datetime:
-    return utcnow() if now is None else check_time(now, "now")
-
-
 def _live(now: datetime | None) -> dict[str, Any]:
-    return {"expires_at": {"$gt": _now(now)}}
+    return {"expires_at": {"$gt": as_of(now)}}
 
 
 class SessionStorage:
@@ -117,6 +75,9 @@ class SessionStorage:
 
     A session is *live* while ``expires_at > now``; ``now`` defaults to the
     current UTC time and may be passed explicitly (keyword-only) to every read.
+    It is a :class:`~kaizen.integrations.nexus.SessionStore`; its in-process
+    twin is :class:`~kaizen.integrations.nexus.MemorySessionStore`. Limits and
+    offsets are non-negative ints (else :class:`SessionValidationError`).
     """
 
     def __init__(self, db: DataFlow) -> None:
@@ -133,10 +94,16 @@ class SessionStorage:
         expires when, it says.
 
         Raises:
-            SessionValidationError: The session holds invalid data; nothing is written.
-            DuplicateKeyError: A session with this id is already stored.
+            SessionValidationError: The session holds invalid data (a time before
+                year 1000 included); nothing is written.
+            SessionExistsError: A session with this id is already stored (live or
+                expired); a :class:`~dataflow.DuplicateKeyError`.
         """
-        await self.db.insert(_MODEL, _row(session))
+        row = to_row(session)
+        try:
+            await self.db.insert(_MODEL, row)
+        except DuplicateKeyError as exc:
+            raise SessionExistsError(f"session {row['id']!r} is already stored") from exc
         return session.session_id
 
     async def update(self, session: CrossChannelSession) -> None:
@@ -148,7 +115,7 @@ class SessionStorage:
             SessionValidationError: The session holds invalid data; nothing is written.
             SessionNotFoundError: No session with this id is stored.
         """
-        values = _row(session)
+        values = to_row(session)
         session_id = values.pop("id")
         if not await self.db.update_where(_MODEL, {"id": session_id}, values):
             raise SessionNotFoundError(f"session {session_id!r} is not stored")
@@ -168,7 +135,7 @@ class SessionStorage:
         """
         where = {"id": session_id} if include_expired else {"id": session_id, **_live(now)}
         rows = await self.db.select(_MODEL, where, limit=1)
-        return _session(rows[0]) if rows else None
+        return from_row(rows[0]) if rows else None
 
     async def delete(self, session_id: str) -> bool:
         """Delete a session (live or expired); return whether it was stored."""
@@ -194,10 +161,12 @@ class SessionStorage:
             The sessions of the page.
         """
         where = {} if include_expired else _live(now)
+        check_count(limit, "limit")
+        check_count(offset, "offset")
         rows = await self.db.select(
             _MODEL, where, order_by=_NEWEST_FIRST, limit=limit, offset=offset
         )
-        return [_session(r) for r in rows]
+        return [from_row(r) for r in rows]
 
     async def list_by_user(
         self,
@@ -223,10 +192,12 @@ class SessionStorage:
         where: dict[str, Any] = {"user_id": user_id}
         if not include_expired:
             where.update(_live(now))
+        check_count(limit, "limit")
+        check_count(offset, "offset")
         rows = await self.db.select(
             _MODEL, where, order_by=_NEWEST_FIRST, limit=limit, offset=offset
         )
-        return [_session(r) for r in rows]
+        return [from_row(r) for r in rows]
 
     async def cleanup_expired(self, limit: int = 1000, *, now: datetime | None = None) -> int:
         """Delete one batch of expired sessions, found through the ``expires_at`` index.
@@ -243,7 +214,8 @@ class SessionStorage:
         Returns:
             The number of sessions actually deleted.
         """
-        return await self.db.delete_where(_MODEL, {"expires_at": {"$lte": _now(now)}}, limit=limit)
+        where = {"expires_at": {"$lte": as_of(now)}}
+        return await self.db.delete_where(_MODEL, where, limit=check_count(limit, "limit"))
 
     async def count_active(self, *, now: datetime | None = None) -> int:
         """Return the number of sessions live at ``now`` (default: the current UTC time)."""
@@ -272,14 +244,12 @@ class SessionStorage:
         Raises:
             SessionValidationError: Bad updates, channel or times; nothing is written.
         """
-        now = check_time(now, "now")
-        merge = {"state_json": check_json_object(updates, "state update")}
-        name = check_channel(channel)
-        if name is not None:
-            merge["channel_activity_json"] = {name: now.isoformat()}
-        values = {"last_accessed": now, "expires_at": check_time(expires_at, "expires_at")}
-        where = {"id": session_id, **_live(now)}
-        return await self.db.update_where(_MODEL, where, values, merge=merge) > 0
+        change = merge_of(updates, channel, now, expires_at)
+        merge = {"state_json": change.state}
+        if change.activity:
+            merge["channel_activity_json"] = change.activity
+        where = {"id": session_id, **_live(change.now)}
+        return await self.db.update_where(_MODEL, where, change.values, merge=merge) > 0
 
     async def bind_memory_pool(self, session_id: str, memory_pool_id: str, now: datetime) -> bool:
         """Bind a live session to a memory pool, in one conditional UPDATE.
