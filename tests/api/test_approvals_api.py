@@ -440,7 +440,7 @@ async def test_sessions_errors(client: httpx.AsyncClient) -> None:
     assert_error(await client.get("/api/sessions/nope", headers=user), 404)
     assert_error(await client.get("/api/sessions?include_expired=maybe", headers=user), 422)
     assert_error(await client.get("/api/sessions?user=", headers=user), 422)
-    assert_error(await client.post("/api/sessions", headers=user), 405)
+    assert_error(await client.delete("/api/sessions/nope", headers=user), 405)
 
 
 # -- service routes --------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from kaizen.api._params import MAX_REASON, STATUSES
+from kaizen.integrations.nexus._checks import MAX_TTL_HOURS
 
 __all__ = ["SCHEMAS", "ref"]
 
@@ -23,6 +24,24 @@ _ON_BEHALF_OF = {
     "type": ["string", "null"],
     "description": "For a delegate of several approvers: whom the vote is for "
     "(default: themselves if an approver, else the first delegator whose vote is not in).",
+}
+
+_TIME = {"type": "string", "format": "date-time"}
+_SESSION: dict[str, Any] = {
+    "session_id": {"type": "string"},
+    "user_id": {"type": "string"},
+    "created_at": _TIME,
+    "last_accessed": _TIME,
+    "expires_at": _TIME,
+    "ttl_seconds": {"type": "integer"},
+    "expired": {"type": "boolean"},
+    "memory_pool_id": {"type": ["string", "null"]},
+    "state": {"type": "object", "description": "Shared by every channel."},
+    "channel_activity": {
+        "type": "object",
+        "additionalProperties": _TIME,
+        "description": "Channel (api, cli, mcp...) -> when it last used the session.",
+    },
 }
 
 SCHEMAS: dict[str, Any] = {
@@ -176,11 +195,40 @@ SCHEMAS: dict[str, Any] = {
             "events": {"type": "array", "items": {"type": "object"}},
         },
     },
+    "Session": {
+        "type": "object",
+        "required": list(_SESSION),
+        "properties": _SESSION,
+    },
+    "SessionCreateBody": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "ttl_hours": {
+                "type": ["number", "null"],
+                "exclusiveMinimum": 0,
+                "maximum": MAX_TTL_HOURS,
+                "description": "Lifetime after each use, in hours (default: 1).",
+            },
+            "state": {"type": ["object", "null"], "description": "The initial state."},
+            "user_id": {
+                "type": ["string", "null"],
+                "description": "Whose session it is (admin tokens only; default: the "
+                "authenticated user).",
+            },
+        },
+    },
+    "SessionStateBody": {
+        "type": "object",
+        "additionalProperties": True,
+        "description": "The top-level keys to set in the state (a shallow merge: a key "
+        "given replaces its value, a null value is stored, other keys are kept).",
+    },
     "SessionList": {
         "type": "object",
         "required": ["items", "limit", "offset"],
         "properties": {
-            "items": {"type": "array", "items": {"type": "object"}},
+            "items": {"type": "array", "items": ref("Session")},
             "limit": {"type": "integer"},
             "offset": {"type": "integer"},
             "next_offset": _NEXT,

@@ -85,18 +85,22 @@ def query_bool(params: QueryParams, name: str) -> bool:
     raise ApiError(422, f"{name} must be true or false")
 
 
-async def json_object(request: Request, *, allowed: Collection[str]) -> dict[str, Any]:
-    """The request body as a JSON object with only ``allowed`` keys; an empty body is ``{}``.
+async def json_object(
+    request: Request, *, allowed: Collection[str] | None, empty: bool = True
+) -> dict[str, Any]:
+    """The request body as a JSON object with only ``allowed`` keys (None: any); an empty
+    body is ``{}`` (with ``empty`` False: refused).
 
     Raises:
-        ApiError: 422 for a body that is too large, not JSON, not an object, or has other keys.
+        ApiError: 422 for a body that is too large, not JSON, not an object, or has other
+            keys.
     """
     body = b""
     async for chunk in request.stream():
         body += chunk
         if len(body) > MAX_BODY:
             raise ApiError(422, f"request body larger than {MAX_BODY} bytes")
-    if not body.strip():
+    if not body.strip() and empty:
         return {}
     try:
         data = json.loads(body)
@@ -106,7 +110,7 @@ async def json_object(request: Request, *, allowed: Collection[str]) -> dict[str
         raise ApiError(422, "request body is nested too deeply") from None
     if not isinstance(data, dict):
         raise ApiError(422, "request body must be a JSON object")
-    unknown = sorted(set(data) - set(allowed))
+    unknown = [] if allowed is None else sorted(set(data) - set(allowed))
     if unknown:
         hint = " (the approver is the authenticated user)" if _names_a_user(unknown) else ""
         raise ApiError(422, f"unknown field(s) in body: {', '.join(unknown)}{hint}")

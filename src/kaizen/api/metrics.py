@@ -156,7 +156,7 @@ async def decided(metrics: Metrics, action: str, work: Awaitable[dict[str, Any]]
 
 def metrics_endpoint(public: bool) -> Any:
     """The ``/metrics`` handler: admin token required unless ``public``."""
-    from kaizen.api.routes import authenticate
+    from kaizen.api._context import authenticate
 
     async def endpoint(request: Request) -> Response:
         if not public and not authenticate(request).admin:

@@ -137,12 +137,56 @@ def _approval_paths() -> dict[str, Any]:
     }
 
 
-def _other_paths() -> dict[str, Any]:
+def _session_paths() -> dict[str, Any]:
     user = _param("user", {"type": "string"}, "Only this user's sessions.")
     expired = _param(
         "include_expired", {"type": "boolean", "default": False}, "Include expired sessions."
     )
-    sid = _param("session_id", {"type": "string"}, "Session id.", "path")
+    sid = _param("session_id", {"type": "string"}, "Session id (percent-encoded).", "path")
+    one = _json(ref("Session"), "The session.")
+    create = _op(
+        "Create a session of the authenticated user (an admin token: of ``user_id``), "
+        "recorded as the ``api`` channel's activity",
+        [],
+        _json(ref("Session"), "The new session."),
+        403,
+        e403="A user token named another user (``admin_required``).",
+    )
+    create["responses"] = {"201": create["responses"].pop("200"), **create["responses"]}
+    create["requestBody"] = {
+        "required": False,
+        "content": {"application/json": {"schema": ref("SessionCreateBody")}},
+    }
+    merge = _op(
+        "Merge keys into a live session's state atomically (other keys are kept; "
+        "concurrent merges of other keys from any channel all survive), as the ``api`` "
+        "channel; refreshes its expiry",
+        [sid],
+        _json(ref("Session"), "The session as stored after the merge."),
+        404,
+        e404="Unknown or expired id, or a session of another user (nothing is written).",
+        e422="Invalid query parameters, or a body that is not a JSON object of "
+        "JSON values every database stores.",
+    )
+    merge["requestBody"] = {
+        "required": True,
+        "content": {"application/json": {"schema": ref("SessionStateBody")}},
+    }
+    return {
+        "/api/sessions": {
+            "get": _op(
+                "List the caller's sessions (an admin: anyone's)",
+                [user, expired, *_PAGE],
+                _json(ref("SessionList"), "A page of sessions."),
+            ),
+            "post": create,
+        },
+        "/api/sessions/{session_id}": {"get": _op("One session", [sid], one, 404)},
+        "/api/sessions/{session_id}/state": {"patch": merge},
+    }
+
+
+def _other_paths() -> dict[str, Any]:
     me = {
         "type": "object",
         "properties": {"user": {"type": "string"}, "role": {"enum": ["user", "admin"]}},
@@ -171,16 +215,6 @@ def _other_paths() -> dict[str, Any]:
             }
         },
         "/api/me": {"get": _op("The authenticated user", [], _json(me, "Whose token it is."))},
-        "/api/sessions": {
-            "get": _op(
-                "List the caller's sessions (an admin: anyone's), read-only",
-                [user, expired, *_PAGE],
-                _json(ref("SessionList"), "A page of sessions."),
-            )
-        },
-        "/api/sessions/{session_id}": {
-            "get": _op("One session (read-only)", [sid], _json({"type": "object"}, "It."), 404)
-        },
     }
 
 
@@ -241,9 +275,14 @@ def openapi_document(base_url: str | None = None) -> dict[str, Any]:
             "title": "Kaizen approvals API",
             "version": __version__,
             "description": "Vote on external-agent approval requests (quorum with veto, "
-            "edit-and-approve, delegation); read sessions.",
+            "edit-and-approve, delegation); create, update and read cross-channel sessions.",
         },
-        "paths": {**_other_paths(), **_approval_paths(), **_delegation_paths()},
+        "paths": {
+            **_other_paths(),
+            **_approval_paths(),
+            **_delegation_paths(),
+            **_session_paths(),
+        },
         "components": {
             "schemas": SCHEMAS,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 from urllib.parse import quote
 
 from starlette.requests import Request
@@ -18,6 +17,8 @@ from starlette.routing import Route
 
 from kaizen import service
 from kaizen.access import Viewer
+from kaizen.api._context import authenticate, kaizen_of, metrics_of
+from kaizen.api._context import db_call as _db
 from kaizen.api._errors import ApiError, error_response
 from kaizen.api._json import jsonable
 from kaizen.api._params import (
@@ -29,56 +30,17 @@ from kaizen.api._params import (
     body_time,
     json_object,
     query,
-    query_bool,
     query_int,
     query_str,
 )
-from kaizen.api.metrics import Metrics, decided, timed
-
-if TYPE_CHECKING:
-    from kaizen.api.auth import TokenSource
-    from kaizen.service import Kaizen
+from kaizen.api.metrics import decided
+from kaizen.api.session_routes import session_routes
 
 __all__ = ["api_routes"]
 
 logger = logging.getLogger("kaizen.api")
-T = TypeVar("T")
 
 HEALTH_TIMEOUT = 5.0
-
-
-def _kaizen(request: Request) -> Kaizen:
-    kaizen: Kaizen = request.app.state.kaizen
-    return kaizen
-
-
-def _metrics(request: Request) -> Metrics:
-    metrics: Metrics = request.app.state.metrics
-    return metrics
-
-
-async def _db(request: Request, call: str, work: Awaitable[T]) -> T:
-    """Await a service call, timed in the metrics as ``call``."""
-    return await timed(_metrics(request), call, work)
-
-
-def authenticate(request: Request) -> Viewer:
-    """Who the request's bearer token authenticates, as the reader of the data.
-
-    Raises:
-        ApiError: 401 (with ``WWW-Authenticate``) when the token is missing, unknown,
-            expired or revoked.
-    """
-    tokens: TokenSource = request.app.state.tokens
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    identity = tokens.identify(token.strip()) if scheme.lower() == "bearer" else None
-    if identity is None:
-        raise ApiError(
-            401,
-            "a valid bearer token is required",
-            headers={"WWW-Authenticate": 'Bearer realm="kaizen"'},
-        )
-    return Viewer(identity.user, admin=identity.is_admin)
 
 
 def _approval_json(request: Request, approval: dict[str, Any]) -> dict[str, Any]:
@@ -127,7 +89,7 @@ async def list_approvals(request: Request) -> JSONResponse:
         request,
         "list_approvals",
         service.list_approvals(
-            _kaizen(request),
+            kaizen_of(request),
             viewer=viewer,
             status=query_str(params, "status", choices=STATUSES),
             approver=query_str(params, "approver"),
@@ -154,7 +116,7 @@ async def get_approval(request: Request, request_id: str | None = None) -> JSONR
     query(request, ())
     request_id = request_id or request.path_params["request_id"]
     approval = await _db(
-        request, "get_approval", service.get_approval(_kaizen(request), request_id, viewer)
+        request, "get_approval", service.get_approval(kaizen_of(request), request_id, viewer)
     )
     return JSONResponse(_approval_json(request, approval))
 
@@ -171,10 +133,10 @@ async def approve(request: Request) -> JSONResponse:
     on_behalf_of = body_str(body, "on_behalf_of")
     request_id = request.path_params["request_id"]
     approval = await decided(
-        _metrics(request),
+        metrics_of(request),
         "approve",
         service.approve(
-            _kaizen(request),
+            kaizen_of(request),
             request_id,
             viewer.user,
             comment=comment,
@@ -197,9 +159,9 @@ async def reject(request: Request) -> JSONResponse:
         raise ApiError(422, f"reason must be a non-empty string of at most {MAX_REASON} characters")
     on_behalf_of = body_str(body, "on_behalf_of")
     request_id = request.path_params["request_id"]
-    kaizen = _kaizen(request)
+    kaizen = kaizen_of(request)
     approval = await decided(
-        _metrics(request),
+        metrics_of(request),
         "reject",
         service.reject(
             kaizen, request_id, viewer.user, reason, on_behalf_of=on_behalf_of, viewer=viewer
@@ -219,49 +181,9 @@ async def audit(request: Request) -> JSONResponse:
     query(request, ())
     request_id = request.path_params["request_id"]
     events = await _db(
-        request, "approval_audit", service.approval_audit(_kaizen(request), request_id, viewer)
+        request, "approval_audit", service.approval_audit(kaizen_of(request), request_id, viewer)
     )
     return JSONResponse({"request_id": request_id, "events": jsonable(events)})
-
-
-async def list_sessions(request: Request) -> JSONResponse:
-    """``GET /api/sessions``: the caller's sessions (an admin's: everyone's, optionally
-    of one user), read-only."""
-    viewer = authenticate(request)
-    params = query(request, ("user", "include_expired", "limit", "offset"))
-    limit = query_int(params, "limit", default=100, low=1, high=MAX_LIMIT)
-    offset = query_int(params, "offset", default=0, low=0, high=10**9)
-    items = await _db(
-        request,
-        "list_sessions",
-        service.list_sessions(
-            _kaizen(request),
-            viewer=viewer,
-            user=query_str(params, "user"),
-            include_expired=query_bool(params, "include_expired"),
-            limit=limit + 1,  # one more tells whether a next page exists
-            offset=offset,
-        ),
-    )
-    more = len(items) > limit
-    body = {
-        "items": jsonable(items[:limit]),
-        "limit": limit,
-        "offset": offset,
-        "next_offset": offset + limit if more else None,
-    }
-    return JSONResponse(body)
-
-
-async def get_session(request: Request) -> JSONResponse:
-    """``GET /api/sessions/{id}`` (read-only; 404 also when it is not the caller's)."""
-    viewer = authenticate(request)
-    query(request, ())
-    session_id = request.path_params["session_id"]
-    session = await _db(
-        request, "get_session", service.get_session(_kaizen(request), session_id, viewer)
-    )
-    return JSONResponse(jsonable(session))
 
 
 def _approver_for(viewer: Viewer, named: str | None) -> str:
@@ -287,7 +209,7 @@ async def list_delegations(request: Request) -> JSONResponse:
     viewer = authenticate(request)
     params = query(request, ("approver",))
     user = _approver_for(viewer, query_str(params, "approver"))
-    kaizen = _kaizen(request)
+    kaizen = kaizen_of(request)
     outgoing = await _db(
         request, "list_delegations", service.list_delegations(kaizen, approver=user)
     )
@@ -314,7 +236,7 @@ async def create_delegation(request: Request) -> JSONResponse:
     delegation = await _db(
         request,
         "delegate",
-        service.delegate(_kaizen(request), approver, to, until=until, actor=viewer.user),
+        service.delegate(kaizen_of(request), approver, to, until=until, actor=viewer.user),
     )
     return JSONResponse(jsonable(delegation), status_code=201)
 
@@ -329,7 +251,7 @@ async def revoke_delegation(request: Request) -> Response:
     await _db(
         request,
         "revoke_delegation",
-        service.revoke_delegation(_kaizen(request), approver, to, actor=viewer.user),
+        service.revoke_delegation(kaizen_of(request), approver, to, actor=viewer.user),
     )
     return Response(status_code=204)
 
@@ -338,7 +260,7 @@ async def healthz(request: Request) -> JSONResponse:
     """``GET /healthz``: 200 when the database answers a query, else 503."""
     try:
         async with asyncio.timeout(HEALTH_TIMEOUT):
-            await _db(request, "health", service.health(_kaizen(request)))
+            await _db(request, "health", service.health(kaizen_of(request)))
     except Exception as exc:
         logger.warning("health check failed: %s", type(exc).__name__)
         return error_response(503, "database unavailable", code="database_unavailable")
@@ -360,6 +282,5 @@ def api_routes() -> list[Route]:
         Route("/api/delegations", list_delegations, methods=["GET"]),
         Route("/api/delegations", create_delegation, methods=["POST"]),
         Route("/api/delegations/{delegate_id:path}", revoke_delegation, methods=["DELETE"]),
-        Route("/api/sessions", list_sessions, methods=["GET"]),
-        Route("/api/sessions/{session_id:path}", get_session, methods=["GET"]),
+        *session_routes(),
     ]

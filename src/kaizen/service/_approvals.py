@@ -1,136 +1,44 @@
-"""Application services: plain async functions over one database, returning data.
-
-The ``kaizen`` CLI and the HTTP API are thin layers over these functions, so
-both behave the same. Results are plain dicts and lists (datetimes stay
-``datetime``; renderers convert them).
-
-Example:
-    >>> async with Kaizen.open("sqlite:///kaizen.db") as k:  # doctest: +SKIP
-    ...     pending = await list_approvals(k, status="pending")
-"""
+"""Approval requests as plain data: list, create, read, vote, audit, sweep."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Awaitable
-from datetime import datetime
-from pathlib import Path
-from typing import Any
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any
 
-from dataflow import DataFlow
-from dataflow.errors import DatabaseRefusedError, NotFoundError, ValidationError
-from dataflow.urls import parse_url
-from kaizen.access import Viewer, involving, may_see_request, may_see_session, may_see_trail
+from dataflow.errors import ValidationError
+from kaizen.access import Viewer, involving, may_see_request, may_see_trail
 from kaizen.governance import (
     ApprovalConfigurationError,
     ApprovalLevel,
     ApprovalNotFoundError,
     ApprovalRequirement,
     ApprovalStatus,
-    Delegation,
     ExternalAgentApprovalManager,
     ExternalAgentApprovalRequest,
-    ExternalAgentApprovalStorage,
     NotAuthorizedError,
 )
-from kaizen.governance.policies import requirement_to_json
 from kaizen.governance.policy import eligible, progress
-from kaizen.integrations.nexus import CrossChannelSession, NexusSessionManager, SessionStorage
-from kaizen.integrations.nexus.errors import SessionNotFoundError
+
+if TYPE_CHECKING:
+    from kaizen.service import Kaizen
 
 __all__ = [
     "STATUSES",
-    "Kaizen",
-    "Viewer",
+    "page_bounds",
     "approval_audit",
     "approval_dict",
     "approve",
-    "cleanup_sessions",
-    "delegate",
-    "delegation_dict",
-    "delete_policy",
-    "get_policy",
-    "list_delegations",
-    "list_policies",
-    "policy_dict",
-    "revoke_delegation",
-    "set_policy",
     "get_approval",
-    "get_session",
-    "health",
     "list_approvals",
-    "list_sessions",
-    "maintain_once",
     "reject",
     "request_approval",
-    "session_dict",
     "sweep_approvals",
     "verify_audit",
 ]
 
+
 STATUSES = ("pending", "approved", "rejected", "timeout", "all")
-
-
-@dataclasses.dataclass
-class Kaizen:
-    """One database with the approval and session storages and managers on it."""
-
-    db: DataFlow
-    approval_storage: ExternalAgentApprovalStorage
-    approvals: ExternalAgentApprovalManager
-    session_storage: SessionStorage
-    sessions: NexusSessionManager
-
-    @classmethod
-    def connect(cls, url: str, *, base_url: str | None = None) -> Kaizen:
-        """Build the services on ``url`` (connecting lazily)."""
-        db = DataFlow(url)
-        approval_storage = ExternalAgentApprovalStorage(db)
-        session_storage = SessionStorage(db)
-        return cls(
-            db=db,
-            approval_storage=approval_storage,
-            approvals=ExternalAgentApprovalManager(
-                storage_backend=approval_storage, base_url=base_url or ""
-            ),
-            session_storage=session_storage,
-            sessions=NexusSessionManager(storage_backend=session_storage),
-        )
-
-    @classmethod
-    @contextlib.asynccontextmanager
-    async def open(
-        cls, url: str, *, base_url: str | None = None, create: bool = True
-    ) -> AsyncIterator[Kaizen]:
-        """Open the services on ``url`` for the duration of a block.
-
-        Args:
-            url: The database URL.
-            base_url: Public URL of the API, for the links sent to approvers.
-            create: False for commands that only read or change what exists: a
-                SQLite file that is not there is then an error, not a new database.
-
-        Raises:
-            DatabaseRefusedError: ``create`` is False and the SQLite file does not exist.
-        """
-        if not create:
-            _must_exist(url)
-        kaizen = cls.connect(url, base_url=base_url)
-        try:
-            yield kaizen
-        finally:
-            await kaizen.db.close()
-
-
-def _must_exist(url: str) -> None:
-    parsed = parse_url(url)
-    path = parsed.database
-    if parsed.family == "sqlite" and path not in (None, ":memory:") and not Path(path).exists():
-        raise DatabaseRefusedError(
-            f"no database at {path}: nothing to read there "
-            "(check --db, $KAIZEN_DATABASE_URL or $DATABASE_URL)"
-        )
 
 
 def approval_dict(request: ExternalAgentApprovalRequest) -> dict[str, Any]:
@@ -153,23 +61,7 @@ def approval_dict(request: ExternalAgentApprovalRequest) -> dict[str, Any]:
     return data
 
 
-def session_dict(session: CrossChannelSession, now: datetime | None = None) -> dict[str, Any]:
-    """A session as a plain dict, with ``ttl_seconds`` and ``expired``."""
-    return {
-        "session_id": session.session_id,
-        "user_id": session.user_id,
-        "created_at": session.created_at,
-        "last_accessed": session.last_accessed,
-        "expires_at": session.expires_at,
-        "ttl_seconds": int(session.ttl.total_seconds()),
-        "expired": session.is_expired(now),
-        "memory_pool_id": session.memory_pool_id,
-        "state": dict(session.state),
-        "channel_activity": dict(session.channel_activity),
-    }
-
-
-def _page_bounds(limit: int, offset: int) -> None:
+def page_bounds(limit: int, offset: int) -> None:
     if limit < 0 or offset < 0:
         raise ValidationError("limit and offset must not be negative")
 
@@ -183,16 +75,6 @@ def _status(value: str | None) -> ApprovalStatus | None:
         raise ValidationError(
             f"unknown status {value!r}; use one of {', '.join(STATUSES)}"
         ) from None
-
-
-async def health(k: Kaizen) -> dict[str, str]:
-    """``{"status": "ok", "database": <dialect>}`` when the database answers.
-
-    Raises:
-        ConnectionLostError: It does not.
-    """
-    await k.db.ping()
-    return {"status": "ok", "database": k.db.dialect_name}
 
 
 async def list_approvals(
@@ -230,7 +112,7 @@ async def list_approvals(
         ``{"items": [...], "next_offset": int | None}``; ``next_offset`` is
         where the next page starts, None on the last page.
     """
-    _page_bounds(limit, offset)
+    page_bounds(limit, offset)
     user = involving(viewer)
     stand_in = await _delegators(k, viewer) if user is not None else []
     routed: str | list[str] | None = approver
@@ -265,6 +147,8 @@ async def request_approval(
     quorum: int | None = None,
     metadata: dict[str, Any] | None = None,
     timeout_seconds: float | None = None,
+    reason: str | None = None,
+    request_id: str | None = None,
 ) -> dict[str, Any]:
     """Create a pending request for ``agent`` by ``requested_by``; return it as stored.
 
@@ -278,6 +162,11 @@ async def request_approval(
         metadata: What the approvers see (a JSON object).
         timeout_seconds: How long the request stays decidable (with
             ``approvers``; default 3600).
+        reason: Why the requester asks, shown to the approvers (default: the
+            policy's reason).
+        request_id: The id to store it under (default: a new one); asking again
+            with the same id and content returns the stored request, so a call
+            whose answer was lost can be repeated.
 
     Raises:
         ValidationError: Bad ids, metadata, quorum or timeout, ``quorum`` or
@@ -298,7 +187,9 @@ async def request_approval(
             f"or store one (kaizen policies set {agent} --approvers USER)"
         )
     try:
-        request_id = await manager.request_approval(agent, requested_by, metadata)
+        request_id = await manager.request_approval(
+            agent, requested_by, metadata, request_id=request_id, reason=reason
+        )
     except ApprovalConfigurationError as exc:  # input that routes to nobody who could vote
         raise ValidationError(str(exc)) from exc
     return await get_approval(k, request_id)
@@ -454,121 +345,6 @@ async def sweep_approvals(k: Kaizen) -> dict[str, int]:
     return {"timed_out": len(done.timed_out), "escalated": len(done.escalated)}
 
 
-def policy_dict(agent: str, requirement: ApprovalRequirement) -> dict[str, Any]:
-    """A stored policy as a plain dict: ``agent`` and the requirement's JSON form."""
-    return {"agent": agent, **requirement_to_json(requirement)}
-
-
-async def set_policy(
-    k: Kaizen,
-    agent: str,
-    *,
-    approvers: list[str],
-    quorum: int = 1,
-    timeout_seconds: float = 3600,
-    escalate_to: list[str] | None = None,
-    reason: str | None = None,
-    actor: str = "operator",
-) -> dict[str, Any]:
-    """Store a CUSTOM policy for ``agent`` (every instance routes by it); return it.
-
-    What this cannot express is kept from the agent's stored policy: its triggers
-    (``require_for_*``) and ``excluded_approvers`` (separation of duties is never
-    loosened by a command that does not mention it).
-
-    Raises:
-        ValidationError: Bad ids, quorum or timeout (nothing is stored).
-    """
-    before = await k.approvals.stored_policy(agent)
-    kept: dict[str, Any] = {}
-    if before is not None:
-        kept = {
-            "require_for_environments": before.require_for_environments,
-            "require_for_cost_above": before.require_for_cost_above,
-            "require_for_data_classifications": before.require_for_data_classifications,
-            "require_for_operations": before.require_for_operations,
-            "excluded_approvers": before.excluded_approvers,
-        }
-    requirement = ApprovalRequirement(
-        ApprovalLevel.CUSTOM,
-        custom_approvers=list(approvers),
-        approval_timeout_seconds=timeout_seconds,
-        approval_reason=reason,
-        quorum=quorum,
-        escalate_to=escalate_to or None,
-        **kept,
-    )
-    if not approvers:
-        raise ValidationError("a policy needs at least one approver")
-    if quorum > len(set(approvers)):
-        raise ValidationError(f"quorum {quorum} is more than the {len(set(approvers))} approvers")
-    await k.approvals.save_policy(agent, requirement, actor=actor)
-    return policy_dict(agent, requirement)
-
-
-async def list_policies(k: Kaizen) -> list[dict[str, Any]]:
-    """Every stored policy, by agent id."""
-    return [policy_dict(a, r) for a, r in (await k.approvals.load_policies()).items()]
-
-
-async def get_policy(k: Kaizen, agent: str) -> dict[str, Any]:
-    """One stored policy, with its audit ``history`` (who, when, before/after).
-
-    Raises:
-        NotFoundError: The agent has no stored policy.
-    """
-    requirement = await k.approvals.stored_policy(agent)
-    if requirement is None:
-        raise NotFoundError(f"no stored policy for agent {agent!r}")
-    history = [dataclasses.asdict(e) for e in await k.approvals.policy_history(agent)]
-    return {**policy_dict(agent, requirement), "history": history}
-
-
-async def delete_policy(k: Kaizen, agent: str, *, actor: str = "operator") -> None:
-    """Delete ``agent``'s stored policy.
-
-    Raises:
-        NotFoundError: It has none.
-    """
-    if not await k.approvals.delete_policy(agent, actor=actor):
-        raise NotFoundError(f"no stored policy for agent {agent!r}")
-
-
-def delegation_dict(delegation: Delegation) -> dict[str, Any]:
-    """A delegation as a plain dict."""
-    return dataclasses.asdict(delegation)
-
-
-async def delegate(
-    k: Kaizen,
-    approver: str,
-    to: str,
-    *,
-    until: datetime | None = None,
-    actor: str | None = None,
-) -> dict[str, Any]:
-    """Let ``to`` vote for ``approver`` (until ``until``); return the delegation."""
-    return delegation_dict(await k.approvals.delegate(approver, to=to, until=until, actor=actor))
-
-
-async def revoke_delegation(k: Kaizen, approver: str, to: str, *, actor: str | None = None) -> None:
-    """End ``to``'s delegation from ``approver``.
-
-    Raises:
-        NotFoundError: There is none.
-    """
-    if not await k.approvals.revoke_delegation(approver, to=to, actor=actor):
-        raise NotFoundError(f"{to!r} holds no delegation from {approver!r}")
-
-
-async def list_delegations(
-    k: Kaizen, *, approver: str | None = None, delegate: str | None = None
-) -> list[dict[str, Any]]:
-    """Active delegations, from ``approver`` and/or to ``delegate``."""
-    found = await k.approvals.delegations(approver, delegate=delegate)
-    return [delegation_dict(d) for d in found]
-
-
 async def verify_audit(k: Kaizen) -> dict[str, Any]:
     """Verify every audit chain; return ``{"ok", "requests", "events", "problems"}``."""
     report = await k.approvals.verify_audit()
@@ -577,62 +353,4 @@ async def verify_audit(k: Kaizen) -> dict[str, Any]:
         "requests": report.requests,
         "events": report.events,
         "problems": [dataclasses.asdict(p) for p in report.problems],
-    }
-
-
-async def list_sessions(
-    k: Kaizen,
-    *,
-    viewer: Viewer | None = None,
-    user: str | None = None,
-    include_expired: bool = False,
-    limit: int = 100,
-    offset: int = 0,
-) -> list[dict[str, Any]]:
-    """Sessions, most recently accessed first (expired ones too with ``include_expired``).
-
-    A non-admin ``viewer`` sees only their own sessions (another ``user``: none).
-    """
-    _page_bounds(limit, offset)
-    own = involving(viewer)
-    if own is not None:
-        if user not in (None, own):
-            return []
-        user = own
-    store = k.session_storage
-    if user is not None:
-        found = await store.list_by_user(user, include_expired, limit, offset=offset)
-    else:
-        found = await store.list_active(limit, offset, include_expired=include_expired)
-    return [session_dict(s) for s in found]
-
-
-async def get_session(k: Kaizen, session_id: str, viewer: Viewer | None = None) -> dict[str, Any]:
-    """One session, expired or not (until cleanup deletes it).
-
-    Raises:
-        SessionNotFoundError: No session has this id, or ``viewer`` may not see it.
-    """
-    session = await k.session_storage.load(session_id, include_expired=True)
-    if session is None or not may_see_session(viewer, session):
-        raise SessionNotFoundError(f"no session {session_id!r}")
-    return session_dict(session)
-
-
-async def cleanup_sessions(k: Kaizen) -> int:
-    """Delete every expired session; return the true number deleted."""
-    return await k.sessions.cleanup_expired_sessions_async()
-
-
-async def maintain_once(k: Kaizen) -> dict[str, int]:
-    """One maintenance pass: escalate or time out overdue approvals, delete expired
-    sessions.
-
-    Safe to run from several instances at once: each row changes once.
-    """
-    swept = await sweep_approvals(k)
-    return {
-        "approvals_timed_out": swept["timed_out"],
-        "approvals_escalated": swept["escalated"],
-        "sessions_deleted": await cleanup_sessions(k),
     }
