@@ -22,7 +22,7 @@ AGENT = f"agent-{LONG}"
 USER = f"user-{LONG}"
 APPROVER = f"lead-{LONG}"
 #: Commands whose output is a log or a walkthrough, not data.
-NOT_DATA = ("kaizen serve", "kaizen maintain", "kaizen demo")
+NOT_DATA = ("kaizen serve", "kaizen mcp", "kaizen maintain", "kaizen demo")
 _MOMENT = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d(:\d\d)?Z")
 
 

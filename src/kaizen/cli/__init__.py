@@ -6,7 +6,8 @@ malformed URL, an unknown option...), 3 unknown id, 4 already decided or already
 database, access denied; or no SQLite file for a command that only reads), 7 bad input,
 8 the audit trail found tampering; ``kaizen serve`` could not start: 9 cannot listen on
 the address (in use, permission denied, not local), 10 no usable tokens (token file
-unreadable or malformed, none configured), 11 the server extra is not installed;
+unreadable or malformed, none configured), 11 the server extra is not installed (the
+same for ``kaizen mcp`` and its ``mcp`` extra);
 130 interrupted.
 """
 
@@ -50,6 +51,7 @@ _COMMANDS = (
     "sessions",
     "maintain",
     "serve",
+    "mcp",
     "tokens",
     "migrate",
 )

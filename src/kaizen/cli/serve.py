@@ -33,7 +33,7 @@ _MISSING_EXTRA = "the server needs its extra: pip install 'kaizen-dataflow[serve
 logger = logging.getLogger("kaizen.serve")
 
 
-def _port(text: str) -> int:
+def port_number(text: str) -> int:
     try:
         port = int(text)
     except ValueError:
@@ -76,7 +76,7 @@ def register(subparsers: Any) -> None:
         "--host", default="127.0.0.1", help="interface to bind (default: %(default)s)"
     )
     parser.add_argument(
-        "--port", type=_port, default=8000, help="TCP port, 1-65535 (default: %(default)s)"
+        "--port", type=port_number, default=8000, help="TCP port, 1-65535 (default: %(default)s)"
     )
     parser.add_argument(
         "--tokens", metavar="FILE", help="token file (written by: kaizen tokens add)"
@@ -175,7 +175,7 @@ def load_tokens(path: str | None) -> TokenFile | TokenStore:
 EXIT_LISTEN, EXIT_TOKENS, EXIT_NO_EXTRA = 9, 10, 11
 
 
-class _StartFailed(Exception):
+class StartFailed(Exception):
     """``kaizen serve`` cannot start: the exit code and the one line that says why."""
 
     def __init__(self, code: int, message: str) -> None:
@@ -191,15 +191,15 @@ def _configure(args: argparse.Namespace) -> tuple[TokenFile | TokenStore, list[s
     try:
         tokens = load_tokens(args.tokens)
     except TokenConfigError as exc:
-        raise _StartFailed(EXIT_TOKENS, str(exc)) from exc
+        raise StartFailed(EXIT_TOKENS, str(exc)) from exc
     try:
         hosts = allowed_hosts(args.host, args.base_url, args.allowed_hosts)
     except ConfigurationError as exc:
-        raise _StartFailed(2, str(exc)) from exc
+        raise StartFailed(2, str(exc)) from exc
     try:
         sock = listen(args.host, args.port)
     except ConfigurationError as exc:
-        raise _StartFailed(EXIT_LISTEN, str(exc)) from exc
+        raise StartFailed(EXIT_LISTEN, str(exc)) from exc
     return tokens, hosts, sock
 
 
@@ -210,7 +210,7 @@ async def _check_database(kaizen: Kaizen) -> None:
     try:
         await kaizen.db.ping()
     except DatabaseRefusedError as exc:
-        raise _StartFailed(6, str(exc)) from exc
+        raise StartFailed(6, str(exc)) from exc
     except ConnectionLostError as exc:
         logger.warning(
             "the database does not answer yet (/healthz says 503 until it does): %s", exc
@@ -221,7 +221,7 @@ async def _serve(args: argparse.Namespace) -> int:
     with logging_to_stderr(args.log_format):
         try:
             return await _run(args)
-        except _StartFailed as exc:
+        except StartFailed as exc:
             if args.log_format == "json":
                 logger.error("cannot start: %s", exc, extra={"fields": {"exit_code": exc.code}})
             else:
@@ -235,7 +235,7 @@ async def _run(args: argparse.Namespace) -> int:
 
         from kaizen.api import create_app
     except ImportError as exc:
-        raise _StartFailed(EXIT_NO_EXTRA, f"{_MISSING_EXTRA} ({exc})") from exc
+        raise StartFailed(EXIT_NO_EXTRA, f"{_MISSING_EXTRA} ({exc})") from exc
     from kaizen.service import Kaizen
 
     tokens, hosts, sock = _configure(args)

@@ -24,6 +24,7 @@ from kaizen.governance.approvers import ApproverDirectory
 from kaizen.governance.errors import ApprovalNotFoundError
 from kaizen.governance.memory import InMemoryApprovalStore
 from kaizen.governance.models import (
+    MAX_REASON,
     ApprovalLevel,
     ApprovalRequirement,
     ApprovalStatus,
@@ -33,6 +34,7 @@ from kaizen.governance.models import (
     ExternalAgentApprovalRequest,
     check_comment,
     check_id,
+    check_reason,
     check_rejection_reason,
 )
 from kaizen.governance.notify import ControlProtocol, notify_approvers
@@ -186,6 +188,7 @@ class ExternalAgentApprovalManager(Deadlines, SharedSettings):
         metadata: dict[str, Any] | None = None,
         *,
         request_id: str | None = None,
+        reason: str | None = None,
     ) -> str:
         """Create a request routed to the agent's approvers, persist it, notify them.
 
@@ -201,6 +204,8 @@ class ExternalAgentApprovalManager(Deadlines, SharedSettings):
                 stores nothing more: a call that failed with
                 :class:`~dataflow.errors.ConnectionLostError` (it may or may not
                 have committed) can be repeated safely.
+            reason: Why the requester asks, shown to the approvers (default: the
+                requirement's ``approval_reason``); at most 4000 characters.
 
         Returns:
             The request's id.
@@ -220,19 +225,30 @@ class ExternalAgentApprovalManager(Deadlines, SharedSettings):
         if not isinstance(metadata, dict):
             raise ValidationError("metadata must be a dict")
         check_json(metadata, "metadata")  # before any work: the rules of every database
+        if reason is not None and (not isinstance(reason, str) or len(reason) > MAX_REASON):
+            raise ValidationError(f"reason must be a string of at most {MAX_REASON} characters")
+        check_reason(reason, "reason")
         found = self._requirements.get(external_agent_id)
         if found is None:
             found = await self.stored_policy(external_agent_id)
         requirement = requirement_for(found, external_agent_id)
         request = new_request(
-            self.approvers, external_agent_id, requested_by, metadata, requirement, request_id
+            self.approvers,
+            external_agent_id,
+            requested_by,
+            metadata,
+            requirement,
+            request_id,
+            reason,
         )
         store = self._store
         try:
             await self.retry_policy.run(lambda: store.save(request))
-        except DuplicateKeyError:
+        except DuplicateKeyError as exc:
             if not same_request(await store.load(request.id), request):
-                raise
+                raise DuplicateKeyError(
+                    f"approval request id {request.id!r} is taken by another request"
+                ) from exc
             return request.id  # stored by an earlier call that did not hear back
         logger.info(
             "approval request %s for %r created, approvers %s",

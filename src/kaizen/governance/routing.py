@@ -48,8 +48,12 @@ def new_request(
     metadata: dict[str, Any],
     requirement: ApprovalRequirement,
     request_id: str | None = None,
+    reason: str | None = None,
 ) -> ExternalAgentApprovalRequest:
     """A pending request routed as ``requirement`` says, due in its timeout from now.
+
+    ``reason`` (the requester's own words) is shown to the approvers instead of the
+    requirement's ``approval_reason``.
 
     Raises:
         ApprovalConfigurationError: The requirement's level resolves to no approvers.
@@ -89,7 +93,8 @@ def new_request(
         requested_by=requested_by,
         approvers=approvers,
         status=ApprovalStatus.PENDING,
-        approval_reason=requirement.approval_reason
+        approval_reason=reason
+        or requirement.approval_reason
         or "External agent invocation requires approval",
         request_metadata=dict(metadata),
         created_at=now,
