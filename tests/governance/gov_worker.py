@@ -136,7 +136,14 @@ async def steps(manager: ExternalAgentApprovalManager, args: dict[str, Any]) -> 
     return done
 
 
+async def claim(manager: ExternalAgentApprovalManager, args: dict[str, Any]) -> Any:
+    """Claim every approval of ``ids`` as ``claimant``, all instances at once; the ids won."""
+    barrier()
+    return [i for i in args["ids"] if await manager.claim_approval(i, args["claimant"])]
+
+
 COMMANDS = {
+    "claim": claim,
     "create": create,
     "approve": approve,
     "wait": wait,

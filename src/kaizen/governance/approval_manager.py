@@ -16,6 +16,7 @@ from dataflow.jsonvalues import check_json
 from dataflow.retry import RetryPolicy
 from dataflow.values import utcnow
 from kaizen.governance import policy
+from kaizen.governance._claiming import Claims
 from kaizen.governance._deadlines import Deadlines, Sweep
 from kaizen.governance._rows import Change, apply_change, change_event
 from kaizen.governance._shared import SharedSettings
@@ -49,7 +50,7 @@ _PENDING = ApprovalStatus.PENDING
 _ATTEMPTS = 50
 
 
-class ExternalAgentApprovalManager(Deadlines, SharedSettings):
+class ExternalAgentApprovalManager(Deadlines, Claims, SharedSettings):
     """Human-in-the-loop approval of external agent invocations.
 
     Args:
