@@ -3,6 +3,7 @@ examples, and how a decision is read."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import os
 import subprocess
@@ -13,9 +14,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bridge_support import AGENT, REFUND, REQUESTER, make_manager
+from bridge_support import (
+    AGENT,
+    APPROVERS,
+    REFUND,
+    REQUESTER,
+    make_manager,
+    openai_agent,
+    pydantic_agent,
+)
 
-from dataflow import ValidationError
+from dataflow import DataFlow, ValidationError
 from dataflow.values import utcnow
 from kaizen.governance import ApprovalNotFoundError, ApprovalStatus, ExternalAgentApprovalRequest
 from kaizen.integrations import _approvals
@@ -28,7 +37,11 @@ from kaizen.integrations._approvals import (
     read_decision,
     request_id_for,
 )
+from kaizen.integrations.openai_agents import OpenAIAgentsApprovals
+from kaizen.integrations.pydantic_ai import PydanticAIApprovals
+from workers import Worker
 
+WORKER = Path(__file__).with_name("bridge_worker.py")
 _WITHOUT_FRAMEWORKS = """
 import sys
 import dataflow, kaizen.governance, kaizen.integrations
@@ -153,6 +166,7 @@ def test_arguments_that_are_not_an_object_are_kept_as_text() -> None:
     assert parse_arguments({"a": 1}) == ({"a": 1}, None)
     assert parse_arguments("[1]") == ({}, "[1]")
     assert parse_arguments("{nope") == ({}, "{nope")
+    assert parse_arguments('{"amount": NaN}') == ({}, '{"amount": NaN}')  # not JSON: raw
 
 
 def test_request_ids_are_derived_and_distinct() -> None:
@@ -173,6 +187,11 @@ async def test_the_desk_checks_calls_and_finds_deleted_requests() -> None:
         await desk.ask("t", [ToolCall("c1", "", {})], {})
     with pytest.raises(ValidationError, match="raw_arguments"):
         await desk.ask("t", [ToolCall("c1", "refund", {}, raw_arguments="\x00")], {})
+    # One bad call among good ones: nothing is asked (no half of a pause in the inbox).
+    good_then_bad = [ToolCall("c0", "refund", REFUND), ToolCall("c9", "refund", {"k": "\x00"})]
+    with pytest.raises(ValidationError):
+        await desk.ask("t", good_then_bad, {})
+    assert await manager.get_request(request_id_for("f", "t", "c0")) is None
     ghost = PendingApproval(request_id_for("f", "t", "c2"), "c2", "refund", REFUND)
     with pytest.raises(ApprovalNotFoundError):
         await desk.decide("t", [ghost], 0)
@@ -184,3 +203,35 @@ async def test_the_desk_checks_calls_and_finds_deleted_requests() -> None:
     assert await desk.approved_arguments("t", asked.request_id, "refund") == REFUND
     assert await desk.approved_arguments("t2", asked.request_id, "refund") is None
     assert await desk.approved_arguments("t", asked.request_id, "cancel_order") is None
+
+
+@pytest.mark.parametrize("framework", ["openai", "pydantic"])
+async def test_a_run_resumed_by_two_processes_at_once_runs_its_tool_once(
+    db_url: str, tmp_path: Path, framework: str
+) -> None:
+    async with DataFlow(db_url) as db:
+        manager = make_manager(db)
+        if framework == "openai":
+            outcome = await OpenAIAgentsApprovals(
+                manager, external_agent_id=AGENT, requested_by=REQUESTER
+            ).run(openai_agent("refund"), "help", thread_id="twice")
+        else:
+            outcome = await PydanticAIApprovals(
+                manager, external_agent_id=AGENT, requested_by=REQUESTER
+            ).run(pydantic_agent("refund"), "help", thread_id="twice")
+        assert outcome.pending is not None
+        [paused] = outcome.pending.approvals
+        await manager.approve_request(paused.request_id, APPROVERS[0])
+        saved = tmp_path / "pending.json"
+        saved.write_text(outcome.pending.to_json(), encoding="utf-8")
+        # Two instances resume the same stored run at once: the refund is paid once.
+        workers = [
+            await Worker.spawn(WORKER, db_url, str(saved), "[]", framework) for _ in range(2)
+        ]
+        results = await asyncio.gather(*(w.result() for w in workers))
+        assert sorted(len(r["calls"]) for r in results) == [0, 1]
+        [lost] = [r for r in results if not r["calls"]]
+        assert "already carried out by another resume" in lost["conflict"]
+        trail = await manager.get_audit_trail(paused.request_id)
+        assert [e.event for e in trail] == ["requested", "approved", "claimed"]
+        assert (await manager.verify_audit()).ok

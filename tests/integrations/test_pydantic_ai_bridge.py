@@ -103,7 +103,9 @@ async def test_the_run_waits_for_every_decision(
     # One decided, one not: Pydantic AI continues only with a result for each call.
     resolution = await approvals.resolve(pending)
     assert resolution.undecided == [close]
-    assert resolution.results.approvals == {"call-refund": ToolApproved()}
+    assert resolution.results.approvals == {
+        "call-refund": ToolApproved(override_args={"order_id": 42, "amount": 500})
+    }
     assert resolution.results.metadata["call-refund"] == {
         "approval_request_id": refund.request_id,
         "decided_by": "lead-456",

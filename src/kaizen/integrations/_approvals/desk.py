@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from dataflow.errors import DuplicateKeyError, ValidationError
+from dataflow.errors import ConcurrencyError, DuplicateKeyError, ValidationError
 from dataflow.jsonvalues import check_json, check_text, describe
 from dataflow.values import utcnow
 from kaizen.governance.approval_manager import ExternalAgentApprovalManager
@@ -111,13 +112,21 @@ class ApprovalDesk:
         ids = [call.call_id for call in calls]
         if len(set(ids)) != len(ids):
             raise ValidationError(f"the paused calls must have distinct call ids, got {ids}")
-        asked = []
-        for call in calls:
+        planned = []
+        for call in calls:  # every call checked before any is asked: all or nothing
             check_text(check_call_id(call.call_id), "call id")
             check_id("tool name", call.tool_name)
             request_id = request_id_for(self.framework, thread_id, call.call_id)
-            metadata = self.metadata_for(thread_id, call, extra)
-            agent = self.agent_for(call.tool_name)
+            planned.append(
+                (
+                    call,
+                    request_id,
+                    self.metadata_for(thread_id, call, extra),
+                    self.agent_for(call.tool_name),
+                )
+            )
+        asked = []
+        for call, request_id, metadata, agent in planned:
             stored = await self.manager.get_request(request_id)
             if stored is None:
                 await self.manager.request_approval(
@@ -167,6 +176,28 @@ class ApprovalDesk:
             else:
                 decisions.append(decision)
         return decisions, undecided
+
+    async def claim(self, request_ids: Sequence[str]) -> None:
+        """Claim the approvals about to be acted on, all or none: each is acted on
+        once, however many processes resume the same pending run.
+
+        Raises:
+            ConcurrencyError: One was claimed already (by another resume of this run,
+                or an earlier one); the ones this call claimed are given back.
+        """
+        attempt = f"{self.framework}-resume-{uuid.uuid4()}"
+        won: list[str] = []
+        for request_id in sorted(set(request_ids)):
+            if await self.manager.claim_approval(request_id, attempt):
+                won.append(request_id)
+                continue
+            for held in won:
+                await self.manager.release_claim(held, attempt)
+            raise ConcurrencyError(
+                f"the call of approval request {request_id} was already carried out by "
+                "another resume of this run: resume a pending run once (the one the last "
+                "resume returned)"
+            )
 
     async def approved_arguments(
         self, thread_id: str, request_id: str, tool_name: str

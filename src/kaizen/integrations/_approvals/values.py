@@ -82,11 +82,15 @@ def parse_arguments(value: Any) -> tuple[dict[str, Any], str | None]:
     if isinstance(value, Mapping):
         return dict(value), None
     text = str(value)
-    try:
-        parsed = json.loads(text)
-    except ValueError:
+    try:  # NaN and Infinity are not JSON: such text is kept raw too
+        parsed = json.loads(text, parse_constant=_not_json)
+    except (ValueError, RecursionError):
         return {}, text
     return (parsed, None) if isinstance(parsed, dict) else ({}, text)
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
 
 
 def check_wait(wait: Any) -> float:

@@ -32,8 +32,11 @@ from kaizen.integrations.nexus.errors import SessionExistsError, SessionValidati
 from kaizen.integrations.nexus.memory import MemorySessionStore
 from kaizen.integrations.nexus.models import DEFAULT_TTL, CrossChannelSession
 
-__all__ = ["DEFAULT_TTL_HOURS", "NexusSessionManager"]
+__all__ = ["DEFAULT_TTL_HOURS", "STORED_CACHE", "NexusSessionManager"]
 
+#: At most this many stored sessions are cached by a manager (a long-running server
+#: sees every session of every user).
+STORED_CACHE = 10_000
 #: The TTL, in hours, of sessions created without one.
 DEFAULT_TTL_HOURS: float = DEFAULT_TTL / timedelta(hours=1)
 
@@ -105,8 +108,14 @@ class NexusSessionManager:
         return session_id in self.sessions and session_id not in self._stored
 
     def _remember(self, session: CrossChannelSession) -> None:
+        """Cache a stored session; beyond :data:`STORED_CACHE` of them the oldest go
+        (storage holds them all: the cache only saves a TTL read)."""
+        self.sessions.pop(session.session_id, None)  # re-inserted: the newest
         self.sessions[session.session_id] = session
         self._stored.add(session.session_id)
+        if len(self._stored) > STORED_CACHE:
+            for sid in [sid for sid in self.sessions if sid in self._stored][:-STORED_CACHE]:
+                self._forget(sid)
 
     def _forget(self, session_id: str) -> CrossChannelSession | None:
         self._stored.discard(session_id)

@@ -10,6 +10,9 @@ decided (in the inbox, the API, ``kaizen approvals approve``, on any instance),
 another, and continues it: an approved call runs, a rejected or timed-out one is
 refused with the reason as the message the model sees, an undecided one stays
 paused.
+Each approved call runs once: a resume claims its approvals first
+(``claim_approval``), and a second resume of the same pending run raises
+``ConcurrencyError`` instead of running a tool again.
 
 Edited arguments: the SDK cannot change the arguments of a paused call (approval
 is per call id, and the run checks that the invocation did not change). An

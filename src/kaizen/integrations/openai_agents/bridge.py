@@ -136,6 +136,9 @@ class OpenAIAgentsApprovals:
                 does not match its state or its requests.
             ApprovalNotFoundError: A request was deleted. What ``Runner.run``
                 raises propagates unchanged.
+            ConcurrencyError: An approved call was claimed already: this pending run
+                was resumed before (or is being resumed elsewhere); its tool does
+                not run twice.
         """
         pending = pending if isinstance(pending, PendingRun) else PendingRun.from_dict(pending)
         resolution = await self.resolve(agent, pending, wait=wait)
@@ -258,6 +261,7 @@ class OpenAIAgentsApprovals:
                 f"grant of request {grant.request_id} is not an approval of these "
                 f"arguments of {grant.tool_name!r} in thread {thread_id!r}"
             )
+        await self._desk.claim([grant.request_id])  # a grant is used once, whoever resumes
         unused.remove(grant)
         with framework_errors("cannot approve the paused call"):
             state.approve(item)
@@ -270,7 +274,8 @@ class OpenAIAgentsApprovals:
 
         For your own ``Runner.run`` or ``Runner.run_streamed`` call (then
         :meth:`submit` its result with ``grants=resolution.grants``);
-        :meth:`resume` does all of it.
+        :meth:`resume` does all of it. The approved calls are claimed: run the state
+        once, since no other resolve of this run gets them.
 
         Args:
             agent: The run's starting agent.
@@ -284,6 +289,8 @@ class OpenAIAgentsApprovals:
             ValidationError: The state cannot be restored, or the pending run does
                 not match its state or its requests.
             ApprovalNotFoundError: A request was deleted.
+            ConcurrencyError: An approved call was claimed already: this run was
+                resumed elsewhere (its tool must not run twice).
         """
         if not isinstance(pending, PendingRun):
             raise ValidationError(f"pending must be a PendingRun, got {describe(pending)}")
@@ -301,6 +308,8 @@ class OpenAIAgentsApprovals:
                     f"{approval.tool_name!r} with these arguments: the pending run was altered"
                 )
         decisions, undecided = await self._desk.decide(pending.thread_id, pending.approvals, wait)
+        # The calls about to run: each approval acted on once, whoever resumes.
+        await self._desk.claim([d.request_id for d in decisions if d.approved and not d.edited])
         grants = list(pending.grants)
         for decision in decisions:
             item = items[decision.call_id]

@@ -14,6 +14,9 @@ approver's edited arguments as ``override_args``), a rejection or a timeout is
 history keeps the model's call as it was made; the tool runs with the edited
 arguments.) Pydantic AI continues a run only with a result for every deferred
 call, so the run waits until every request is decided.
+Each approved call runs once: a resume claims its approvals first
+(``claim_approval``), and a second resume of the same pending run raises
+``ConcurrencyError`` instead of running a tool again.
 
 To keep a pending run in a Nexus cross-channel session:
 ``await sessions.update_session_state_async(session_id, {"pending_run":

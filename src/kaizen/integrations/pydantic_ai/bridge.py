@@ -130,6 +130,9 @@ class PydanticAIApprovals:
                 ``message_history`` among ``run_options``.
             ApprovalNotFoundError: A request was deleted. What ``agent.run``
                 raises propagates unchanged.
+            ConcurrencyError: An approved call was claimed already: this pending run
+                was resumed before (or is being resumed elsewhere); its tool does
+                not run twice.
         """
         pending = pending if isinstance(pending, PendingRun) else PendingRun.from_dict(pending)
         if "message_history" in run_options:
@@ -139,7 +142,7 @@ class PydanticAIApprovals:
             raise ValidationError(
                 f"deferred_tool_results must be DeferredToolResults, got {describe(given)}"
             )
-        resolution = await self.resolve(pending, wait=wait)
+        resolution = await self.resolve(pending, wait=wait, claim=False)
         if resolution.undecided:
             return RunOutcome(None, pending, resolution.decisions)
         results = DeferredToolResults()
@@ -152,6 +155,7 @@ class PydanticAIApprovals:
                 f"the run also waits for external tool calls {missing}: pass their results as "
                 "deferred_tool_results=DeferredToolResults(calls={...})"
             )
+        await self._claim(resolution)  # checked: the run goes on, each approval acted on once
         result = await agent.run(
             message_history=list(pending.messages), deferred_tool_results=results, **run_options
         )
@@ -195,15 +199,20 @@ class PydanticAIApprovals:
         approvals = await self._desk.ask(thread_id, calls, extra)
         return PendingRun(thread_id, result.all_messages(), requests, tuple(approvals), extra)
 
-    async def resolve(self, pending: PendingRun, *, wait: float = 0.0) -> Resolution:
+    async def resolve(
+        self, pending: PendingRun, *, wait: float = 0.0, claim: bool = True
+    ) -> Resolution:
         """The decisions made so far, as ``DeferredToolResults``.
 
         For your own ``agent.run`` (or ``run_stream``) call, once
-        ``undecided`` is empty; :meth:`resume` does all of it.
+        ``undecided`` is empty; :meth:`resume` does all of it. Once every call is
+        decided, the approvals are claimed (``claim``): use the results once, since no
+        other resolve of this run gets them.
 
         Args:
             pending: The pending run.
             wait: Seconds to wait, in all, for undecided requests.
+            claim: Whether to claim the approvals when every call is decided.
 
         Returns:
             The results of the decided calls, and what was (not) decided.
@@ -211,6 +220,8 @@ class PydanticAIApprovals:
         Raises:
             ValidationError: ``pending`` does not match its requests.
             ApprovalNotFoundError: A request was deleted.
+            ConcurrencyError: An approval was claimed already: this run was resumed
+                elsewhere (its tool must not run twice).
         """
         if not isinstance(pending, PendingRun):
             raise ValidationError(f"pending must be a PendingRun, got {describe(pending)}")
@@ -225,12 +236,15 @@ class PydanticAIApprovals:
                 "the pending run's approvals are not its deferred calls: it was altered"
             )
         decisions, undecided = await self._desk.decide(pending.thread_id, pending.approvals, wait)
-        results = DeferredToolResults()
+        resolution = Resolution(DeferredToolResults(), decisions, undecided)
+        if claim:
+            await self._claim(resolution)
+        results = resolution.results = DeferredToolResults()
         for decision in decisions:
             call_id = decision.call_id
             if decision.approved:
-                override = decision.arguments if decision.edited else None
-                results.approvals[call_id] = ToolApproved(override_args=override)
+                # Always the approved arguments, never the history's: only they were approved.
+                results.approvals[call_id] = ToolApproved(override_args=decision.arguments)
             else:
                 results.approvals[call_id] = ToolDenied(decision.message or "")
             results.metadata[call_id] = {
@@ -239,7 +253,12 @@ class PydanticAIApprovals:
             }
             if decision.decided_by is not None:
                 results.answered_by[call_id] = decision.decided_by
-        return Resolution(results, decisions, undecided)
+        return resolution
+
+    async def _claim(self, resolution: Resolution) -> None:
+        """Claim the approved calls of a fully decided resolution (see ``ApprovalDesk.claim``)."""
+        if not resolution.undecided:
+            await self._desk.claim([d.request_id for d in resolution.decisions if d.approved])
 
 
 def _tool_call(part: ToolCallPart, requests: DeferredToolRequests) -> ToolCall:
