@@ -13,17 +13,17 @@ import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import httpx2
 import pytest
-from mcp import Client, StdioServerParameters
+from mcp import Client, StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp_support import AGENT, LEAD, error_text, structured
 
 from kaizen import service
-from kaizen.api.token_admin import add_token
-from kaizen.cli import main
+from kaizen.api.token_admin import add_token, revoke_tokens
+from kaizen.cli import build_parser, main
 from kaizen.mcp import TOOLS
 
 KAIZEN = [sys.executable, "-m", "kaizen.cli"]
@@ -37,12 +37,11 @@ async def policy(db_url: str) -> str:
     return db_url
 
 
-def _stdio(url: str, user: str) -> Client:
-    return Client(
-        StdioServerParameters(
-            command=sys.executable, args=[*KAIZEN[1:], "--db", url, "mcp", "--user", user]
-        )
-    )
+def _stdio(url: str, user: str, errlog: TextIO = sys.stderr) -> Client:
+    """An MCP client of ``kaizen mcp --user USER`` started as a subprocess (its stderr
+    to ``errlog``)."""
+    argv = [*KAIZEN[1:], "--db", url, "mcp", "--user", user]
+    return Client(stdio_client(StdioServerParameters(command=sys.executable, args=argv), errlog))
 
 
 async def _approve_elsewhere(url: str, request_id: str, *extra: str) -> asyncio.subprocess.Process:
@@ -90,26 +89,31 @@ async def test_stdio_waits_for_a_decision_made_by_another_process(policy: str) -
         assert "metadata" in error_text(bad)
 
 
-async def test_stdio_cancellation_leaves_the_request_pending(policy: str) -> None:
-    async with _stdio(policy, "agent-1") as client:
-        waiting: asyncio.Queue[str] = asyncio.Queue()
+async def test_stdio_cancellation_leaves_the_request_pending(policy: str, tmp_path: Path) -> None:
+    log = tmp_path / "server.log"
+    with log.open("w") as errlog:
+        async with _stdio(policy, "agent-1", errlog) as client:
+            waiting: asyncio.Queue[str] = asyncio.Queue()
 
-        async def on_progress(done: float, total: float | None, message: str | None) -> None:
-            waiting.put_nowait((message or "").split()[2])
+            async def on_progress(done: float, total: float | None, message: str | None) -> None:
+                waiting.put_nowait((message or "").split()[2])
 
-        call = asyncio.create_task(
-            client.call_tool(
-                "request_approval",
-                {"external_agent_id": AGENT, "metadata": {}, "wait_seconds": 600},
-                progress_callback=on_progress,
+            call = asyncio.create_task(
+                client.call_tool(
+                    "request_approval",
+                    {"external_agent_id": AGENT, "metadata": {}, "wait_seconds": 600},
+                    progress_callback=on_progress,
+                )
             )
-        )
-        request_id = await waiting.get()
-        call.cancel()  # the client gives up: it sends notifications/cancelled
-        with pytest.raises(asyncio.CancelledError):
-            await call
-        got = structured(await client.call_tool("get_approval", {"request_id": request_id}))
-        assert got["status"] == "pending" and got["votes"] == []
+            request_id = await waiting.get()
+            call.cancel()  # the client gives up: it sends notifications/cancelled
+            with pytest.raises(asyncio.CancelledError):
+                await call
+            got = structured(await client.call_tool("get_approval", {"request_id": request_id}))
+            assert got["status"] == "pending" and got["votes"] == []
+    # The server stopped waiting (it says so), and the request is as it was.
+    stopped = f"stopped waiting for approval request {request_id}: the call was cancelled"
+    assert stopped in log.read_text()
     async with service.Kaizen.open(policy) as k:  # as stored, seen by another connection
         assert (await service.get_approval(k, request_id))["status"] == "pending"
 
@@ -230,3 +234,40 @@ async def test_http_with_the_token_store_of_kaizen_serve(policy: str, tmp_path: 
                 await client.call_tool("session_get", {"session_id": session["session_id"]})
             )
             assert got["state"] == {}  # the stranger wrote nothing
+
+
+async def test_http_in_process_refuses_a_token_revoked_while_it_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("KAIZEN_API_TOKENS", raising=False)
+    url = f"sqlite:///{tmp_path / 'k.db'}"
+    tokens = tmp_path / "tokens.json"
+    agent = _add_token(tokens, "agent-1")
+    port = _free_port()
+    args = build_parser().parse_args(
+        ["mcp", "--http", "--port", str(port), "--tokens", str(tokens), "--log-level", "error"]
+    )
+    args.database_url = url
+    server = asyncio.create_task(args.handler(args))
+    try:
+        for _ in range(600):
+            with contextlib.suppress(OSError):
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.close()
+                break
+            await asyncio.sleep(0.02)
+        endpoint = f"http://127.0.0.1:{port}/mcp"
+        async with _http_client(endpoint, agent) as client:
+            session = structured(await client.call_tool("session_create", {"ttl_hours": 1}))
+            assert session["user_id"] == "agent-1"
+        listing = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+        bearer = {"Authorization": f"Bearer {agent}"}
+        async with httpx2.AsyncClient() as http:
+            accepted = await http.post(endpoint, json=listing, headers=bearer)
+            revoke_tokens(tokens, "agent-1")  # the running server reloads the file
+            refused = await http.post(endpoint, json=listing, headers=bearer)
+        assert accepted.status_code != 401 and refused.status_code == 401
+    finally:
+        server.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await server

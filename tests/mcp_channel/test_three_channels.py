@@ -73,6 +73,9 @@ async def test_a_session_created_over_the_api_continues_over_the_cli_and_mcp(
         "mcp_key": [1, 2],
         "nested": {"a": None},
     }
+    created_at = created.json()["channel_activity"]["api"]
     for seen in (seen_by_mcp, seen_by_api):
         assert seen["state"] == expected
-        assert {"api", "cli", "mcp"} <= set(seen["channel_activity"])
+        activity = seen["channel_activity"]
+        assert {"api", "cli", "mcp"} <= set(activity)
+        assert activity["api"] > created_at  # the PATCH was recorded, not only the POST

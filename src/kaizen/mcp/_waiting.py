@@ -10,6 +10,7 @@ progress message.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from mcp.server.mcpserver import Context
@@ -18,6 +19,8 @@ from kaizen import service
 from kaizen.access import Viewer
 
 __all__ = ["MAX_WAIT_SECONDS", "PROGRESS_SECONDS", "decision", "wait_for_decision"]
+
+logger = logging.getLogger("kaizen.mcp")
 
 #: The longest a tool call may wait for a decision.
 MAX_WAIT_SECONDS = 3600.0
@@ -58,4 +61,10 @@ async def wait_for_decision(
             f"approval request {request_id} pending: {approval['progress']['text']} "
             f"approvals, waiting for {', '.join(approval['approvers'])}",
         )
-        await k.approvals.wait_for_approval(request_id, timeout=min(left, PROGRESS_SECONDS))
+        try:
+            await k.approvals.wait_for_approval(request_id, timeout=min(left, PROGRESS_SECONDS))
+        except asyncio.CancelledError:
+            logger.info(
+                "stopped waiting for approval request %s: the call was cancelled", request_id
+            )
+            raise

@@ -24,6 +24,7 @@ from dataflow.errors import DataFlowError, NotFoundError
 from kaizen import __version__, service
 from kaizen.access import Viewer
 from kaizen.api._json import jsonable as _jsonable
+from kaizen.api.auth import TokenSource
 from kaizen.mcp._identity import TokenVerifier, caller
 from kaizen.mcp._waiting import MAX_WAIT_SECONDS, decision, wait_for_decision
 from kaizen.outcomes import outcome_of, public_message
@@ -78,7 +79,7 @@ def create_server(
     kaizen: service.Kaizen,
     *,
     user: Viewer | None = None,
-    tokens: Any = None,
+    tokens: TokenSource | None = None,
     issuer_url: str = "http://127.0.0.1",
 ) -> MCPServer:
     """The kaizen MCP server on ``kaizen``'s database.
@@ -100,10 +101,10 @@ def create_server(
     if tokens is not None:
         from mcp.server.auth.settings import AuthSettings
 
-        auth = {
-            "token_verifier": TokenVerifier(tokens),
-            "auth": AuthSettings(issuer_url=issuer_url, resource_server_url=None),  # type: ignore[arg-type]
-        }
+        settings = AuthSettings.model_validate(
+            {"issuer_url": issuer_url, "resource_server_url": None}
+        )
+        auth = {"token_verifier": TokenVerifier(tokens), "auth": settings}
     server: MCPServer = MCPServer(
         "kaizen",
         version=__version__,
@@ -128,7 +129,6 @@ def _approval_tools(server: MCPServer, k: service.Kaizen, user: Viewer | None) -
         ctx: Context,
         reason: Annotated[str | None, Field(max_length=4000)] = None,
         wait_seconds: Annotated[float | None, Field(ge=0, le=MAX_WAIT_SECONDS)] = None,
-        request_id: Id | None = None,
     ) -> dict[str, Any]:
         """Ask a human to approve an action of an external agent.
 
@@ -138,7 +138,7 @@ def _approval_tools(server: MCPServer, k: service.Kaizen, user: Viewer | None) -
         decision (reporting progress) and returns the status: "approved" (act with
         approved_metadata when present: the approver edited the arguments),
         "rejected" (rejection_reason says why), "timeout", or still "pending" (call
-        get_approval later). Give request_id to retry a call whose answer was lost.
+        get_approval later; a cancelled call leaves it pending too).
         """
         viewer = caller(user)
         with _tool_errors():
@@ -148,7 +148,6 @@ def _approval_tools(server: MCPServer, k: service.Kaizen, user: Viewer | None) -
                 viewer.user,
                 metadata=metadata,
                 reason=reason,
-                request_id=request_id,
             )
             if wait_seconds:
                 created = await wait_for_decision(k, created["id"], wait_seconds, ctx, viewer)
