@@ -38,7 +38,7 @@ SAMPLES: dict[str, Sample] = {
     "transactions": Sample("tx.savepoint()", ["[('n1', 'first'), ('n2', 'second')]"]),
     "governance-quick-start": Sample('external_agent_id="copilot-001"', ["approved lead-456"]),
     "approval-policies": Sample(
-        "save_policy",
+        "except AlreadyVotedError",
         [
             "pending 1 of 2",
             "approved",
@@ -50,6 +50,18 @@ SAMPLES: dict[str, Sample] = {
         ],
     ),
     "sessions-quick-start": Sample("create_session_async", ["{'key': 'value'} ['api']"]),
+    "pydantic-ai-bridge": Sample(
+        "PydanticAIApprovals(",
+        ["refund {'order_id': 42, 'amount': 500}", "refunded 50 on order 42"],
+    ),
+    "openai-agents-bridge": Sample(
+        "OpenAIAgentsApprovals(",
+        ["refund {'order_id': 42, 'amount': 500}", "refunded 50 on order 42"],
+    ),
+    "mcp-agent": Sample(
+        "KAIZEN_MCP",
+        ["pending", "approved {'replicas': 4}", "{'step': 'deployed'} ['mcp']"],
+    ),
 }
 #: Fence languages for what is not Python to run.
 OTHER_LANGUAGES = {"bash", "text", "json", "toml", "ini", "nginx", "caddyfile", "sql"}

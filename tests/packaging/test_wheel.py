@@ -20,6 +20,27 @@ from servers import free_port
 ROOT = Path(__file__).resolve().parents[2]
 #: Files the install needs beyond the modules: typing markers and the inbox page.
 PACKAGE_DATA = ("dataflow/py.typed", "kaizen/py.typed", "kaizen/api/static/index.html")
+CORE_REQUIREMENT = "sqlalchemy<2.2,>=2.0.30"
+#: What the MCP channel and the framework bridges pull in: none of it in this install.
+OPTIONAL = ("mcp", "agents", "openai", "pydantic_ai", "pydantic")
+#: Run in the install with the server extra only.
+_WITHOUT_EXTRAS = f"""
+import importlib, subprocess, sys
+import dataflow, kaizen.governance, kaizen.integrations.nexus, kaizen.api, kaizen.cli
+assert not [m for m in sys.modules if m.split(".")[0] in {OPTIONAL!r}], "an extra was imported"
+for module, extra in [("kaizen.mcp", "mcp"), ("kaizen.integrations.openai_agents", "openai-agents"),
+                      ("kaizen.integrations.pydantic_ai", "pydantic-ai")]:
+    try:
+        importlib.import_module(module)
+    except ImportError as exc:
+        assert f"kaizen-dataflow[{{extra}}]" in str(exc), str(exc)
+    else:
+        raise AssertionError(module + " imported without its extra")
+done = subprocess.run([sys.executable, "-m", "kaizen.cli", "mcp", "--user", "u"],
+                      capture_output=True, text=True)
+assert done.returncode == 11 and "kaizen-dataflow[mcp]" in done.stderr, done
+print("extras ok")
+"""
 
 
 def _run(*argv: str | Path, cwd: Path, timeout: float = 300) -> str:
@@ -57,6 +78,16 @@ def _check_archives(dist: Path) -> Path:
         names = set(archive.namelist())
         (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
         assert "kaizen = kaizen.cli:main" in archive.read(entry_points).decode()
+        (metadata,) = [n for n in names if n.endswith(".dist-info/METADATA")]
+        requires = [
+            line.removeprefix("Requires-Dist: ")
+            for line in archive.read(metadata).decode().splitlines()
+            if line.startswith("Requires-Dist: ")
+        ]
+    # The core install is SQLAlchemy alone; drivers, server, MCP and bridges are extras.
+    assert [r for r in requires if "extra ==" not in r] == [CORE_REQUIREMENT]
+    for extra in ("postgres", "mysql", "server", "mcp", "openai-agents", "pydantic-ai"):
+        assert any(f'extra == "{extra}"' in r for r in requires), extra
     assert set(PACKAGE_DATA) <= names
     with tarfile.open(sdist) as archive:
         top = sdist.name.removesuffix(".tar.gz")
@@ -90,6 +121,7 @@ def test_the_wheel_installs_in_a_fresh_venv_and_runs_the_demo(tmp_path: Path) ->
     _run(sys.executable, *install, f"{wheel}[server]", cwd=tmp_path)
     where = _run(python, "-c", "import dataflow, kaizen; print(kaizen.__file__)", cwd=tmp_path)
     assert Path(where.strip()).is_relative_to(venv)  # the installed files, not the checkout
+    assert _run(python, "-c", _WITHOUT_EXTRAS, cwd=tmp_path).strip() == "extras ok"
 
     empty = tmp_path / "empty"
     empty.mkdir()
