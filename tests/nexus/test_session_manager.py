@@ -16,6 +16,7 @@ from kaizen.integrations.nexus import (
     SessionExistsError,
     SessionStorage,
     SessionValidationError,
+    session_manager,
 )
 
 Manager = NexusSessionManager
@@ -357,3 +358,15 @@ async def test_cleanup_does_not_count_sessions_refreshed_elsewhere(
 
 def test_sessions_are_cross_channel_sessions(memory: Manager) -> None:
     assert isinstance(memory.create_session(user_id="u"), CrossChannelSession)
+
+
+async def test_the_cache_of_stored_sessions_is_bounded(
+    manager: NexusSessionManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(session_manager, "STORED_CACHE", 3)
+    made = [(await manager.create_session_async(user_id=f"u{i}")).session_id for i in range(5)]
+    assert list(manager.sessions) == made[2:]  # the oldest went
+    await manager.update_session_state_async(made[0], {"k": 1}, "api")  # read through
+    loaded = await manager.load_session_async(made[0])
+    assert loaded is not None and loaded.state == {"k": 1}
+    assert list(manager.sessions) == [*made[3:], made[0]]  # loaded: the newest now
