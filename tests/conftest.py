@@ -15,6 +15,19 @@ import pytest
 from dataflow import DataFlow
 from targets import DATABASES, drop_created, target_urls
 
+#: Tests that kill or freeze servers and check that calls end in time: marked ``serial``
+#: (``./run test`` runs them alone, after the rest has run on two workers).
+SERIAL = ("faults", "clusters/test_failover.py")
+HERE = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the tests of :data:`SERIAL`."""
+    for item in items:
+        where = item.path.resolve().relative_to(HERE).as_posix()
+        if any(where == s or where.startswith(f"{s}/") for s in SERIAL):
+            item.add_marker(pytest.mark.serial)
+
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Drop the databases this run created."""
