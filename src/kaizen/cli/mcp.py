@@ -16,16 +16,7 @@ import sys
 from typing import Any
 
 from kaizen.cli._logs import FORMATS, logging_to_stderr
-from kaizen.cli.serve import (
-    EXIT_LISTEN,
-    EXIT_NO_EXTRA,
-    EXIT_TOKENS,
-    StartFailed,
-    allowed_hosts,
-    listen,
-    load_tokens,
-    port_number,
-)
+from kaizen.cli.serve import EXIT_NO_EXTRA, StartFailed, configure, port_number
 
 __all__ = ["register"]
 
@@ -126,22 +117,9 @@ async def _http(args: argparse.Namespace, create_server: Any) -> int:
     import uvicorn
     from mcp.server.transport_security import TransportSecuritySettings
 
-    from dataflow.errors import ConfigurationError
-    from kaizen.api import TokenConfigError
     from kaizen.service import Kaizen
 
-    try:
-        tokens = load_tokens(args.tokens)
-    except TokenConfigError as exc:
-        raise StartFailed(EXIT_TOKENS, str(exc)) from exc
-    try:
-        hosts = allowed_hosts(args.host, None, args.allowed_hosts)
-    except ConfigurationError as exc:
-        raise StartFailed(2, str(exc)) from exc
-    try:
-        sock = listen(args.host, args.port)
-    except ConfigurationError as exc:
-        raise StartFailed(EXIT_LISTEN, str(exc)) from exc
+    tokens, hosts, sock = configure(args)
     authority = f"[{args.host}]" if ":" in args.host else args.host
     security = TransportSecuritySettings(
         allowed_hosts=[p for h in hosts for p in (h, f"{h}:*")],

@@ -183,8 +183,10 @@ class StartFailed(Exception):
         self.code = code
 
 
-def _configure(args: argparse.Namespace) -> tuple[TokenFile | TokenStore, list[str], Any]:
-    """Tokens, trusted hosts and the listening socket, or the failure to start."""
+def configure(args: argparse.Namespace) -> tuple[TokenFile | TokenStore, list[str], Any]:
+    """Tokens, trusted hosts and the listening socket of ``--tokens``, ``--host``,
+    ``--port``, ``--allowed-host`` (and ``--base-url`` where the command has it), or the
+    failure to start (``kaizen serve`` and ``kaizen mcp --http``)."""
     from dataflow.errors import ConfigurationError
     from kaizen.api import TokenConfigError
 
@@ -193,7 +195,7 @@ def _configure(args: argparse.Namespace) -> tuple[TokenFile | TokenStore, list[s
     except TokenConfigError as exc:
         raise StartFailed(EXIT_TOKENS, str(exc)) from exc
     try:
-        hosts = allowed_hosts(args.host, args.base_url, args.allowed_hosts)
+        hosts = allowed_hosts(args.host, getattr(args, "base_url", None), args.allowed_hosts)
     except ConfigurationError as exc:
         raise StartFailed(2, str(exc)) from exc
     try:
@@ -238,7 +240,7 @@ async def _run(args: argparse.Namespace) -> int:
         raise StartFailed(EXIT_NO_EXTRA, f"{_MISSING_EXTRA} ({exc})") from exc
     from kaizen.service import Kaizen
 
-    tokens, hosts, sock = _configure(args)
+    tokens, hosts, sock = configure(args)
     if not len(tokens):
         logger.warning("no API token yet; add one with: kaizen tokens add USER")
     with sock:
