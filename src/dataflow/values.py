@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from dataflow.errors import ValidationError
 from dataflow.jsonvalues import INT64, describe, dump_json, text_problem
-from dataflow.models import FieldInfo, Kind, ModelInfo
+from dataflow.models import AUTO_FIELDS, FieldInfo, Kind, ModelInfo
 
 if TYPE_CHECKING:
     from dataflow.dialects.base import Dialect
@@ -165,13 +165,17 @@ class Codec:
         self._fields = {
             n: (f, _field_check(model, f), self._enc[n]) for n, f in model.fields.items()
         }
-        decoders = []
+        decoders: list[Callable[[Any], Any] | None] = []
         for f in model.fields.values():
             dec = dialect.decoder(f.kind)
             if f.kind is Kind.JSON:
-                dec = json.loads if dec is None else _then_json(dec)
+                dec = load_json if dec is None else _then_json(dec)
             decoders.append(dec)
         self._decoders = tuple(decoders)
+        #: Driver row (all columns, model order) -> record dict; built once per model.
+        self.decode_row: Callable[[Sequence[Any]], dict[str, Any]] = _row_decoder(
+            self.columns, self._decoders
+        )
 
     def encode(self, name: str, value: Any) -> Any:
         """Validate one field value and convert it for the driver."""
@@ -189,12 +193,9 @@ class Codec:
         enc = self._enc[f.name]
         return value if enc is None else enc(value)
 
-    def decode_row(self, row: Sequence[Any]) -> dict[str, Any]:
-        """Turn a driver row (all columns, model order) into a record dict."""
-        return {
-            name: (dec(v) if dec is not None and v is not None else v)
-            for name, dec, v in zip(self.columns, self._decoders, row, strict=True)
-        }
+    def decode_rows(self, rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
+        """Turn driver rows (all columns, model order) into record dicts."""
+        return list(map(self.decode_row, rows))
 
     def check_keys(self, values: Mapping[str, Any], allowed: frozenset[str]) -> None:
         """Refuse unknown or managed fields in a write."""
@@ -207,6 +208,64 @@ class Codec:
 
 def _then_json(dec: Callable[[Any], Any]) -> Callable[[Any], Any]:
     def decode(v: Any) -> Any:
-        return json.loads(dec(v))
+        return load_json(dec(v))
 
+    return decode
+
+
+#: The C scanner json.loads ends in (the default decoder's: same values, same errors).
+_scan_json: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+
+
+def load_json(text: Any) -> Any:
+    """``json.loads(text)``, without its per-call set-up for the text a column holds.
+
+    The C scanner parses one JSON value; anything it does not consume whole (surrounding
+    whitespace, trailing data, bytes, an error) goes through ``json.loads``, which gives the
+    same value or raises the same error.
+    """
+    if type(text) is str:
+        try:
+            value, end = _scan_json(text, 0)
+        except (StopIteration, ValueError):
+            return json.loads(text)
+        if end == len(text):
+            return value
+    return json.loads(text)
+
+
+def _row_decoder(
+    columns: Sequence[str], decoders: Sequence[Callable[[Any], Any] | None]
+) -> Callable[[Sequence[Any]], dict[str, Any]]:
+    """A function turning one driver row into a record dict, compiled for these columns.
+
+    The row is unpacked into locals and the dict built in one display with constant keys;
+    only columns with a decoder convert (None stays None): no per-column loop, no call for
+    the columns the driver already returns as Python values. ``updated_at`` equal to
+    ``created_at`` as stored (a record never updated: an insert writes both from one
+    time) shares its decoded value instead of being decoded again.
+    """
+    namespace: dict[str, Any] = {}
+    lines = [
+        "def decode_row(row):",
+        "    " + "".join(f"c{i}, " for i in range(len(columns))) + "= row",
+    ]
+    items = []
+    index = {column: i for i, column in enumerate(columns)}
+    created, updated = (index.get(name) for name in AUTO_FIELDS)
+    for i, (column, dec) in enumerate(zip(columns, decoders, strict=True)):
+        if dec is None:
+            value = f"c{i}"
+        else:
+            namespace[f"d{i}"] = dec
+            value = f"None if c{i} is None else d{i}(c{i})"
+            if i == created and updated is not None and decoders[updated] is dec:
+                lines.append(f"    v{i} = {value}")
+                value = f"v{i}"
+            elif i == updated and created is not None and decoders[created] is dec:
+                value = f"v{created} if c{i} == c{created} else ({value})"
+        items.append(f"{column!r}: {value}")
+    lines.append(f"    return {{{', '.join(items)}}}")
+    exec("\n".join(lines), namespace)  # names are literals (repr), values bound by name
+    decode: Callable[[Sequence[Any]], dict[str, Any]] = namespace["decode_row"]
     return decode

@@ -189,33 +189,51 @@ def change_values(fields: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+#: Status value -> member: a dict look-up instead of the enum's call per row.
+_STATUSES = {status.value: status for status in ApprovalStatus}
+
+
 def request_from_row(
     row: dict[str, Any], votes: list[Vote] | None = None
 ) -> ExternalAgentApprovalRequest:
-    """Build the request a stored row describes (with ``votes``, oldest first)."""
-    policy = row.get("policy_json") or {}
+    """Build the request a stored row describes (with ``votes``, oldest first).
+
+    Lists and dicts are copied, so the request shares nothing with ``row``.
+    """
+    status = row["status"]
+    approvers = row["approvers_json"]
+    metadata = row["request_metadata_json"]
+    policy = row.get("policy_json")
+    if policy:
+        escalate_to = policy.get("escalate_to")
+        excluded = policy.get("excluded_approvers")
+        timeout_seconds = policy.get("timeout_seconds")
+    else:
+        escalate_to = excluded = timeout_seconds = None
+    # Positional, in field order (the dataclass's generated __init__ matches arguments
+    # fastest so; tests/governance/test_rows.py checks every field lands where it should).
     return ExternalAgentApprovalRequest(
-        id=row["id"],
-        external_agent_id=row["external_agent_id"],
-        requested_by=row["requested_by"],
-        approvers=list(row["approvers_json"] or []),
-        status=ApprovalStatus(row["status"]),
-        approval_reason=row["approval_reason"],
-        request_metadata=dict(row["request_metadata_json"] or {}),
-        created_at=row["created_at"],
-        approved_at=row["approved_at"],
-        approved_by=row["approved_by"],
-        rejection_reason=row["rejection_reason"],
-        deadline_at=row["deadline_at"],
-        quorum=row.get("quorum") or 1,
-        escalate_to=list(policy.get("escalate_to") or []),
-        escalations=row.get("escalations") or 0,
-        timeout_seconds=policy.get("timeout_seconds"),
-        excluded_approvers=list(policy.get("excluded_approvers") or []),
-        approved_metadata=row.get("approved_metadata_json"),
-        votes=votes or [],
-        audit_seq=row["audit_seq"],
-        audit_head=row["audit_head"],
+        row["id"],
+        row["external_agent_id"],
+        row["requested_by"],
+        list(approvers) if approvers else [],
+        _STATUSES.get(status) or ApprovalStatus(status),
+        row["approval_reason"],
+        dict(metadata) if metadata else {},
+        row["created_at"],
+        row["approved_at"],
+        row["approved_by"],
+        row["rejection_reason"],
+        row["deadline_at"],
+        row.get("quorum") or 1,
+        list(escalate_to) if escalate_to else [],
+        row.get("escalations") or 0,
+        timeout_seconds,
+        list(excluded) if excluded else [],
+        row.get("approved_metadata_json"),
+        votes or [],
+        row["audit_seq"],
+        row["audit_head"],
     )
 
 
@@ -237,13 +255,15 @@ def vote_row(event: AuditEvent, vote: Vote) -> dict[str, Any]:
 
 def vote_from_row(row: dict[str, Any]) -> Vote:
     """The vote a stored row describes."""
-    return Vote(
-        approver_id=row["approver_id"],
-        decision=row["decision"],
-        at=row["voted_at"],
-        comment=row["comment"],
-        on_behalf_of=row["on_behalf_of"],
-        metadata=row["metadata_json"],
+    return Vote._restore(
+        {
+            "approver_id": row["approver_id"],
+            "decision": row["decision"],
+            "at": row["voted_at"],
+            "comment": row["comment"],
+            "on_behalf_of": row["on_behalf_of"],
+            "metadata": row["metadata_json"],
+        }
     )
 
 

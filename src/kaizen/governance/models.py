@@ -203,6 +203,15 @@ class Vote:
     on_behalf_of: str | None = None
     metadata: dict[str, Any] | None = None
 
+    @classmethod
+    def _restore(cls, fields: dict[str, Any]) -> Vote:
+        """Rebuild a vote from a stored row's values (every field, in field order) without
+        the frozen ``__init__``'s per-field ``object.__setattr__``: votes in storage were
+        validated when recorded."""
+        vote = cls.__new__(cls)
+        vote.__dict__.update(fields)
+        return vote
+
     @property
     def counts_for(self) -> str:
         """The approver whose vote this is: the delegator, or the voter."""

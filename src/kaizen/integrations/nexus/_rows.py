@@ -9,6 +9,7 @@ stores refuse the same input with the same errors.
 from __future__ import annotations
 
 import copy
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -51,6 +52,15 @@ def to_row(session: CrossChannelSession) -> dict[str, Any]:
     }
 
 
+_fromisoformat = datetime.fromisoformat
+
+
+@functools.lru_cache(maxsize=256)
+def _ttl(seconds: int) -> timedelta:
+    """The TTL of ``ttl_seconds`` (immutable, so shared: sessions use few TTLs)."""
+    return timedelta(seconds=seconds)
+
+
 def from_row(row: dict[str, Any], *, detach: bool = False) -> CrossChannelSession:
     """The session a row holds (not validated again: rows are validated when written).
 
@@ -58,18 +68,26 @@ def from_row(row: dict[str, Any], *, detach: bool = False) -> CrossChannelSessio
         row: A row as :func:`to_row` makes it (or as the database returns it).
         detach: Copy the state, so the session can be changed without changing ``row``.
     """
-    activity = row["channel_activity_json"] or {}
-    state = row["state_json"] or {}
+    activity = row["channel_activity_json"]
+    state = row["state_json"]
+    if not state:
+        state = {}
+    elif detach:
+        state = copy.deepcopy(state)
     return CrossChannelSession._restore(
-        session_id=row["id"],
-        user_id=row["user_id"],
-        created_at=row["session_created_at"],
-        last_accessed=row["last_accessed"],
-        expires_at=row["expires_at"],
-        state=copy.deepcopy(state) if detach else state,
-        channel_activity={k: datetime.fromisoformat(v) for k, v in activity.items()},
-        memory_pool_id=row["memory_pool_id"],
-        ttl=timedelta(seconds=row["ttl_seconds"]),
+        {
+            "session_id": row["id"],
+            "user_id": row["user_id"],
+            "created_at": row["session_created_at"],
+            "last_accessed": row["last_accessed"],
+            "expires_at": row["expires_at"],
+            "state": state,
+            "channel_activity": (
+                {k: _fromisoformat(v) for k, v in activity.items()} if activity else {}
+            ),
+            "memory_pool_id": row["memory_pool_id"],
+            "ttl": _ttl(row["ttl_seconds"]),
+        }
     )
 
 

@@ -91,8 +91,9 @@ class CrossChannelSession:
         self.channel_activity = check_channel_activity(self.channel_activity)
 
     @classmethod
-    def _restore(cls, **fields: Any) -> CrossChannelSession:
-        """Rebuild a session from a stored row without validating it again.
+    def _restore(cls, fields: dict[str, Any]) -> CrossChannelSession:
+        """Rebuild a session from a stored row's values (every field, in field order)
+        without validating it again.
 
         Storage only holds sessions that were validated when written, and loads are
         on every request path: re-checking a deep state on each one is wasted work.
