@@ -13,13 +13,16 @@ from typing import Any, TypeVar, overload
 
 import sqlalchemy as sa
 
+from dataflow.batch import WriteBatch
 from dataflow.dialects import load_dialect
 from dataflow.dialects.base import Backend, Connection
+from dataflow.dialects.connection import DriverCall
 from dataflow.errors import ConfigurationError, ConnectionLostError, TimeoutError, ValidationError
 from dataflow.jsonvalues import describe
 from dataflow.models import Index, build_model
 from dataflow.nodes import Node, make_nodes
 from dataflow.operations import ModelRef, ModelState, Operations, Statements
+from dataflow.related import Related, get_with
 from dataflow.schema import build_tables, ensure_tables
 from dataflow.transactions import Savepoint, Transaction, TransactionScope
 from dataflow.urls import parse_url
@@ -293,6 +296,52 @@ class DataFlow(Operations):
             await conn.fetch("SELECT 1", [])
 
         await (await self._backend()).run(one, atomic=False)
+
+    def on_driver_call(self, hook: Callable[[DriverCall], None]) -> Callable[[], None]:
+        """Call ``hook`` after every call a connection of this handle makes to its
+        driver (statement, batch script, begin/commit/rollback), with its SQL,
+        arguments and row count; for tracing, statement counting and benchmarks.
+
+        Returns:
+            A function removing the hook. Hooks run on the calling task; one that
+            raises fails the operation that made the call.
+        """
+        self.dialect.call_hooks.append(hook)
+
+        def remove() -> None:
+            with contextlib.suppress(ValueError):
+                self.dialect.call_hooks.remove(hook)
+
+        return remove
+
+    async def get_with(self, model: ModelRef, id: str, **related: Related) -> dict[str, Any] | None:
+        """The record with ``id`` and, under each keyword, its related records, in one
+        round trip where the database allows (see :mod:`dataflow.related`).
+
+        Example:
+            >>> order = await db.get_with(
+            ...     "Order", "o1", lines=Related("Line", {"order_id": "o1"}, order_by="seq")
+            ... )
+            >>> order["lines"]  # [{...}, ...], as db.select would return them
+
+        Returns:
+            None when there is no such record.
+        """
+        return await get_with(self, model, id, related)
+
+    def batch(self) -> WriteBatch:
+        """Several writes applied atomically in the fewest round trips (one on
+        PostgreSQL and MySQL), each step optionally conditional on an earlier one.
+
+        Example:
+            >>> batch = db.batch()
+            >>> moved = batch.update_where("Order", {"id": "o1", "state": "new"}, {"state": "paid"})
+            >>> batch.insert("Payment", {"id": "p1", "order_id": "o1"}, when=moved)
+            >>> paid = (await batch.run())[moved] == 1
+
+        See :class:`~dataflow.batch.WriteBatch`.
+        """
+        return WriteBatch(self)
 
     def transaction(self) -> TransactionScope:
         """Run several operations atomically: committed on clean exit, else rolled back.

@@ -8,15 +8,15 @@ SQLAlchemy Core and compiled once per dialect; a call only gathers values.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
 
 from dataflow.dialects.base import Connection
-from dataflow.errors import ValidationError
 from dataflow.or_split import merge_ordered, or_branches
 from dataflow.statements import (
+    Compiled,
     Filter,
     ModelRef,
     ModelState,
@@ -86,9 +86,28 @@ class Operations(WriteOperations):
                     await self.select(model, b, order_by=order_by, limit=window) for b in branches
                 ]
                 return merge_ordered(parts, order, limit, offset)
+        c, args = self._select_plan(st, filter, order, limit, offset)
+
+        async def fn(conn: Connection) -> list[dict[str, Any]]:
+            return st.codec.decode_rows(await conn.fetch(c.sql, args))
+
+        return await self._run(st, fn, write=False)
+
+    def _select_plan(
+        self,
+        st: ModelState,
+        filter: Filter | None,
+        order: Sequence[tuple[str, bool]],
+        limit: int | None,
+        offset: int,
+        *,
+        ordinal: bool = False,
+    ) -> tuple[Compiled, list[Any]]:
+        """The SELECT of :meth:`select` (with ``ordinal``: plus each row's position in
+        the order, as column ``dataflow_ord``, for folding it into another query)."""
         values: list[Any] = []
         shape, _ = st.filters.walk(filter, None, values, False)
-        key = ("select", st.name, shape, order, limit is not None, offset > 0)
+        key = ("select", st.name, shape, tuple(order), limit is not None, offset > 0, ordinal)
 
         def build() -> Any:
             _, where = st.filters.walk(filter, st.table, [], True)
@@ -108,6 +127,9 @@ class Operations(WriteOperations):
             if order and "id" not in (n for n, _ in order):
                 keys.append(st.table.c.id.desc() if order[-1][1] else st.table.c.id.asc())
             stmt = stmt.order_by(*keys)
+            if ordinal:
+                position = sa.func.row_number().over(order_by=keys or [st.table.c.id.asc()])
+                stmt = stmt.add_columns(position.label("dataflow_ord"))
             if limit is not None:
                 stmt = stmt.limit(sa.bindparam("lim", type_=sa.Integer))
             if offset > 0:
@@ -115,15 +137,9 @@ class Operations(WriteOperations):
             return stmt
 
         c = self._statements.get(key, build)
-        params = {f"w{i}": v for i, v in enumerate(values)}
+        params: dict[str, Any] = {f"w{i}": v for i, v in enumerate(values)}
         params["lim"], params["off"] = limit, offset
-        args = c.args(params)
-
-        async def fn(conn: Connection) -> list[dict[str, Any]]:
-            decode = st.codec.decode_row
-            return [decode(r) for r in await conn.fetch(c.sql, args)]
-
-        return await self._run(st, fn, write=False)
+        return c, c.args(params)
 
     async def count(self, model: ModelRef, filter: Filter | None = None) -> int:
         """Return how many records match ``filter``."""
@@ -156,27 +172,7 @@ class Operations(WriteOperations):
     ) -> int:
         """Delete the records matching ``filter`` (at most ``limit``); return how many."""
         st = self._state(model)
-        if not isinstance(filter, Mapping):
-            raise ValidationError("a delete needs a filter dict ({} deletes every record)")
-        if limit is not None:
-            check_count("limit", limit)
-        values: list[Any] = []
-        shape, _ = st.filters.walk(filter, None, values, False)
-
-        def build() -> Any:
-            _, where = st.filters.walk(filter, st.table, [], True)
-            where = sa.true() if where is None else where
-            stmt = sa.delete(st.table)
-            if limit is None:
-                return stmt.where(where)
-            return self.dialect.limit_delete(
-                stmt, st.table, where, sa.bindparam("lim", type_=sa.Integer)
-            )
-
-        c = self._statements.get(("delete", st.name, shape, limit is not None), build)
-        params = {f"w{i}": v for i, v in enumerate(values)}
-        params["lim"] = limit
-        args = c.args(params)
+        c, args = self._delete_plan(st, filter, limit)
 
         async def fn(conn: Connection) -> int:
             return await conn.execute(c.sql, args)

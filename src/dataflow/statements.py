@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import sqlalchemy as sa
 
@@ -18,6 +18,7 @@ from dataflow.values import Codec
 
 __all__ = ["Compiled", "Filter", "ModelRef", "ModelState", "OrderBy", "Statements"]
 
+T = TypeVar("T")
 Filter = Mapping[str, Any]
 OrderBy = str | Sequence[str] | Sequence[tuple[str, str]] | None
 ModelRef = type | str
@@ -41,6 +42,7 @@ class Statements:
     def __init__(self, dialect: Dialect) -> None:
         self._dialect = dialect
         self._cache: dict[Any, Compiled] = {}
+        self._memo: dict[Any, Any] = {}
 
     def get(self, key: Any, build: Callable[[], Any]) -> Compiled:
         """The compiled statement for ``key``, building it on first use."""
@@ -48,6 +50,14 @@ class Statements:
         if compiled is None:
             compiled = self._cache[key] = self.compile(build())
         return compiled
+
+    def memo(self, key: Any, build: Callable[[], T]) -> T:
+        """What ``build`` makes for ``key`` (a batch script, a folded-row decoder...),
+        built on first use."""
+        found: T | None = self._memo.get(key)
+        if found is None:
+            found = self._memo[key] = build()
+        return found
 
     def compile(self, stmt: Any) -> Compiled:
         """Compile a SQLAlchemy statement for the dialect."""

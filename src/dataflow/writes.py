@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
-from dataflow.dialects.base import Connection, Dialect
+from dataflow.dialects.base import GUARD, Connection, Dialect
 from dataflow.errors import ConcurrencyError, NotFoundError, ValidationError
 from dataflow.jsonvalues import describe, dump_json
 from dataflow.models import AUTO_FIELDS, VERSION_FIELD
@@ -82,11 +82,22 @@ class WriteOperations:
         args = [st.codec.encode(n, v) for n, v in record.items()]
         return {n: aware(v) for n, v in record.items()}, args
 
-    def _insert_sql(self, st: ModelState) -> Compiled:
+    def _insert_sql(self, st: ModelState, *, guarded: bool = False) -> Compiled:
+        if not guarded:
+            return self._statements.get(
+                ("insert", st.name),
+                lambda: sa.insert(st.table).values(
+                    {n: sa.bindparam(f"v_{n}") for n in st.model.fields}
+                ),
+            )
+        # INSERT ... SELECT <values> WHERE <guard>: the row only if the guard held
         return self._statements.get(
-            ("insert", st.name),
-            lambda: sa.insert(st.table).values(
-                {n: sa.bindparam(f"v_{n}") for n in st.model.fields}
+            ("insert-guarded", st.name),
+            lambda: sa.insert(st.table).from_select(
+                list(st.model.fields),
+                sa.select(
+                    *(sa.bindparam(f"v_{n}", type_=st.table.c[n].type) for n in st.model.fields)
+                ).where(sa.text(GUARD)),
             ),
         )
 
@@ -189,6 +200,8 @@ class WriteOperations:
         values: Mapping[str, Any],
         merge: Mapping[str, Mapping[str, Any]] | None,
         extra: Mapping[str, Any],
+        *,
+        guarded: bool = False,
     ) -> tuple[Compiled, list[Any]]:
         if not isinstance(filter, Mapping):
             raise ValidationError("an update needs a filter dict ({} updates every record)")
@@ -219,9 +232,11 @@ class WriteOperations:
                     col, sa.bindparam(f"m_{n}", type_=col.type), paths
                 )
             stmt = sa.update(st.table).values(assignments)
-            return stmt if where is None else stmt.where(where)
+            stmt = stmt if where is None else stmt.where(where)
+            return stmt.where(sa.text(GUARD)) if guarded else stmt
 
-        c = self._statements.get(("update", st.name, tuple(sets), merge_shape, shape), build)
+        key = ("update", st.name, tuple(sets), merge_shape, shape, guarded)
+        c = self._statements.get(key, build)
         return c, c.args(params)
 
     async def update_where(
@@ -262,6 +277,33 @@ class WriteOperations:
             return n
 
         return await self._run(st, fn, write=True, atomic=bool(touched_sides))
+
+    def _delete_plan(
+        self, st: ModelState, filter: Filter, limit: int | None, *, guarded: bool = False
+    ) -> tuple[Compiled, list[Any]]:
+        if not isinstance(filter, Mapping):
+            raise ValidationError("a delete needs a filter dict ({} deletes every record)")
+        if limit is not None:
+            check_count("limit", limit)
+        values: list[Any] = []
+        shape, _ = st.filters.walk(filter, None, values, False)
+
+        def build() -> Any:
+            _, where = st.filters.walk(filter, st.table, [], True)
+            where = sa.true() if where is None else where
+            if guarded:
+                where = sa.and_(where, sa.text(GUARD))
+            stmt = sa.delete(st.table)
+            if limit is None:
+                return stmt.where(where)
+            return self.dialect.limit_delete(
+                stmt, st.table, where, sa.bindparam("lim", type_=sa.Integer)
+            )
+
+        c = self._statements.get(("delete", st.name, shape, limit is not None, guarded), build)
+        params: dict[str, Any] = {f"w{i}": v for i, v in enumerate(values)}
+        params["lim"] = limit
+        return c, c.args(params)
 
     def _merges_in_sql(self, merge: Mapping[str, Mapping[str, Any]]) -> bool:
         dialect = self.dialect

@@ -15,9 +15,9 @@ import contextlib
 import json
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, TypeVar
 
-from dataflow.dialects.connection import Connection, first_line, translate_error
+from dataflow.dialects.connection import Connection, DriverCall, first_line, translate_error
 from dataflow.errors import (
     ConnectionLostError,
     DatabaseRefusedError,
@@ -33,7 +33,9 @@ if TYPE_CHECKING:
     from dataflow.urls import DatabaseURL
 
 __all__ = [
+    "GUARD",
     "Backend",
+    "BatchPart",
     "Connection",
     "Converter",
     "Dialect",
@@ -42,6 +44,24 @@ __all__ = [
 
 Converter = Callable[[Any], Any]
 T = TypeVar("T")
+
+#: Where a batch statement's condition on an earlier statement goes (its WHERE clause).
+GUARD = "__dataflow_guard__"
+
+
+class BatchPart(NamedTuple):
+    """One statement of a write batch (see :mod:`dataflow.batch`)."""
+
+    #: The compiled statement, with :data:`GUARD` in its WHERE clause when guarded
+    #: ("" for a notification, whose arguments are the channel and payload).
+    sql: str
+    #: What identifies its shape (with the guards: the script's cache key).
+    key: Any
+    #: How many of the script's arguments, in order, are its own.
+    nargs: int
+    #: The earlier part that must have matched a row for this one to run, or None.
+    guard: int | None
+    notify: bool
 
 
 class Backend(ABC):
@@ -109,6 +129,12 @@ class Dialect(ABC):
     or_uses_indexes: bool = True
     #: True when the data is gone once the dialect is closed (an in-memory database).
     volatile: bool = False
+    #: True when a write batch can be sent as one script (:meth:`batch_script`).
+    supports_batch_script: bool = False
+    #: How ``get_with`` folds related reads into one round trip: ``"json"`` (one
+    #: statement, :meth:`fold_sql`), ``"script"`` (a multi-statement script,
+    #: ``Connection.results``) or None (a query each).
+    fold_reads: str | None = None
     #: Options ``DataFlow(url, **options)`` and the URL's query accept.
     OPTIONS: ClassVar[Mapping[str, Option]] = COMMON
 
@@ -118,6 +144,8 @@ class Dialect(ABC):
         self.connect_timeout: float = options["connect_timeout"]
         self.pool_timeout: float = options["pool_timeout"]
         self.command_timeout: float | None = options["command_timeout"]
+        #: Called after every driver call (:meth:`DataFlow.on_driver_call`); usually none.
+        self.call_hooks: list[Callable[[DriverCall], None]] = []
 
     @abstractmethod
     def column_type(self, kind: Kind, *, key: bool) -> sa.types.TypeEngine[Any]:
@@ -257,6 +285,24 @@ class Dialect(ABC):
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release what the dialect holds beyond its backends."""
+
+    def batch_script(self, parts: Sequence[BatchPart]) -> str:
+        """One script running ``parts`` atomically, each only if its guard matched a
+        row, answering one row: each part's row count (with ``supports_batch_script``;
+        its arguments are the parts' arguments in order)."""
+        raise NotImplementedError  # pragma: no cover
+
+    def fold_sql(
+        self, main: str, main_args: int, related: Sequence[tuple[str, int, tuple[str, ...]]]
+    ) -> str:
+        """One query: ``main``'s row plus, per ``(sql, nargs, columns)`` of ``related``,
+        a JSON array of its rows (each an array of ``columns``), in its order
+        (``fold_reads == "json"``)."""
+        raise NotImplementedError  # pragma: no cover
+
+    def folded_value(self, kind: Kind) -> Converter | None:
+        """How a value of ``kind`` inside a :meth:`fold_sql` array becomes ours."""
+        raise NotImplementedError  # pragma: no cover
 
     def notify_sql(self) -> str:
         """SQL sending ``(channel, payload)`` to listeners (with ``supports_notify``)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import builtins
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, TypeVar
 
 from dataflow.errors import (
     ConnectionLostError,
@@ -23,10 +23,25 @@ from dataflow.errors import (
 if TYPE_CHECKING:
     from dataflow.dialects.base import Dialect
 
-__all__ = ["Connection", "Row", "first_line", "translate_error"]
+__all__ = ["Connection", "DriverCall", "Row", "first_line", "translate_error"]
 
 Row = Sequence[Any]
 T = TypeVar("T")
+
+
+class DriverCall(NamedTuple):
+    """One call a connection made to its driver, as :meth:`DataFlow.on_driver_call` hooks
+    see it (after it succeeded)."""
+
+    #: ``fetch``, ``execute``, ``executemany``, ``script`` (a write batch sent at
+    #: once), ``results`` (queries sent at once), ``begin``, ``commit`` or ``rollback``.
+    method: str
+    sql: str
+    #: The arguments (``executemany``: one tuple per row).
+    args: tuple[Any, ...]
+    #: Rows fetched (``results``: in all), rows matched (``script``: the sum of its
+    #: parts'), or -1.
+    result: int
 
 
 class Connection(ABC):
@@ -77,27 +92,69 @@ class Connection(ABC):
 
     def fetch(self, sql: str, args: Sequence[Any]) -> Awaitable[list[Row]]:
         """Run a query and return its rows."""
-        return self._guarded(self._fetch(sql, args))
+        call = self._guarded(self._fetch(sql, args))
+        return self._observed("fetch", sql, args, call) if self.dialect.call_hooks else call
 
     def execute(self, sql: str, args: Sequence[Any]) -> Awaitable[int]:
         """Run a statement and return the number of rows it matched."""
-        return self._guarded(self._execute(sql, args))
+        call = self._guarded(self._execute(sql, args))
+        return self._observed("execute", sql, args, call) if self.dialect.call_hooks else call
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> Awaitable[None]:
         """Run one statement for many parameter rows."""
-        return self._guarded(self._executemany(sql, rows))
+        call = self._guarded(self._executemany(sql, rows))
+        if self.dialect.call_hooks:
+            return self._observed("executemany", sql, [tuple(r) for r in rows], call)
+        return call
+
+    def script(self, sql: str, args: Sequence[Any]) -> Awaitable[list[Any]]:
+        """Run a batch script (:meth:`Dialect.batch_script`); return its result row."""
+        call = self._guarded(self._script(sql, args))
+        return self._observed("script", sql, args, call) if self.dialect.call_hooks else call
+
+    def _script(self, sql: str, args: Sequence[Any]) -> Awaitable[list[Any]]:
+        raise NotImplementedError  # pragma: no cover - dialects with batch scripts
+
+    def results(self, sql: str, args: Sequence[Any]) -> Awaitable[list[list[Row]]]:
+        """Run a multi-statement script of queries; return each one's rows."""
+        call = self._guarded(self._results(sql, args))
+        return self._observed("results", sql, args, call) if self.dialect.call_hooks else call
+
+    def _results(self, sql: str, args: Sequence[Any]) -> Awaitable[list[list[Row]]]:
+        raise NotImplementedError  # pragma: no cover - dialects folding reads so
 
     def begin(self) -> Awaitable[None]:
         """Start a transaction."""
-        return self._guarded(self._begin())
+        call = self._guarded(self._begin())
+        return (
+            self._observed("begin", self.begin_sql, (), call) if self.dialect.call_hooks else call
+        )
 
     def commit(self) -> Awaitable[None]:
         """Commit the transaction."""
-        return self._guarded(self._commit())
+        call = self._guarded(self._commit())
+        return self._observed("commit", "COMMIT", (), call) if self.dialect.call_hooks else call
 
     def rollback(self) -> Awaitable[None]:
         """Roll the transaction back."""
-        return self._guarded(self._rollback())
+        call = self._guarded(self._rollback())
+        return self._observed("rollback", "ROLLBACK", (), call) if self.dialect.call_hooks else call
+
+    async def _observed(self, method: str, sql: str, args: Sequence[Any], call: Awaitable[T]) -> T:
+        """Await ``call``, then tell each hook of :meth:`DataFlow.on_driver_call`."""
+        result: Any = await call
+        if method == "fetch":
+            size = len(result)
+        elif method == "results":
+            size = sum(len(rows) for rows in result)
+        elif method == "script":
+            size = sum(int(v) for v in result)
+        else:
+            size = result if isinstance(result, int) else -1
+        done = DriverCall(method, sql, tuple(args), size)
+        for hook in list(self.dialect.call_hooks):
+            hook(done)
+        return result  # type: ignore[no-any-return]
 
     async def _guarded(self, call: Awaitable[T]) -> T:
         """Await a raw call; whatever it raises leaves as an error of our tree."""

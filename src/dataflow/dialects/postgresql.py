@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote, urlencode
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as sa_pg
 
+from dataflow.dialects.base import GUARD, BatchPart
 from dataflow.dialects.connection import Connection
 from dataflow.dialects.pg_listen import Listener
 from dataflow.dialects.pool import PooledDialect
@@ -50,6 +54,17 @@ _SCHEMA_LOCK_KEY = 0x64617461666C6F77  # "dataflow"
 _LOST_STATES = ("08", "57P")  # connection exceptions; admin shutdown / termination
 _SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 _SSL_FILES = ("sslrootcert", "sslcert", "sslkey")
+_PARAM = re.compile(r"\$(\d+)")
+
+
+def _iso_utc(value: str) -> datetime:
+    return datetime.fromisoformat(value).astimezone(UTC)
+
+
+def _shift(offset: int, match: re.Match[str]) -> str:
+    return f"${int(match[1]) + offset}"
+
+
 _SESSION_ATTRS = ("any", "primary", "standby", "prefer-standby", "read-write", "read-only")
 
 
@@ -73,6 +88,9 @@ class _Connection(Connection):
     def _fetch(self, sql: str, args: Sequence[Any]) -> Awaitable[list[Sequence[Any]]]:
         rows: Awaitable[list[Sequence[Any]]] = self.raw.fetch(sql, *args)
         return rows
+
+    async def _script(self, sql: str, args: Sequence[Any]) -> list[Any]:
+        return list(await self.raw.fetchrow(sql, *args))
 
     async def _execute(self, sql: str, args: Sequence[Any]) -> int:
         status = await self.raw.execute(sql, *args)
@@ -130,6 +148,8 @@ class PostgreSQLDialect(PooledDialect):
     )
     native_membership_index = True
     supports_notify = True
+    supports_batch_script = True
+    fold_reads = "json"
     OPTIONS: ClassVar[Mapping[str, Option]] = {
         **COMMON,
         "statement_cache_size": count(512, low=0),
@@ -280,6 +300,56 @@ class PostgreSQLDialect(PooledDialect):
 
     def membership_value(self, element_json: str) -> str:
         return f"[{element_json}]"
+
+    # -- write batches -----------------------------------------------------
+
+    def batch_script(self, parts: Sequence[BatchPart]) -> str:
+        """One statement: each part a data-modifying CTE (``RETURNING 1``, counted),
+        a guarded one ``WHERE EXISTS`` its guard's rows; notifications in the final
+        SELECT, sent when that statement commits. Its snapshot is the statement's:
+        a part sees earlier parts only through their rows, which is all a guard
+        needs (each part writes different rows)."""
+        # Only names and placeholders are formatted in: every value is an argument.
+        ctes: list[str] = []
+        counts: list[str] = []
+        offset = 0
+        for i, part in enumerate(parts):
+            if part.notify:
+                source = "" if part.guard is None else f" FROM s{part.guard} LIMIT 1"
+                call = f"pg_notify(${offset + 1}::text, ${offset + 2}::text)"
+                counts.append(f"(SELECT count(*) FROM (SELECT {call}{source}) AS n{i})")  # noqa: S608
+            else:
+                sql = _PARAM.sub(partial(_shift, offset), part.sql)
+                if part.guard is not None:
+                    sql = sql.replace(GUARD, f"EXISTS (SELECT 1 FROM s{part.guard})")  # noqa: S608
+                ctes.append(f"s{i} AS ({sql} RETURNING 1)")
+                counts.append(f"(SELECT count(*) FROM s{i})")  # noqa: S608
+            offset += part.nargs
+        head = f"WITH {', '.join(ctes)} " if ctes else ""
+        return f"{head}SELECT {', '.join(counts)}"
+
+    # -- folded reads --------------------------------------------------------
+
+    def fold_sql(
+        self, main: str, main_args: int, related: Sequence[tuple[str, int, tuple[str, ...]]]
+    ) -> str:
+        """``main`` as a derived table, each related query an ordered ``json_agg``."""
+        offset = main_args
+        columns = []
+        for i, (sql, nargs, names) in enumerate(related):
+            inner = _PARAM.sub(partial(_shift, offset), sql)
+            fields = ", ".join(f'r{i}."{n}"' for n in names)
+            rows = f"json_agg(json_build_array({fields}) ORDER BY r{i}.dataflow_ord)"
+            columns.append(f"(SELECT coalesce({rows}, '[]') FROM ({inner}) AS r{i})")  # noqa: S608
+            offset += nargs
+        return f"SELECT m.*, {', '.join(columns)} FROM ({main}) AS m"  # noqa: S608
+
+    def folded_value(self, kind: Kind) -> Any:
+        # json_build_array renders timestamptz as ISO 8601 with its offset and
+        # double precision as a JSON number (15.0 as 15); the rest as JSON has them.
+        if kind is Kind.DATETIME:
+            return _iso_utc
+        return float if kind is Kind.FLOAT else None
 
     # -- notifications -----------------------------------------------------
 
