@@ -333,7 +333,8 @@ class Inbox:
 async def test_an_overdue_request_escalates_once_then_times_out(store: Any) -> None:
     inbox = Inbox()
     m = ExternalAgentApprovalManager(inbox, storage_backend=store)
-    m.set_approvers("deploy", ["ana"], timeout_seconds=0.3, escalate_to=["boss", "ana"])
+    # Long enough that a loaded machine does not reach the escalated deadline too early.
+    m.set_approvers("deploy", ["ana"], timeout_seconds=0.8, escalate_to=["boss", "ana"])
     rid = await m.request_approval("deploy", "dev", {})
     first = await m.get_request(rid)
     assert first is not None and first.escalate_to == ["boss", "ana"]
@@ -360,7 +361,7 @@ async def test_a_vote_on_an_overdue_request_escalates_it_first(store: Any) -> No
     requirement = ApprovalRequirement(
         ApprovalLevel.CUSTOM,
         custom_approvers=["ana"],
-        approval_timeout_seconds=0.2,
+        approval_timeout_seconds=0.6,  # the vote must land before the escalated deadline
         escalate_to=ApprovalLevel.ADMIN,
     )
     m.add_requirement("deploy", requirement)
@@ -555,19 +556,19 @@ async def test_a_revoke_between_reading_a_delegation_and_voting_refuses_the_vote
     await m.delegate("bo", to="dee")
     rid = await m.request_approval("deploy", "dev", {})
     settings = store.settings
-    read = settings.delegations
+    read = store.load_for_vote  # what a vote is judged on: the request and delegations
 
-    async def read_then_revoke(**kw: Any) -> Any:
-        found = await read(**kw)
+    async def read_then_revoke(*args: Any) -> Any:
+        found = await read(*args)
         await settings.delete_delegation("bo", "dee", "bo")  # another instance revokes now
         return found
 
-    settings.delegations = read_then_revoke
+    store.load_for_vote = read_then_revoke
     try:
         with pytest.raises(NotAuthorizedError):
             await m.approve_request(rid, "dee")
     finally:
-        settings.delegations = read
+        store.load_for_vote = read
     request = await m.get_request(rid)
     assert request is not None and request.votes == []
     assert await events(m, rid) == ["requested"]

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
-from dataflow import DataFlow, DuplicateKeyError, Index
+from dataflow import DataFlow, DuplicateKeyError, Index, Related, Step, WriteBatch
 from dataflow.errors import ConcurrencyError
 from dataflow.transactions import Transaction
 from dataflow.values import utcnow
@@ -191,13 +191,24 @@ class SettingsStorage:
         rows = await self.db.select(self._del, filt, order_by=["approver_id", "delegate_id"])
         return [_delegation(r) for r in rows]
 
-    async def hold(self, tx: Transaction, delegation: Delegation, now: datetime) -> bool:
-        """Lock ``delegation``'s row inside ``tx`` if it is still stored and active at
-        ``now``; False if it is not (revoked, ended). A revoke then waits for ``tx``."""
+    def delegations_to(self, delegate: str) -> Related:
+        """The stored delegations to ``delegate`` (expired ones included), as the
+        related read of a ``get_with``; :meth:`delegations_of` reads its rows."""
+        return Related(self._del, {"delegate_id": delegate}, order_by=["approver_id"])
+
+    @staticmethod
+    def delegations_of(rows: list[dict[str, Any]]) -> list[Delegation]:
+        """The delegations of rows read by :meth:`delegations_to`."""
+        return [_delegation(r) for r in rows]
+
+    def hold(self, batch: WriteBatch, delegation: Delegation, now: datetime) -> Step:
+        """A step of ``batch`` locking ``delegation``'s row if it is still stored and
+        active at ``now`` (matching nothing if it is not: revoked, ended). A revoke
+        then waits for the batch; the batch's later steps are guarded by it."""
         key = _delegation_id(delegation.approver_id, delegation.delegate_id)
         active = [{"until": {"$null": True}}, {"until": {"$gt": now}}]
         touch = {"approver_id": delegation.approver_id}  # the same value: a row lock
-        return bool(await tx.update_where(self._del, {"id": key, "$or": active}, touch))
+        return batch.update_where(self._del, {"id": key, "$or": active}, touch)
 
     async def _one(self, approver: str, delegate: str) -> Delegation | None:
         row = await self.db.get(self._del, _delegation_id(approver, delegate))

@@ -47,7 +47,9 @@ class ApprovalStore(Protocol):
     """What the manager needs from a store (storage backend or in-memory).
 
     ``load`` returns the request with its votes and the seq and hash of its
-    latest audit event; ``append`` applies a :class:`Change` computed from it.
+    latest audit event (``load_for_vote`` also the stored delegations to the
+    voter: what a vote is judged on, read together); ``append`` applies a
+    :class:`Change` computed from it.
     """
 
     @property
@@ -55,6 +57,9 @@ class ApprovalStore(Protocol):
 
     async def save(self, request: ExternalAgentApprovalRequest) -> str: ...
     async def load(self, request_id: str) -> ExternalAgentApprovalRequest | None: ...
+    async def load_for_vote(
+        self, request_id: str, voter: str
+    ) -> tuple[ExternalAgentApprovalRequest | None, list[Delegation]]: ...
     async def append(self, change: Change) -> bool: ...
     async def append_many(self, changes: Sequence[Change]) -> list[bool]: ...
     async def overdue(

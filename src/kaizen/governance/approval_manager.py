@@ -353,7 +353,10 @@ class ExternalAgentApprovalManager(Deadlines, Claims, SharedSettings):
         store = self._store
         mine: Change | None = None
         for _ in range(_ATTEMPTS):
-            request = await self._load(request_id)
+            found, stored = await store.load_for_vote(request_id, voter)
+            if found is None:
+                raise ApprovalNotFoundError(request_id)
+            request = found
             if mine is not None and _recorded(request, mine):
                 return request  # a write that raised (a lost connection) had committed
             now = utcnow()
@@ -362,7 +365,7 @@ class ExternalAgentApprovalManager(Deadlines, Claims, SharedSettings):
                 continue
             delegations: list[Delegation] = []
             if on_behalf_of is not None or policy.needs_delegations(request, voter):
-                delegations = await store.settings.delegations(delegate=voter)
+                delegations = stored
             change = policy.cast(
                 request,
                 voter,

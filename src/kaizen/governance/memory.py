@@ -28,6 +28,7 @@ from kaizen.governance.models import (
     ApprovalStatus,
     AuditEvent,
     AuditReport,
+    Delegation,
     ExternalAgentApprovalRequest,
     as_status,
 )
@@ -106,6 +107,12 @@ class InMemoryApprovalStore:
         """A copy of the request, or None."""
         found = self._requests.get(_key(request_id))
         return copy.deepcopy(found) if found is not None else None
+
+    async def load_for_vote(
+        self, request_id: str, voter: str
+    ) -> tuple[ExternalAgentApprovalRequest | None, list[Delegation]]:
+        """The request (a copy) and the stored delegations to ``voter``."""
+        return await self.load(request_id), await self.settings.delegations(delegate=voter)
 
     async def delete(self, request_id: str) -> bool:
         """Forget a request; its audit trail stays and gains a ``deleted`` event."""

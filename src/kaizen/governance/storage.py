@@ -10,10 +10,10 @@ from __future__ import annotations
 import builtins
 import contextlib
 from collections.abc import AsyncIterator, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from dataflow import ConcurrencyError, DataFlow
+from dataflow import ConcurrencyError, DataFlow, Related, Step, WriteBatch
 from dataflow.values import utcnow
 from kaizen.governance._listing import listing_filter
 from kaizen.governance._rows import Change, change_event, content
@@ -36,6 +36,7 @@ from kaizen.governance.models import (
     ApprovalStatus,
     AuditEvent,
     AuditReport,
+    Delegation,
     ExternalAgentApprovalRequest,
     Vote,
     as_status,
@@ -54,6 +55,14 @@ EVENT_NAMES = {
     ApprovalStatus.TIMEOUT: "timed_out",
 }
 _PAGE = 200
+_PENDING_VALUE = ApprovalStatus.PENDING.value
+
+
+def _rows_of(change: Change) -> tuple[Any, ...]:
+    """The rows applying ``change`` writes: its request's, and its delegation's."""
+    if change.delegation is None:
+        return (change.request_id,)
+    return change.request_id, (change.delegation.approver_id, change.delegation.delegate_id)
 
 
 class ExternalAgentApprovalStorage:
@@ -110,10 +119,11 @@ class ExternalAgentApprovalStorage:
             "audit_seq": 0,
             "audit_head": event.hash,
         }
-        async with self.db.transaction() as tx:
-            stored = await tx.insert(self._req, row)
-            await tx.insert(self._aud, audit_row(event, canonical(event.details)))
-        request.created_at = stored["created_at"]
+        batch = self.db.batch()
+        batch.insert(self._req, row)
+        batch.insert(self._aud, audit_row(event, canonical(event.details)))
+        await batch.run()
+        request.created_at = row["created_at"].astimezone(UTC)
         return request.id
 
     async def update(self, request: ExternalAgentApprovalRequest) -> None:
@@ -141,24 +151,42 @@ class ExternalAgentApprovalStorage:
         )
         values = {**request_row(request), "audit_seq": event.seq, "audit_head": event.hash}
         where = {"id": request.id, "audit_seq": row["audit_seq"]}
-        async with self.db.transaction() as tx:
-            if await tx.update_where(self._req, where, values):
-                await tx.insert(self._aud, audit_row(event, canonical(event.details)))
-                await tx.notify(CHANNEL, request.id)
-                return
-        raise ConcurrencyError(f"approval request {request.id!r} was changed concurrently")
+        batch = self.db.batch()
+        moved = batch.update_where(self._req, where, values)
+        batch.insert(self._aud, audit_row(event, canonical(event.details)), when=moved)
+        batch.notify(CHANNEL, request.id, when=moved)
+        if not (await batch.run())[moved]:
+            raise ConcurrencyError(f"approval request {request.id!r} was changed concurrently")
 
     async def load(self, request_id: str) -> ExternalAgentApprovalRequest | None:
-        """The request with this id (votes included), or None."""
-        row = await self.db.get(self._req, request_id)
+        """The request with this id (votes included), or None: one round trip."""
+        row = await self.db.get_with(self._req, request_id, votes=self._votes_of(request_id))
+        return None if row is None else await self._loaded(row)
+
+    async def load_for_vote(
+        self, request_id: str, voter: str
+    ) -> tuple[ExternalAgentApprovalRequest | None, builtins.list[Delegation]]:
+        """The request (as :meth:`load`) and the stored delegations to ``voter``, read
+        together: all a vote is judged on, in one round trip."""
+        row = await self.db.get_with(
+            self._req,
+            request_id,
+            votes=self._votes_of(request_id),
+            delegations=self.settings.delegations_to(voter),
+        )
         if row is None:
-            return None
-        votes = None
-        if row["audit_seq"]:  # a request's votes come with changes: none before its first
-            found = await self.db.select(self._vote, {"request_id": request_id}, order_by="seq")
-            votes = [vote_from_row(v) for v in found]
-        request = request_from_row(row, votes)
-        request.audit_head = await self._prev_hash(row)
+            return None, []
+        delegations = self.settings.delegations_of(row.pop("delegations"))
+        return await self._loaded(row), delegations
+
+    def _votes_of(self, request_id: str) -> Related:
+        return Related(self._vote, {"request_id": request_id}, order_by="seq")
+
+    async def _loaded(self, row: dict[str, Any]) -> ExternalAgentApprovalRequest:
+        votes = [vote_from_row(v) for v in row.pop("votes")]
+        request = request_from_row(row, votes or None)
+        if row["audit_head"].startswith(SWEPT):
+            request.audit_head = await self._prev_hash(row)
         return request
 
     async def delete(self, request_id: str) -> bool:
@@ -176,13 +204,12 @@ class ExternalAgentApprovalStorage:
             event = make_event(
                 request_id, row["audit_seq"] + 1, "deleted", "system", utcnow(), {}, prev
             )
-            async with self.db.transaction() as tx:
-                if await tx.delete_where(
-                    self._req, {"id": request_id, "audit_seq": row["audit_seq"]}
-                ):
-                    await tx.delete_where(self._vote, {"request_id": request_id})
-                    await tx.insert(self._aud, audit_row(event, canonical(event.details)))
-                    return True
+            batch = self.db.batch()
+            gone = batch.delete_where(self._req, {"id": request_id, "audit_seq": row["audit_seq"]})
+            batch.delete_where(self._vote, {"request_id": request_id}, when=gone)
+            batch.insert(self._aud, audit_row(event, canonical(event.details)), when=gone)
+            if (await batch.run())[gone]:
+                return True
         raise ConcurrencyError(f"approval request {request_id!r} keeps changing; delete not done")
 
     async def list_by_status(
@@ -239,65 +266,58 @@ class ExternalAgentApprovalStorage:
         """Apply ``change`` if its request is still at ``change.seq``; False otherwise.
 
         One conditional UPDATE (id and audit seq), the audit event and the vote
-        the change records, in one transaction (with a NOTIFY on PostgreSQL when
-        the change is announced). Of concurrent changes computed from the same
-        state exactly one applies. A delegate's vote first locks its delegation
-        row, still active: a revoke committed before it makes it False, one after
-        it waits for it.
+        the change records, as one write batch (one round trip on PostgreSQL and
+        MySQL; with a NOTIFY on PostgreSQL when the change is announced). Of
+        concurrent changes computed from the same state exactly one applies. A
+        delegate's vote first locks its delegation row, still active: a revoke
+        committed before it makes it False, one after it waits for it.
         """
+        batch = self.db.batch()
+        moved = self._add_change(batch, change, announce=change.announce)
+        return bool((await batch.run())[moved])
+
+    async def append_many(self, changes: Sequence[Change]) -> builtins.list[bool]:
+        """Apply each change whose request is still at its seq, all in one write batch.
+
+        Rows are changed in id order, so concurrent batches never deadlock on
+        each other; a request (or delegation) changed twice gets its second change
+        in a batch of its own (a batch writes each row once). Returns, per change in the order
+        given, whether it applied.
+        """
+        applied = [False] * len(changes)
+        pending = sorted(range(len(changes)), key=lambda i: changes[i].request_id)
+        while pending:
+            seen: set[Any] = set()
+            now: builtins.list[int] = []
+            later: builtins.list[int] = []
+            for i in pending:
+                rows = _rows_of(changes[i])
+                (later if seen.intersection(rows) else now).append(i)
+                seen.update(rows)
+            batch = self.db.batch()
+            steps = [(i, self._add_change(batch, changes[i], announce=False)) for i in now]
+            batch.notify(CHANNEL, ANY)
+            result = await batch.run()
+            for i, step in steps:
+                applied[i] = bool(result[step])
+            pending = later
+        return applied
+
+    def _add_change(self, batch: WriteBatch, change: Change, *, announce: bool) -> Step:
+        """Add ``change``'s steps to ``batch``: the step that tells whether it applied."""
+        held = None
+        if change.delegation is not None:  # revoked (or ended) since it was read: not applied
+            held = self.settings.hold(batch, change.delegation, change.at)
         event = change_event(change)
         values = {**change_values(change.fields), "audit_seq": event.seq, "audit_head": event.hash}
         where = {"id": change.request_id, "audit_seq": change.seq}
-        async with self.db.transaction() as tx:
-            if change.delegation is not None and not await self.settings.hold(
-                tx, change.delegation, change.at
-            ):
-                return False  # revoked (or ended) since it was read
-            if not await tx.update_where(self._req, where, values):
-                return False
-            await tx.insert(self._aud, audit_row(event, canonical(event.details)))
-            if change.vote is not None:
-                await tx.insert(self._vote, vote_row(event, change.vote))
-            if change.announce:
-                await tx.notify(CHANNEL, change.request_id)
-        return True
-
-    async def append_many(self, changes: Sequence[Change]) -> builtins.list[bool]:
-        """Apply each change whose request is still at its seq, all in one transaction.
-
-        Rows are changed in id order, so concurrent batches never deadlock on
-        each other. Returns, per change in the order given, whether it applied.
-        """
-        applied: dict[int, bool] = {}
-        audits: builtins.list[dict[str, Any]] = []
-        votes: builtins.list[dict[str, Any]] = []
-        order = sorted(range(len(changes)), key=lambda i: changes[i].request_id)
-        async with self.db.transaction() as tx:
-            for i in order:
-                change = changes[i]
-                if change.delegation is not None and not await self.settings.hold(
-                    tx, change.delegation, change.at
-                ):
-                    applied[i] = False
-                    continue
-                event = change_event(change)
-                values = {
-                    **change_values(change.fields),
-                    "audit_seq": event.seq,
-                    "audit_head": event.hash,
-                }
-                where = {"id": change.request_id, "audit_seq": change.seq}
-                applied[i] = bool(await tx.update_where(self._req, where, values))
-                if applied[i]:
-                    audits.append(audit_row(event, canonical(event.details)))
-                    if change.vote is not None:
-                        votes.append(vote_row(event, change.vote))
-            if audits:
-                await tx.insert_many(self._aud, audits)
-                if votes:
-                    await tx.insert_many(self._vote, votes)
-                await tx.notify(CHANNEL, ANY)
-        return [applied[i] for i in range(len(changes))]
+        moved = batch.update_where(self._req, where, values, when=held)
+        batch.insert(self._aud, audit_row(event, canonical(event.details)), when=moved)
+        if change.vote is not None:
+            batch.insert(self._vote, vote_row(event, change.vote), when=moved)
+        if announce:
+            batch.notify(CHANNEL, change.request_id, when=moved)
+        return moved
 
     async def overdue(
         self, now: datetime, limit: int = _PAGE
@@ -320,7 +340,8 @@ class ExternalAgentApprovalStorage:
         requests = []
         for row in rows:
             request = request_from_row(row, by_request.get(row["id"]))
-            if row["status"] == ApprovalStatus.PENDING.value:  # what a change chains onto
+            # What a change chains onto (the row's head, unless a sweep left its token).
+            if row["status"] == _PENDING_VALUE and row["audit_head"].startswith(SWEPT):
                 request.audit_head = await self._prev_hash(row)
             requests.append(request)
         return requests
