@@ -1,23 +1,23 @@
 """Capture the statements our backend sends, and replay them with the raw drivers.
 
-During an untimed capture pass, :class:`Recorder` wraps the connections a
-:class:`~dataflow.DataFlow` backend hands out, so every ``fetch``, ``execute``,
-``executemany`` (and ``begin``/``commit``/``rollback``; SQLite's ``BEGIN
-IMMEDIATE``/``COMMIT`` arrive as ``execute``) is logged with its SQL text,
-arguments and result size. A :class:`Replayer` then sends exactly those
-statements through a raw driver connection: the baseline is the same work,
-not a hand-written approximation of it. Only bench code is patched, and only
-while recording; the timed calls of our code run unpatched.
+During an untimed capture pass, :class:`Recorder` listens to the driver calls
+of a :class:`~dataflow.DataFlow` handle (its supported hook,
+``db.on_driver_call``), so every ``fetch``, ``execute``, ``executemany``,
+``script`` (a write batch sent at once), ``results`` (reads sent at once) and
+``begin``/``commit``/``rollback`` is logged with its SQL text, arguments and
+result size. A :class:`Replayer` then sends exactly those statements through a
+raw driver connection: the baseline is the same work. The hook is removed
+after recording; the timed calls of our code run without it.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
-from dataflow import DataFlow
+from dataflow import DataFlow, DriverCall
 
 __all__ = [
     "AiosqliteReplayer",
@@ -39,48 +39,10 @@ class Stmt(NamedTuple):
     result: int = -1
 
 
-class _Recording:
-    """A connection proxy appending every call to a shared log."""
-
-    __slots__ = ("_conn", "_log")
-
-    def __init__(self, conn: Any, log: list[Stmt]) -> None:
-        self._conn = conn
-        self._log = log
-
-    def __getattr__(self, name: str) -> Any:  # .raw, .busy_timeout, ...
-        return getattr(self._conn, name)
-
-    async def fetch(self, sql: str, args: Sequence[Any]) -> Any:
-        rows = await self._conn.fetch(sql, args)
-        self._log.append(Stmt("fetch", sql, tuple(args), len(rows)))
-        return rows
-
-    async def execute(self, sql: str, args: Sequence[Any]) -> Any:
-        n = await self._conn.execute(sql, args)
-        self._log.append(Stmt("execute", sql, tuple(args), int(n)))
-        return n
-
-    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        await self._conn.executemany(sql, rows)
-        self._log.append(Stmt("executemany", sql, tuple(tuple(r) for r in rows)))
-
-    async def begin(self) -> None:
-        await self._conn.begin()
-        self._log.append(Stmt("begin", self._conn.begin_sql, ()))
-
-    async def commit(self) -> None:
-        await self._conn.commit()
-        self._log.append(Stmt("commit", "COMMIT", ()))
-
-    async def rollback(self) -> None:
-        await self._conn.rollback()
-        self._log.append(Stmt("rollback", "ROLLBACK", ()))
-
-
 @dataclass
 class Recorder:
-    """Records the driver calls of a DataFlow handle while installed.
+    """Records the driver calls of a DataFlow handle while installed, through the
+    library's own hook (:meth:`DataFlow.on_driver_call`).
 
     Use ``async with Recorder(db) as rec:`` and ``rec.take()`` after each call.
     """
@@ -89,35 +51,19 @@ class Recorder:
 
     def __post_init__(self) -> None:
         self.log: list[Stmt] = []
-        self._undo: list[tuple[Any, str, Any]] = []
+        self._remove: Callable[[], None] | None = None
+
+    def _record(self, call: DriverCall) -> None:
+        self.log.append(Stmt(call.method, call.sql, call.args, call.result))
 
     async def __aenter__(self) -> Recorder:
-        backend = await self.db._backend()
-        log = self.log
-        pool = getattr(backend, "pool", None)
-        if pool is None:  # pragma: no cover - a new backend kind
-            raise TypeError(f"cannot record {type(backend).__name__}")
-        # Every dialect's backend hands out pooled connections: wrap what the pool gives.
-        get, put = pool.get, pool.put
-
-        async def rec_get(**kwargs: Any) -> Any:
-            return _Recording(await get(**kwargs), log)
-
-        def rec_put(conn: Any, *, broken: bool) -> None:
-            raw = conn._conn if isinstance(conn, _Recording) else conn
-            put(raw, broken=broken)
-
-        pool.get, pool.put = rec_get, rec_put
-        self._undo += [(pool, "get", None), (pool, "put", None)]
+        self._remove = self.db.on_driver_call(self._record)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        for obj, attr, old in reversed(self._undo):
-            if old is None:
-                delattr(obj, attr)  # the instance attribute hid the class method
-            else:
-                setattr(obj, attr, old)
-        self._undo.clear()
+        if self._remove is not None:
+            self._remove()
+            self._remove = None
 
     def take(self) -> list[Stmt]:
         """The calls logged since the previous ``take``."""
@@ -167,6 +113,8 @@ class AsyncpgReplayer:
             elif s.method == "executemany":
                 await conn.executemany(s.sql, s.args)
                 out.append(-1)
+            elif s.method == "script":  # a write batch: one statement, its counts
+                out.append(sum(await conn.fetchrow(s.sql, *s.args)))
             else:  # begin / commit / rollback
                 await conn.execute(s.sql)
                 out.append(-1)
@@ -200,6 +148,8 @@ class AsyncmyReplayer:
                 elif s.method == "executemany":
                     await cur.executemany(s.sql, s.args)
                     out.append(-1)
+                elif s.method in ("script", "results"):  # several statements at once
+                    out.append(await _all_sets(cur, s))
                 elif s.method == "begin":
                     await conn.begin()
                     out.append(-1)
@@ -216,6 +166,20 @@ class AsyncmyReplayer:
 
     async def close(self) -> None:
         self.conn.close()
+
+
+async def _all_sets(cur: Any, s: Stmt) -> int:
+    """Send a multi-statement script; read every result (a script: its counts' sum;
+    queries: rows in all)."""
+    await cur.execute(s.sql, s.args)
+    rows: list[Any] = []
+    while True:
+        if cur.description:
+            got = await cur.fetchall()
+            rows = [*rows, *got] if s.method == "results" else list(got)
+        if not await cur.nextset():
+            break
+    return len(rows) if s.method == "results" else sum(int(v) for v in rows[0])
 
 
 class AiosqliteReplayer:

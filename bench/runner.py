@@ -19,11 +19,25 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.capture import Recorder, Replayer, Stmt
+from bench.expert import EXPERTS, Expert
 from dataflow import DataFlow
 
-__all__ = ["Op", "OpResult", "Stats", "interleaved", "run_op"]
+__all__ = ["EXPERT", "Op", "OpResult", "Stats", "interleaved", "run_op"]
 
 Step = Callable[[Any], Awaitable[Any]]
+#: The column of the hand-written baseline (:mod:`bench.expert`) beside the raw replays.
+EXPERT = "expert"
+
+
+@dataclass(frozen=True)
+class _Expert:
+    """The expert's version of an operation, on one replayer's raw connection."""
+
+    replayer: Replayer
+    run: Expert
+
+    async def call(self, arg: Any) -> Any:
+        return await self.run(getattr(self.replayer, "conn"), arg)  # noqa: B009
 
 
 @dataclass(frozen=True)
@@ -165,7 +179,7 @@ async def run_op(
     warm = max(2, min(20, n // 10))
     per_call = await _warm_up(op, warm, budget / 20, ids)
     # Every round runs the capture, our call and one replay per driver.
-    affordable = int(budget / (per_call * (2 + len(replayers))))
+    affordable = int(budget / (per_call * (3 + len(replayers))))
     if affordable < n:
         n = max(5, affordable)
         cut = f"cut to {n} calls by the time budget"
@@ -185,16 +199,29 @@ async def run_op(
 
     ours: list[int] = []
     raw: dict[str, list[int]] = {r.name: [] for r in replayers}
-    sides: list[Replayer | None] = [None, *replayers]
+    sides: list[Replayer | _Expert | None] = [None, *replayers]
+    for r in replayers:  # the expert's hand-written version, on that driver's connection
+        expert = EXPERTS.get(r.name, {}).get(f"{group}.{op.name}")
+        if expert is not None:
+            sides.append(_Expert(r, expert))
+            raw[EXPERT] = []
+            for _ in range(warm):
+                arg = op.make(next(ids))
+                await _maybe(op.setup, arg)
+                await expert(getattr(r, "conn"), arg)  # noqa: B009 - every replayer has one
+                await _maybe(op.teardown, arg)
     gc.collect()
     for i, (captured_arg, stmts) in enumerate(recorded):
         fresh = op.make(next(ids))
         for side in sides[i % len(sides) :] + sides[: i % len(sides)]:
-            arg = fresh if side is None else captured_arg
+            arg = fresh if side is None or isinstance(side, _Expert) else captured_arg
             await _maybe(op.setup, arg)
             if side is None:
                 dt, _ = await _timed(op.call, arg)
                 ours.append(dt)
+            elif isinstance(side, _Expert):
+                dt, _ = await _timed(side.call, arg)
+                raw[EXPERT].append(dt)
             else:
                 try:
                     dt, counts = await _timed(side.replay, stmts)

@@ -247,13 +247,13 @@ async def connect_raw(t: Target, driver: str) -> Any:
         )
     if driver == "asyncmy":
         import asyncmy
-        from asyncmy.constants.CLIENT import FOUND_ROWS
+        from asyncmy.constants.CLIENT import FOUND_ROWS, MULTI_STATEMENTS
 
         return await asyncmy.connect(
             **t.params,
             autocommit=True,
             charset="utf8mb4",
-            client_flag=FOUND_ROWS,
+            client_flag=FOUND_ROWS | MULTI_STATEMENTS,  # as ours: scripts in one round trip
             connect_timeout=_TIMEOUT,
             init_command="SET time_zone = '+00:00'",
         )

@@ -12,6 +12,15 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+#: Driver calls per write on PostgreSQL and MySQL (as bench/goals.py targets them).
+WRITES = {
+    "approvals.save": 1,
+    "approvals.update": 2,
+    "approvals.approve": 2,
+    "approvals.delegated_vote": 2,
+    "sessions.save": 1,
+    "sessions.update_session_state": 1,
+}
 
 
 def test_quick_run_writes_results(tmp_path: Path) -> None:
@@ -66,3 +75,37 @@ def test_quick_run_writes_results(tmp_path: Path) -> None:
 
     table = (tmp_path / "latest.md").read_text()
     assert "## sqlite" in table and "## Targets" in table and "unreachable" in table
+
+
+def test_servers_show_the_expert_baseline_and_one_round_trip_writes(tmp_path: Path) -> None:
+    """On PostgreSQL and MySQL: the hand-written baseline beside the replay, the writes
+    at their driver-call targets, replays matching their captures (scripts included)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    args = ["--quick", "--databases", "postgresql,mysql", "--parts", "ops", "--calls", "5"]
+    args += ["--ops", "save,update,approve,delegated_vote,update_session_state"]
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", *args, "--out", str(tmp_path)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    results = json.loads((tmp_path / "latest.json").read_text())
+    for name in ("postgresql", "mysql"):
+        db = results["databases"][name]
+        assert db["reachable"], db["error"]
+        ops = {f"{op['group']}.{op['op']}": op for op in db["ops"]}
+        assert set(WRITES) <= set(ops)
+        for key in WRITES:
+            op = ops[key]
+            assert op["error"] is None, op
+            assert op["replay_mismatches"] == 0, op
+            assert op["raw"]["expert"]["p50_ms"] > 0, key
+            assert op["statements_per_call"] <= WRITES[key], (name, key, op)
+    goals = {(g["database"], g["target"]) for g in results["goals"]}
+    assert ("postgresql", "approvals.approve p50 vs expert") in goals
+    assert "| expert p50 |" in (tmp_path / "latest.md").read_text()
