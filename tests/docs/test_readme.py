@@ -36,6 +36,10 @@ class Sample(NamedTuple):
 SAMPLES: dict[str, Sample] = {
     "dataflow-in-a-minute": Sample("escape_like", ["['50% off']", "1 0", "done {'seen': True}"]),
     "transactions": Sample("tx.savepoint()", ["[('n1', 'first'), ('n2', 'second')]"]),
+    "batches": Sample(
+        "db.batch()",
+        ["p1 1", "p2 0", "paid ['p1']", "['begin', 'commit', 'execute', 'fetch']"],
+    ),
     "governance-quick-start": Sample('external_agent_id="copilot-001"', ["approved lead-456"]),
     "approval-policies": Sample(
         "except AlreadyVotedError",
