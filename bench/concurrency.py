@@ -6,7 +6,8 @@ state in place, waits at a barrier for the other process, then runs the calls
 from 32 tasks and times each. For the raw side it first records each call's
 statements (untimed, undoing it afterwards), restores the starting states, and
 replays the recordings from 32 tasks over as many raw connections as our pool
-holds (one for SQLite, like ours). The sides alternate in three rounds, so a
+holds (one for SQLite, like ours), opened before the rounds; as many of ours are
+opened then too (ours connect on demand). The sides alternate in three rounds, so a
 burst of load from elsewhere on the machine does not land on one side only.
 Throughput is all calls over the summed windows, each from the first start to
 the last finish of a round.
@@ -203,6 +204,9 @@ async def _child_main(
     await load.db.initialize()
     size = 1 if target.family == "sqlite" else POOL_SIZE
     pool = _FifoPool([await open_replayer(target, target.raw_drivers[0]) for _ in range(size)])
+    # The raw connections are open before any timing; ours open on demand. Open as
+    # many of ours now, untimed, so that no window pays for connecting.
+    await asyncio.gather(*(load.db.ping() for _ in range(size)))
     per_round = max(1, calls // ROUNDS)
     result: dict[str, list[dict[str, Any]]] = {"ours": [], "raw": []}
     # Alternate the sides so a burst of load from elsewhere does not land on one.
@@ -269,7 +273,9 @@ def run_concurrency(target: Target, calls: int, fixture_rows: int) -> dict[str, 
         return {"error": "; ".join(errors)}
     ours = _summary([p["ours"] for p in parts])
     raw = _summary([p["raw"] for p in parts])
+    profiles = {"profiles": [p["profile"] for p in parts]} if "profile" in parts[0] else {}
     return {
+        **profiles,  # bench.profile --concurrency
         "processes": PROCESSES,
         "tasks_per_process": TASKS,
         "mix": MIX,

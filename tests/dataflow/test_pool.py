@@ -178,3 +178,104 @@ async def test_a_transaction_waiting_for_its_own_pool_is_refused_at_once() -> No
     again = await pool.get(transaction=True)  # the count was released with it
     pool.put(again, broken=False)
     assert await pool.get() is held
+
+
+async def test_each_waiter_times_out_at_its_own_deadline() -> None:
+    # One timer serves every waiter: it fires at the first deadline, fails that wait
+    # only, and is armed again for the next waiter's.
+    f = _Factory()
+    pool = Pool(f.connect, f.close, max_size=1, timeout=0.3)
+    held = await pool.get()
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    first = asyncio.create_task(pool.get())
+    await asyncio.sleep(0.15)
+    second = asyncio.create_task(pool.get())
+    gone = asyncio.create_task(pool.get())
+    third = asyncio.create_task(pool.get())
+    await asyncio.sleep(0)
+    gone.cancel()  # still queued when the timer fires: skipped
+    with pytest.raises(ConnectionLostError, match=r"no free connection after 0\.3 s"):
+        await first
+    assert 0.25 <= loop.time() - start < 0.42 and not second.done() and not third.done()
+    for later in (second, third):
+        with pytest.raises(ConnectionLostError, match="no free connection"):
+            await later
+    assert loop.time() - start >= 0.4
+    assert gone.cancelled()
+    await asyncio.sleep(0)  # the timer, armed for nobody now, has not been re-armed
+    assert pool._timer is None
+    pool.put(held, broken=False)
+    assert await pool.get() is held
+
+
+async def test_an_earlier_deadline_rearms_the_timer() -> None:
+    # A waiter told of a free slot that another caller took first waits again with its
+    # first deadline, which can be earlier than the one the timer was armed for.
+    f = _Factory()
+    pool = Pool(f.connect, f.close, max_size=1, timeout=30)
+    held = await pool.get()
+    loop = asyncio.get_running_loop()
+    patient = asyncio.create_task(pool.get())
+    await asyncio.sleep(0)
+    with pytest.raises(ConnectionLostError, match="no free connection"):
+        await pool._wait(loop, loop.time() + 0.05)
+    assert not patient.done()
+    assert pool._timer is not None and pool._timer.when() > loop.time() + 20
+    pool.put(held, broken=False)
+    assert await asyncio.wait_for(patient, 2) is held
+    pool.put(held, broken=False)
+    await pool.close()
+    assert pool._timer is None
+
+
+async def test_a_handed_connection_is_not_lost_to_the_timer() -> None:
+    # Handed over in the same loop iteration as the deadline passes: the waiter keeps it.
+    f = _Factory()
+    pool = Pool(f.connect, f.close, max_size=1, timeout=0.05)
+    held = await pool.get()
+    waiter = asyncio.create_task(pool.get())
+    await asyncio.sleep(0)
+    pool.put(held, broken=False)
+    await asyncio.sleep(0.1)  # the timer fires after the hand-over: nothing to fail
+    assert await waiter is held
+
+
+async def test_a_transaction_may_wait_for_a_connection_others_hold() -> None:
+    # Holding a transaction and waiting is no deadlock while a connection can come back.
+    f = _Factory()
+    pool = Pool(f.connect, f.close, max_size=2, timeout=5)
+
+    async def in_transaction() -> _Conn:
+        tx = await pool.get(transaction=True)
+        other = await pool.get()  # waits: the pool's other connection is held below
+        pool.put(other, broken=False)
+        return tx
+
+    held = await pool.get()
+    task = asyncio.create_task(in_transaction())
+    await asyncio.sleep(0.01)
+    assert not task.done() and len(pool._waiting) == 1
+    plain = asyncio.create_task(pool.get())  # a task without a transaction waits too
+    await asyncio.sleep(0.01)
+    assert len(pool._waiting) == 1
+    pool.put(held, broken=False)
+    tx = await asyncio.wait_for(task, 2)
+    assert not pool._waiting
+    assert await asyncio.wait_for(plain, 2) is held
+    pool.put(tx, broken=False)
+
+
+async def test_a_connection_handed_to_a_cancelled_waiter_goes_to_the_next() -> None:
+    f = _Factory()
+    pool = Pool(f.connect, f.close, max_size=1, timeout=5)
+    held = await pool.get()
+    first = asyncio.create_task(pool.get())
+    second = asyncio.create_task(pool.get())
+    await asyncio.sleep(0)
+    pool.put(held, broken=False)  # handed to `first`...
+    first.cancel()  # ... cancelled before it could run
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert await asyncio.wait_for(second, 2) is held
+    assert len(f.opened) == 1

@@ -61,13 +61,18 @@ class Pool(Generic[C]):
         self._usable = usable
         self._idle: list[C] = []
         self._size = 0
-        self._waiters: deque[asyncio.Future[C | None]] = deque()
+        # Waiters in arrival order, each with its deadline (None: waits for ever).
+        self._waiters: deque[tuple[asyncio.Future[C | None], float | None]] = deque()
+        # One timer for all waiters, due at or before the earliest deadline among them:
+        # a wait arms no timer of its own (see _expire).
+        self._timer: asyncio.TimerHandle | None = None
         self._closed = False
         self._closing: set[asyncio.Task[None]] = set()
         # Transactions: connection -> the task holding it, and how many each task holds.
         self._tx_conns: dict[C, asyncio.Task[Any]] = {}
         self._tx_tasks: dict[asyncio.Task[Any], int] = {}
-        self._waiting: dict[asyncio.Task[Any], int] = {}
+        # Tasks holding a transaction that wait here (a task waits once at a time).
+        self._waiting: set[asyncio.Task[Any]] = set()
 
     @property
     def size(self) -> int:
@@ -127,16 +132,24 @@ class Pool(Generic[C]):
 
     async def _wait(self, loop: asyncio.AbstractEventLoop, deadline: float | None) -> C | None:
         """Wait for a connection handed over (or None: a slot opened up)."""
-        task = asyncio.current_task()
-        assert task is not None
-        self._check_deadlock(task)
+        task = asyncio.current_task() if self._tx_tasks else None
+        if task is not None and task in self._tx_tasks:
+            # Only a task holding a transaction can take part in a deadlock.
+            self._check_deadlock(task)
+            self._waiting.add(task)
+        else:
+            task = None
         waiter: asyncio.Future[C | None] = loop.create_future()
-        self._waiters.append(waiter)
-        self._waiting[task] = self._waiting.get(task, 0) + 1
+        self._waiters.append((waiter, deadline))
+        if deadline is not None:
+            timer = self._timer
+            if timer is None or timer.when() > deadline:
+                if timer is not None:
+                    timer.cancel()
+                self._timer = loop.call_at(deadline, self._expire)
         try:
-            async with asyncio.timeout_at(deadline):
-                return await waiter
-        except BaseException as exc:
+            return await waiter
+        except BaseException:
             settled = waiter.done() and not waiter.cancelled() and waiter.exception() is None
             if settled:  # handed over just as the wait ended: pass it on to the next waiter
                 handed = waiter.result()
@@ -144,19 +157,36 @@ class Pool(Generic[C]):
                     self.put(handed, broken=False)
                 else:
                     self._wake()  # the free slot it was told of
-            if isinstance(exc, TimeoutError) and deadline is not None:
-                raise self._on_timeout(self._timeout or 0.0) from None
             raise
         finally:
-            left = self._waiting[task] - 1
-            if left:
-                self._waiting[task] = left
-            else:
-                del self._waiting[task]
+            if task is not None:
+                self._waiting.discard(task)
+
+    def _expire(self) -> None:
+        """The timer is due: fail the waits past their deadline, re-arm for the next one.
+
+        Waiters are served in order and share one timeout, so the timer mostly
+        fires once per timeout, finding the waits it was armed for long served.
+        """
+        self._timer = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        kept: deque[tuple[asyncio.Future[C | None], float | None]] = deque()
+        due: float | None = None
+        for waiter, deadline in self._waiters:
+            if waiter.done():
+                continue
+            if deadline is not None and deadline <= now:
+                waiter.set_exception(self._on_timeout(self._timeout or 0.0))
+                continue
+            kept.append((waiter, deadline))
+            if deadline is not None and (due is None or deadline < due):
+                due = deadline
+        self._waiters = kept
+        if due is not None:
+            self._timer = loop.call_at(due, self._expire)
 
     def _check_deadlock(self, task: asyncio.Task[Any]) -> None:
-        if not self._tx_tasks.get(task):
-            return
         stuck = self._tx_tasks[task] + sum(
             self._tx_tasks.get(t, 0) for t in self._waiting if t is not task
         )
@@ -176,8 +206,9 @@ class Pool(Generic[C]):
             self._forget(conn)
             self._wake()
             return
-        while self._waiters:
-            waiter = self._waiters.popleft()
+        waiters = self._waiters
+        while waiters:
+            waiter = waiters.popleft()[0]
             if not waiter.done():
                 waiter.set_result(conn)
                 return
@@ -199,7 +230,7 @@ class Pool(Generic[C]):
     def _wake(self) -> None:
         """Let one waiter open a fresh connection in place of a lost one."""
         while self._waiters:
-            waiter = self._waiters.popleft()
+            waiter = self._waiters.popleft()[0]
             if not waiter.done():
                 waiter.set_result(None)
                 return
@@ -235,8 +266,11 @@ class Pool(Generic[C]):
         self._size -= len(idle)
         # At once: each close is bounded, a frozen server must not make them add up.
         await asyncio.gather(*(self._safe_close(conn) for conn in idle))
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         while self._waiters:
-            waiter = self._waiters.popleft()
+            waiter = self._waiters.popleft()[0]
             if not waiter.done():
                 waiter.set_exception(ConnectionLostError("the database handle is closed"))
 
