@@ -96,7 +96,9 @@ class _Connection(Connection):
         return time.monotonic() > self._deadline
 
     async def _retry(self, fn: Callable[[], T]) -> T:
-        delay, deadline = 0.0005, 0.0
+        # Short sleeps: the task holds this process's one connection while it waits, and
+        # the other process's write lock is usually released within a millisecond.
+        delay, deadline = 0.0001, 0.0
         while True:
             if self.command_timeout is not None:
                 self._deadline = time.monotonic() + self.command_timeout
@@ -110,7 +112,7 @@ class _Connection(Connection):
                 if now >= deadline:
                     raise
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.02)
+            delay = min(delay * 2, 0.002)
 
     def _fetch(self, sql: str, args: Sequence[Any]) -> Awaitable[list[Sequence[Any]]]:
         return self._retry(lambda: self.raw.execute(sql, args).fetchall())
