@@ -56,6 +56,7 @@ async def _scenario(server: PostgresServer) -> None:
     async with DataFlow(url) as db, DataFlow(url) as other:
         manager = _manager(db)
         request_id = await manager.request_approval("agent", "user", {})
+        await manager.get_request(request_id)  # tables checked: the waiter only reads, then waits
         waiter = asyncio.create_task(manager.wait_for_approval(request_id, timeout=3600))
         before = await _listener_pid(server)
         await asyncio.to_thread(server.kill)
