@@ -35,7 +35,7 @@ import sqlalchemy as sa
 from dataflow.dialects.base import GUARD, BatchPart, Connection
 from dataflow.errors import DataFlowError, ValidationError
 from dataflow.jsonvalues import dump_json
-from dataflow.statements import Filter, ModelRef, ModelState
+from dataflow.statements import Compiled, Filter, ModelRef, ModelState
 from dataflow.values import utcnow
 
 if TYPE_CHECKING:
@@ -61,6 +61,7 @@ class _Op:
     filter: Filter
     record: dict[str, Any]  # inserts: the prepared record
     args: list[Any]  # inserts: its encoded values; notify: channel and payload
+    plan: tuple[Compiled, list[Any]] | None = None  # updates, deletes: SQL and arguments
 
 
 class BatchResult:
@@ -144,14 +145,16 @@ class WriteBatch:
     ) -> Step:
         """``UPDATE ... SET values WHERE filter`` (as :meth:`DataFlow.update_where`)."""
         st = self._db._state(model)
-        self._db._update_plan(st, filter, values, None, {})  # checks now, not at run
-        return self._add(_Op("update", st, self._when(when), values, filter, {}, []))
+        guard = self._when(when)
+        plan = self._db._update_plan(st, filter, values, None, {}, guarded=guard is not None)
+        return self._add(_Op("update", st, guard, values, filter, {}, [], plan))
 
     def delete_where(self, model: ModelRef, filter: Filter, *, when: Step | None = None) -> Step:
         """Delete the records matching ``filter``."""
         st = self._db._state(model)
-        self._db._delete_plan(st, filter, None)
-        return self._add(_Op("delete", st, self._when(when), {}, filter, {}, []))
+        guard = self._when(when)
+        plan = self._db._delete_plan(st, filter, None, guarded=guard is not None)
+        return self._add(_Op("delete", st, guard, {}, filter, {}, [], plan))
 
     def notify(self, channel: str, payload: str, *, when: Step | None = None) -> None:
         """Tell listeners of ``channel`` at commit (a no-op without notifications)."""
@@ -212,7 +215,7 @@ class WriteBatch:
             return 1
         assert op.st is not None
         if op.kind == "insert":
-            await tx.insert(op.st.name, op.values)
+            await tx._insert_prepared(op.st, op.record, op.args)
             return 1
         if op.kind == "update":
             return await tx.update_where(op.st.name, op.filter, op.values)
@@ -258,7 +261,8 @@ class WriteBatch:
                 for side_key, sql, row in self._side_rows(st, op.record):
                     add(sql, side_key, row, first[i], None)
             elif op.kind == "update":
-                c, values = db._update_plan(st, op.filter, op.values, None, {}, guarded=guarded)
+                assert op.plan is not None
+                c, values = op.plan
                 first[i] = add(c.sql, ("update", c.sql), values, guard, i)
                 touched = {f: op.values[f] for f in st.tables.sides if f in op.values}
                 if touched:  # the record's side rows, replaced if the update matched
@@ -272,7 +276,8 @@ class WriteBatch:
                     for side_key, sql, row in self._side_rows(st, {"id": owner, **touched}):
                         add(sql, side_key, row, first[i], None)
             else:
-                c, values = db._delete_plan(st, op.filter, None, guarded=guarded)
+                assert op.plan is not None
+                c, values = op.plan
                 first[i] = add(c.sql, ("delete", c.sql), values, guard, i)
         return parts, args, owners
 

@@ -112,6 +112,12 @@ class WriteOperations:
         """
         st = self._state(model)
         record, args = self._prepare(st, values, utcnow())
+        return await self._insert_prepared(st, record, args)
+
+    async def _insert_prepared(
+        self, st: ModelState, record: dict[str, Any], args: list[Any]
+    ) -> dict[str, Any]:
+        """Insert a record :meth:`_prepare` checked and encoded."""
         c = self._insert_sql(st)
 
         async def fn(conn: Connection) -> dict[str, Any]:
