@@ -166,7 +166,8 @@ async def _replayed(database: str) -> None:
     raise RuntimeError(f"the standby never replayed CREATE DATABASE {database}")
 
 
-async def _mysql_admin(admin: str, *statements: str) -> tuple[str, list[str]]:
+async def mysql_admin(admin: str, *statements: str) -> tuple[str, list[str]]:
+    """Run ``statements`` as the admin URL's user; the server version and its databases."""
     import asyncmy
 
     conn = await asyncmy.connect(connect_timeout=_TIMEOUT, **_params(admin, 3306))
@@ -185,14 +186,15 @@ async def _mysql_admin(admin: str, *statements: str) -> tuple[str, list[str]]:
     finally:
         log.setLevel(level)
         conn.close()
-    return version, [n for n in names if n.startswith(BENCH_PREFIX)]
+    return version, names
 
 
 async def _prepare_mysql(t: Target) -> None:
     admin = ADMINS[t.name]
-    t.server_version, existing = await _mysql_admin(admin)
+    t.server_version, names = await mysql_admin(admin)
+    existing = [n for n in names if n.startswith(BENCH_PREFIX)]
     drops = [f"DROP DATABASE IF EXISTS `{n}`" for n in [*_stale(existing), BENCH_DB]]
-    await _mysql_admin(admin, *drops, f"CREATE DATABASE `{BENCH_DB}` CHARACTER SET utf8mb4")
+    await mysql_admin(admin, *drops, f"CREATE DATABASE `{BENCH_DB}` CHARACTER SET utf8mb4")
     p = _params(admin, 3306)
     t.params = {**p, "database": BENCH_DB}
     auth = p["user"] + (f":{p['password']}" if p["password"] else "")
@@ -205,7 +207,7 @@ async def drop_target(t: Target) -> None:
         if t.reachable and t.family == "postgresql":
             await _pg_admin(ADMINS[t.name], f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
         elif t.reachable and t.family == "mysql":
-            await _mysql_admin(ADMINS[t.name], f"DROP DATABASE IF EXISTS `{BENCH_DB}`")
+            await mysql_admin(ADMINS[t.name], f"DROP DATABASE IF EXISTS `{BENCH_DB}`")
 
 
 def sqlite_target(path: Path, synchronous: str = "full") -> Target:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
-import logging
 import multiprocessing
 import os
 import random
@@ -149,27 +148,9 @@ async def _pg(admin: str, *statements: str) -> tuple[str, list[str]]:
 
 
 async def _mysql(admin: str, *statements: str) -> tuple[str, list[str]]:
-    import asyncmy
+    from bench.targets import mysql_admin  # the bench's own admin helper (asyncmy)
 
-    p = urlsplit(admin)
-    conn = await asyncmy.connect(
-        host=p.hostname, port=p.port or 3306, user=p.username or "root", password=p.password or ""
-    )
-    log = logging.getLogger("asyncmy")  # "database doesn't exist" after IF EXISTS is expected
-    level = log.level
-    try:
-        log.setLevel(logging.ERROR)
-        async with conn.cursor() as cur:
-            for sql in statements:
-                await cur.execute(sql)
-            await cur.execute("SELECT VERSION()")
-            version = str((await cur.fetchone())[0])
-            await cur.execute("SHOW DATABASES")
-            names = [str(r[0]) for r in await cur.fetchall()]
-    finally:
-        log.setLevel(level)
-        conn.close()
-    return version, names
+    return await mysql_admin(admin, *statements)
 
 
 async def prepare_database(name: str, directory: Path) -> Database:
