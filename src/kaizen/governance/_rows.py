@@ -14,6 +14,7 @@ import copy
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from kaizen.governance.audit import make_event
@@ -21,6 +22,8 @@ from kaizen.governance.models import AuditEvent, Delegation, ExternalAgentApprov
 
 __all__ = ["CHANGEABLE", "Change", "apply_change", "change_event", "content", "vote_json"]
 
+#: Values a request can share with a change (nothing in them can be altered).
+_IMMUTABLE = (str, int, float, datetime, enum.Enum, type(None))
 #: Request fields a change may set.
 CHANGEABLE = frozenset(
     {
@@ -68,6 +71,12 @@ class Change:
     delegation: Delegation | None = None
     announce: bool = True
 
+    @cached_property
+    def recorded(self) -> AuditEvent:
+        """The audit event recording the change (hashed once: the store writes it, the
+        manager chains the request onto it)."""
+        return _event_of(self)
+
 
 def _json_value(value: Any) -> Any:
     if isinstance(value, datetime):
@@ -90,6 +99,10 @@ def vote_json(vote: Vote) -> dict[str, Any]:
 
 def change_event(change: Change) -> AuditEvent:
     """The audit event recording ``change`` (seq ``change.seq + 1``)."""
+    return change.recorded
+
+
+def _event_of(change: Change) -> AuditEvent:
     details = dict(change.details)
     details["set"] = {name: _json_value(value) for name, value in change.fields.items()}
     if change.vote is not None:
@@ -110,7 +123,7 @@ def apply_change(
 ) -> ExternalAgentApprovalRequest:
     """``request`` with ``change`` (recorded by ``event``) applied, in place."""
     for name, value in change.fields.items():
-        setattr(request, name, copy.deepcopy(value))
+        setattr(request, name, value if isinstance(value, _IMMUTABLE) else copy.deepcopy(value))
     if change.vote is not None:
         request.votes = [*request.votes, change.vote]
     request.audit_seq, request.audit_head = event.seq, event.hash
