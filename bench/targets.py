@@ -110,9 +110,10 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _stale(names: list[str]) -> list[str]:
-    """Bench databases left by runs whose process is gone (killed before clean-up)."""
-    prefix = BENCH_PREFIX + "_"
+def stale_databases(names: list[str], prefix: str = BENCH_PREFIX) -> list[str]:
+    """Databases ``<prefix>_<pid>`` left by runs whose process is gone (killed before
+    clean-up)."""
+    prefix += "_"
     pids = {n: n.removeprefix(prefix) for n in names if n.startswith(prefix)}
     return [n for n, pid in pids.items() if pid.isdigit() and not _alive(int(pid))]
 
@@ -137,7 +138,7 @@ async def _pg_admin(admin: str, sql: str | None = None) -> tuple[Any, list[str]]
 async def _prepare_postgres(t: Target) -> None:
     admin = ADMINS[t.name]
     t.server_version, existing = await _pg_admin(admin)
-    for name in [*_stale(existing), BENCH_DB]:
+    for name in [*stale_databases(existing), BENCH_DB]:
         await _pg_admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     await _pg_admin(admin, f'CREATE DATABASE "{BENCH_DB}"')
     p = _params(admin, 5432)
@@ -193,7 +194,7 @@ async def _prepare_mysql(t: Target) -> None:
     admin = ADMINS[t.name]
     t.server_version, names = await mysql_admin(admin)
     existing = [n for n in names if n.startswith(BENCH_PREFIX)]
-    drops = [f"DROP DATABASE IF EXISTS `{n}`" for n in [*_stale(existing), BENCH_DB]]
+    drops = [f"DROP DATABASE IF EXISTS `{n}`" for n in [*stale_databases(existing), BENCH_DB]]
     await mysql_admin(admin, *drops, f"CREATE DATABASE `{BENCH_DB}` CHARACTER SET utf8mb4")
     p = _params(admin, 3306)
     t.params = {**p, "database": BENCH_DB}

@@ -117,20 +117,11 @@ def load_system(path: str) -> type[System]:
 # -- databases ------------------------------------------------------------------------------
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _stale(names: list[str]) -> list[str]:
     """Databases of earlier runs whose process is gone (killed before they dropped them)."""
-    pids = {n: n.removeprefix(PREFIX + "_") for n in names if n.startswith(PREFIX + "_")}
-    return [n for n, pid in pids.items() if pid.isdigit() and not _alive(int(pid))]
+    from bench.targets import stale_databases  # the bench's own clean-up rule
+
+    return stale_databases(names, PREFIX)
 
 
 async def _pg(admin: str, *statements: str) -> tuple[str, list[str]]:
