@@ -15,9 +15,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import SplitResult, urlsplit
 
 import pytest
 
@@ -151,11 +153,33 @@ async def _mysql(target: Target, sql: str) -> None:
 
 
 async def _reset_mysql(target: Target) -> None:
-    # Dropping and re-creating the database is the quickest way to empty it
-    # (on Galera the DDL replicates to every node before it returns).
+    # Dropping and re-creating the database is the quickest way to empty it.
     await _mysql(target, f"DROP DATABASE IF EXISTS `{DB_NAME}`")
     await _mysql(target, f"CREATE DATABASE `{DB_NAME}` CHARACTER SET utf8mb4")
     _created.add(target.name)
+    urls = target.urls(DB_NAME)
+    if len(urls) > 1:  # Galera: the other nodes apply the DDL a moment after it returns
+        for url in urls:
+            await _until_created(urlsplit(url))
+
+
+async def _until_created(node: SplitResult, seconds: float = 20) -> None:
+    import asyncmy
+
+    deadline = time.monotonic() + seconds
+    conn = await asyncmy.connect(host=node.hostname, port=node.port, user="root", password="")
+    try:
+        async with conn.cursor() as cur:
+            while True:
+                sql = "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s"
+                await cur.execute(sql, (DB_NAME,))
+                if (await cur.fetchone())[0]:
+                    return
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"database {DB_NAME} never reached node {node.port}")
+                await asyncio.sleep(0.02)
+    finally:
+        conn.close()
 
 
 def drop_created() -> None:
